@@ -1,0 +1,53 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "wgpm",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "wgpm", targets: ["wgpm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Pure: desired + observed state in, actions out. No Foundation, no I/O.
+        .target(name: "Planner", swiftSettings: swiftSettings),
+        .target(name: "Catalog", resources: [.copy("Resources/support-files.json")],
+                swiftSettings: swiftSettings),
+        .target(name: "Manifest", dependencies: [
+            "Catalog",
+            .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: swiftSettings),
+        .target(name: "State", dependencies: [
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ], swiftSettings: swiftSettings),
+        .target(name: "HubClient", dependencies: [
+            "CCurl", "State",
+        ], swiftSettings: swiftSettings),
+        .target(name: "Inventory", dependencies: [
+            "State", "Planner",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: swiftSettings),
+        .target(name: "Rendering", dependencies: ["Planner"], swiftSettings: swiftSettings),
+        .target(name: "Reconciler", dependencies: [
+            "Planner", "Catalog", "Manifest", "State", "HubClient", "Inventory", "Rendering",
+        ], swiftSettings: swiftSettings),
+        .executableTarget(name: "wgpm", dependencies: [
+            "Reconciler",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: swiftSettings),
+        .testTarget(name: "PlannerTests", dependencies: ["Planner"], swiftSettings: swiftSettings),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: swiftSettings),
+        .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Catalog"], swiftSettings: swiftSettings),
+        .testTarget(name: "HubClientTests", dependencies: ["HubClient", "State"], swiftSettings: swiftSettings),
+        .testTarget(name: "InventoryTests", dependencies: ["Inventory", "State", "Planner"], swiftSettings: swiftSettings),
+        .testTarget(name: "EndToEndTests", dependencies: ["Reconciler"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,313 @@
+import Foundation
+
+/// Wan2GP's settings that decide which variant of a file is picked (wan2gp.md §3.1).
+public struct ModelSettings: Hashable, Sendable, Codable {
+    public enum Quantization: String, Sendable, Codable, CaseIterable { case int8, fp8, bf16 }
+    public enum TextEncoderQuantization: String, Sendable, Codable, CaseIterable { case int8, bf16 }
+    public enum DType: String, Sendable, Codable, CaseIterable { case bf16, fp16 }
+
+    public var transformerQuantization: Quantization
+    public var textEncoderQuantization: TextEncoderQuantization
+    public var dtype: DType
+    /// Include the files Wan2GP's code adds (tokenizers, VAEs, the core shared set).
+    public var sharedFiles: Bool
+    /// Every variant of every single-pick slot instead of Wan2GP's one pick.
+    public var allVariants: Bool
+
+    public init(transformerQuantization: Quantization = .int8, textEncoderQuantization: TextEncoderQuantization = .int8,
+                dtype: DType = .bf16, sharedFiles: Bool = true, allVariants: Bool = false) {
+        self.transformerQuantization = transformerQuantization
+        self.textEncoderQuantization = textEncoderQuantization
+        self.dtype = dtype
+        self.sharedFiles = sharedFiles
+        self.allVariants = allVariants
+    }
+}
+
+/// Why a file is needed; for display and for tests.
+public enum FileRole: String, Sendable, Codable, Hashable {
+    case transformer, module, textEncoder = "text_encoder", preload, vae, lora, handler, core
+}
+
+/// One file a model needs, at its place relative to the Wan2GP directory.
+public struct RequiredFile: Hashable, Sendable {
+    /// `ckpts/<…>` or `loras/<…>`.
+    public var path: String
+    /// The URL as the definition writes it (always huggingface.co in the defaults).
+    public var url: String
+    public var role: FileRole
+    /// False when the definition says Wan2GP loads a local file instead (`source:`).
+    public var downloadable: Bool
+}
+
+/// Expands models into files exactly as Wan2GP does at commit `SupportFiles.wan2gp_commit`.
+extension Catalog {
+    /// The files one model needs with the given settings, deduplicated by path (first wins).
+    public func expand(_ id: String, settings: ModelSettings) throws -> [RequiredFile] {
+        guard let def = models[id] else { throw CatalogError.unknownModel(id, suggestion: suggestion(for: id)) }
+        var out = Collector()
+        let model = def.model
+        let arch = def.architecture
+        let dtype = forcedDType(arch) ?? settings.dtype
+        let q = settings.transformerQuantization.rawValue
+
+        // Main transformer, second transformer, modules.
+        var mainPick: String?
+        for (key, sourceKey) in [("URLs", "source"), ("URLs2", "source2")] where model[key] != nil {
+            let list = try urlList(id, key, optionalReference: true)
+            let picks = settings.allVariants ? list : pick(list, quantization: q, dtype: dtype).map { [$0] } ?? []
+            if key == "URLs" { mainPick = pick(list, quantization: q, dtype: dtype) }
+            let downloadable = model[sourceKey] == nil
+            for url in picks where url.hasPrefix("http") {
+                try out.add(ckpt(url, model: id), url, .transformer, downloadable: downloadable)
+            }
+        }
+        if model["modules"] != nil {
+            var moduleDType = dtype
+            if let main = mainPick, main.contains("quanto") {
+                if main.contains("fp16") || main.contains("FP16") { moduleDType = .fp16 }
+                else if main.contains("bf16") || main.contains("BF16") { moduleDType = .bf16 }
+            }
+            let downloadable = model["module_source"] == nil
+            for list in try moduleLists(id) {
+                let picks = settings.allVariants ? list : pick(list, quantization: q, dtype: moduleDType).map { [$0] } ?? []
+                for url in picks where url.hasPrefix("http") {
+                    try out.add(ckpt(url, model: id), url, .module, downloadable: downloadable)
+                }
+            }
+        }
+        // Take-all lists.
+        for url in try urlList(id, "preload_URLs", optionalReference: false) where url.hasPrefix("http") {
+            try out.add(preloadPath(url, model: id, arch: arch), url, .preload)
+        }
+        if let vae = model["VAE_URLs"] {
+            let urls = vae.string.map { [$0] } ?? vae.array?.compactMap(\.string) ?? []
+            for url in urls where url.hasPrefix("http") { try out.add(preloadPath(url, model: id, arch: arch), url, .vae) }
+        }
+        let loraDir = support.loraDirectory(of: arch) ?? "loras"
+        for url in try urlList(id, "loras", optionalReference: false) where url.hasPrefix("http") {
+            let parts = url.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            let sub = parts.count > 1 ? try checkedAlt(parts[1], model: id, url: url) + "/" : ""
+            out.add(path: "\(loraDir)/\(sub)\(urlBasename(url))", url: parts[0], role: .lora, downloadable: true)
+        }
+        // Text encoder: its own quantization setting; folder from this model's own definition.
+        let teList = try urlList(id, "text_encoder_URLs", optionalReference: false).filter { !$0.isEmpty }
+        let teFolder = model["text_encoder_folder"]?.string
+        let tePicks = settings.allVariants ? teList
+            : pick(teList, quantization: settings.textEncoderQuantization.rawValue, dtype: dtype).map { [$0] } ?? []
+        for url in tePicks where url.hasPrefix("http") {
+            let name = urlBasename(url)
+            out.add(path: "ckpts/" + (teFolder.map { "\($0)/" } ?? "") + name, url: mainURL(url), role: .textEncoder, downloadable: true)
+        }
+
+        if settings.sharedFiles {
+            for path in try handlerFiles(def, textEncoderPresent: !teList.isEmpty) {
+                out.add(path: path.path, url: path.url, role: .handler, downloadable: true)
+            }
+            for group in support.always {
+                for file in group.files ?? [] { add(group, file, into: &out, role: .core) }
+            }
+        }
+        return out.files
+    }
+
+    /// Files of a whole selection of models, deduplicated by path in the order given.
+    public func expand(_ selection: [(id: String, settings: ModelSettings)]) throws -> [(file: RequiredFile, models: [String])] {
+        var order: [String] = []
+        var byPath: [String: (RequiredFile, [String])] = [:]
+        for (id, settings) in selection {
+            for file in try expand(id, settings: settings) {
+                if byPath[file.path] == nil { order.append(file.path); byPath[file.path] = (file, []) }
+                if !byPath[file.path]!.1.contains(id) { byPath[file.path]!.1.append(id) }
+            }
+        }
+        return order.map { (byPath[$0]!.0, byPath[$0]!.1.sorted()) }
+    }
+
+    // MARK: - Pieces
+
+    /// The dtype forced by the architecture's own effective definition (the LTX-2 family etc.).
+    func forcedDType(_ architecture: String) -> ModelSettings.DType? {
+        let value = models[architecture]?.model["dtype"]?.string
+            ?? support.handlerDefaults(architecture: architecture, raw: [:])["dtype"]?.string
+        return value.flatMap { ModelSettings.DType(rawValue: $0) }
+    }
+
+    /// A list-valued key, following string references to other models' same key.
+    /// `optionalReference`: an unknown id yields no file instead of an error (URLs, URLs2).
+    func urlList(_ id: String, _ key: String, optionalReference: Bool) throws -> [String] {
+        var current = id
+        var chain = [id]
+        for _ in 0..<10 {
+            guard let value = models[current]?.model[key] else { return [] }
+            switch value {
+            case .array(let items): return items.compactMap(\.string)
+            case .string(let ref):
+                guard models[ref] != nil else {
+                    if optionalReference { return [] }
+                    throw CatalogError.unknownReference(model: id, key: key, reference: ref)
+                }
+                current = ref
+                chain.append(ref)
+            default: return []
+            }
+        }
+        throw CatalogError.circularReference(model: id, key: key, chain: chain)
+    }
+
+    /// One candidate list per module slot (two for an object entry).
+    func moduleLists(_ id: String) throws -> [[String]] {
+        // `modules` itself may name another model whose whole list is used.
+        var current = id
+        var chain = [id]
+        var entries: [JSONValue] = []
+        resolveList: for _ in 0..<11 {
+            switch models[current]?.model["modules"] {
+            case .array(let a)?: entries = a; break resolveList
+            case .string(let ref)?:
+                guard models[ref] != nil else { throw CatalogError.unknownReference(model: id, key: "modules", reference: ref) }
+                current = ref; chain.append(ref)
+                if chain.count > 10 { throw CatalogError.circularReference(model: id, key: "modules", chain: chain) }
+            default: return []
+            }
+        }
+        var lists: [[String]] = []
+        for entry in entries { lists += try moduleEntry(entry, owner: id, chain: [id]) }
+        return lists
+    }
+
+    private func moduleEntry(_ entry: JSONValue, owner: String, chain: [String]) throws -> [[String]] {
+        switch entry {
+        case .array(let urls): return [urls.compactMap(\.string)]
+        case .object(let o):
+            return [o["URLs"], o["URLs2"]].compactMap { $0?.array?.compactMap(\.string) }
+        case .string(let ref):
+            guard chain.count <= 10 else { throw CatalogError.circularReference(model: owner, key: "modules", chain: chain + [ref]) }
+            guard let target = models[ref] else { throw CatalogError.unknownReference(model: owner, key: "modules", reference: ref) }
+            guard case .array(let inner)? = target.model["modules"], inner.count == 1 else {
+                throw CatalogError.badModule(model: owner, message: "module '\(ref)' must have a 'modules' list with exactly one entry")
+            }
+            return try moduleEntry(inner[0], owner: owner, chain: chain + [ref])
+        default:
+            throw CatalogError.badModule(model: owner, message: "an entry is neither a URL list, a module id nor an object")
+        }
+    }
+
+    func ckpt(_ url: String, model: String) throws -> String {
+        let parts = url.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        if parts.count > 1 { return "ckpts/\(try checkedAlt(parts[1], model: model, url: url))/\(urlBasename(url))" }
+        return "ckpts/" + urlBasename(url)
+    }
+
+    func preloadPath(_ url: String, model: String, arch: String) throws -> String {
+        let parts = url.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        if parts.count > 1, parts[1] == "%lora_dir" {
+            return (support.loraDirectory(of: arch) ?? "loras") + "/" + urlBasename(url)
+        }
+        return try ckpt(url, model: model)
+    }
+
+    func checkedAlt(_ folder: String, model: String, url: String) throws -> String {
+        let segments = folder.split(separator: "/")
+        guard !folder.hasPrefix("/"), !segments.contains(".."), !segments.isEmpty else {
+            throw CatalogError.badAltFolder(model: model, url: url)
+        }
+        return segments.joined(separator: "/")
+    }
+
+    func handlerFiles(_ def: ModelDefinition, textEncoderPresent: Bool) throws -> [(path: String, url: String)] {
+        guard let family = support.family(of: def.architecture) else { return [] }
+        let arch = def.architecture
+        let model = def.model
+        var placeholders = Placeholders(raw: model, architecture: arch)
+        var result: [(String, String)] = []
+        for group in family.groups {
+            if let only = group.only, !only.contains(arch) { continue }
+            if let except = group.except, except.contains(arch) { continue }
+            if let test = group.if_key, !matches(test, model) { continue }
+            if let test = group.unless_key, matches(test, model) { continue }
+            if let kiwi = group.kiwi, !kiwi.contains(placeholders.values["kiwi"] ?? "") { continue }
+            if group.if_text_encoder == true, !textEncoderPresent { continue }
+            var files = group.files ?? []
+            if let key = group.files_from_key {
+                guard let name = model[key]?.string, !name.isEmpty else { continue }
+                files = [name]
+            }
+            let connectorVariants = files.contains { $0.contains("{ltx25_connector}") }
+                ? ltx25ConnectorVariants(model["URLs"]) : [""]
+            for variant in connectorVariants {
+                placeholders.values["ltx25_connector"] = variant
+                let filled = Group(repo: group.repo, folder: placeholders.fill(group.folder), files: nil)
+                for file in files {
+                    let name = placeholders.fill(file)
+                    result.append((relative(filled, name), hubURL(filled, name)))
+                }
+            }
+        }
+        return result
+    }
+
+    private func matches(_ test: SupportFiles.Group.KeyTest, _ model: [String: JSONValue]) -> Bool {
+        guard let value = model[test.key] else { return false }
+        if let expected = test.equals { return value == expected }
+        return true
+    }
+
+    private typealias Group = SupportFiles.Group
+
+    private func add(_ group: Group, _ file: String, into out: inout Collector, role: FileRole) {
+        out.add(path: relative(group, file), url: hubURL(group, file), role: role, downloadable: true)
+    }
+
+    private func relative(_ group: Group, _ file: String) -> String {
+        "ckpts/" + (group.folder.isEmpty ? file : "\(group.folder)/\(file)")
+    }
+
+    private func hubURL(_ group: Group, _ file: String) -> String {
+        "https://huggingface.co/\(group.repo)/resolve/main/" + (group.folder.isEmpty ? file : "\(group.folder)/\(file)")
+    }
+}
+
+/// Wan2GP's single-pick rule (wan2gp.md §3.2).
+public func pick(_ list: [String], quantization q: String, dtype: ModelSettings.DType) -> String? {
+    guard let first = list.first else { return nil }
+    if list.count == 1 { return first }
+    let tokens: [String]
+    switch q {
+    case "int8": tokens = ["int8", "fp8"]
+    case "fp8": tokens = ["fp8", "int8"]
+    default: return first
+    }
+    var candidates: [String] = []
+    for token in tokens {
+        candidates += list.filter { urlBasenameKeepingAlt($0).lowercased().contains(token) }
+    }
+    if candidates.isEmpty { return first }
+    let spellings = dtype == .bf16 ? ["bf16", "BF16"] : ["fp16", "FP16"]
+    let preferred = candidates.filter { c in spellings.contains { urlBasenameKeepingAlt(c).contains($0) } }
+    return (preferred.isEmpty ? candidates : preferred).first
+}
+
+/// The basename used for variant matching includes any `|alt` suffix (wan2gp.md §6, item 12).
+func urlBasenameKeepingAlt(_ url: String) -> String {
+    url.split(separator: "/").last.map(String.init) ?? url
+}
+
+func mainURL(_ url: String) -> String {
+    url.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? url
+}
+
+/// Collects files in order, keeping the first file for each path.
+struct Collector {
+    var files: [RequiredFile] = []
+    var seen: Set<String> = []
+
+    mutating func add(path: String, url: String, role: FileRole, downloadable: Bool) {
+        guard seen.insert(path).inserted else { return }
+        files.append(RequiredFile(path: path, url: url, role: role, downloadable: downloadable))
+    }
+
+    mutating func add(_ path: String, _ url: String, _ role: FileRole, downloadable: Bool = true) throws {
+        add(path: path, url: mainURL(url), role: role, downloadable: downloadable)
+    }
+}

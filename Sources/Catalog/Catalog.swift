@@ -151,8 +151,10 @@ public func closest(to word: String, in candidates: [String]) -> String? {
         if best == nil || d < best!.1 || (d == best!.1 && c < best!.0) { best = (c, d) }
     }
     guard let (name, distance) = best else { return nil }
-    let limit = max(2, word.count / 3)
-    return distance <= limit ? name : nil
+    if distance <= max(2, word.count / 3) { return name }
+    // A truncated name ("wan2gp_dir") is a likely slip too.
+    if lower.count >= 3 { return candidates.sorted().first { $0.lowercased().hasPrefix(lower) } }
+    return nil
 }
 
 func editDistance(_ a: String, _ b: String) -> Int {

@@ -1,0 +1,205 @@
+import Catalog
+import Foundation
+import Yams
+
+/// Errors of the config stage.
+public enum ConfigError: Error, CustomStringConvertible {
+    case notFound(searched: [String])
+    case unreadable(file: String)
+    case invalid([Problem])
+    case missingDirectory(key: String, path: String, file: String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let searched):
+            return "no config file found (looked for \(searched.joined(separator: ", "))). Copy config.yaml.example to one of these places and set wan2gp_directory, or pass --config PATH."
+        case .unreadable(let file):
+            return "\(file): cannot read the config file. Check the path and its permissions."
+        case .invalid(let problems):
+            return "\(problems.first?.file ?? "config"): \(problems.count == 1 ? "1 problem" : "\(problems.count) problems"):\n"
+                + problems.sorted().map { "  \($0)" }.joined(separator: "\n")
+        case .missingDirectory(let key, let path, let file):
+            return "\(file): \(key) is \(path), which does not exist or is not a directory. Fix \(key) in the config."
+        }
+    }
+}
+
+/// A local store searched for content before downloading (SPEC §1 `sources:`).
+public enum SourceConfig: Hashable, Sendable {
+    case invokeai(db: String, modelsDir: String)
+    case hfCache(String)
+    case directory(String)
+}
+
+public enum LinkModeSetting: String, Sendable, CaseIterable { case symlink, hardlink, copy }
+
+/// The machine's config with every path made absolute and every default filled in.
+public struct MachineConfig: Sendable {
+    public var file: String?
+    public var wan2gpDirectory: String
+    public var ckptsDirectory: String
+    public var lorasDirectory: String
+    public var stateDirectory: String
+    /// Hub base URL without a trailing slash; `HF_ENDPOINT` wins over the file.
+    public var hubEndpoint: String
+    public var tokenEnv: String
+    /// The token, when one is configured. Never printed.
+    public var token: String?
+    public var bandwidthLimitKB: Int
+    public var parallelDownloads: Int
+    public var parallelHashWorkers: Int
+    public var linkMode: LinkModeSetting
+    public var minFreeGB: Int
+    public var sources: [SourceConfig]
+
+    static let keys = ["wan2gp_directory", "ckpts_directory", "loras_directory", "state_directory", "hub",
+                       "bandwidth_limit_kb", "parallel_downloads", "parallel_hash_workers", "link_mode",
+                       "min_free_gb", "sources", "invokeai_db", "invokeai_models_dir"]
+
+    /// The config files tried, in order, when none is named.
+    public static func searchPath(environment env: [String: String], cwd: String) -> [String] {
+        var list: [String] = []
+        if let p = env["WGPM_CONFIG"], !p.isEmpty { list.append(expandHome(p, env: env)) }
+        list.append((cwd as NSString).appendingPathComponent("config.yaml"))
+        list.append(expandHome("~/.config/wgpm/config.yaml", env: env))
+        return list
+    }
+
+    /// Finds and reads the config: `--config PATH`, `$WGPM_CONFIG`, `./config.yaml`, `~/.config/wgpm/config.yaml`.
+    public static func load(explicit: String?, environment env: [String: String], cwd: String) throws -> MachineConfig {
+        let path: String
+        if let explicit {
+            path = expandHome(explicit, env: env)
+        } else if let p = env["WGPM_CONFIG"], !p.isEmpty {
+            path = expandHome(p, env: env)
+        } else {
+            let candidates = searchPath(environment: env, cwd: cwd)
+            guard let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+                throw ConfigError.notFound(searched: candidates)
+            }
+            path = found
+        }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError.unreadable(file: path) }
+        return try parse(text, file: path, environment: env)
+    }
+
+    /// Validates config text and resolves it against the environment.
+    public static func parse(_ text: String, file: String, environment env: [String: String]) throws -> MachineConfig {
+        var check = YAMLChecker(file: file)
+        guard let root = check.compose(text), let map = check.mapping(root, allowed: keys, context: "the config") else {
+            if check.problems.isEmpty { check.report(nil, "the config is empty; set at least wan2gp_directory") }
+            throw ConfigError.invalid(check.problems)
+        }
+        func path(_ key: String) -> String? {
+            check.string(map[key], key).map { absolutize(expandHome($0, env: env), relativeTo: file) }
+        }
+        let wan2gp = path("wan2gp_directory")
+        if map["wan2gp_directory"] == nil { check.report(root, "wan2gp_directory is required: the folder that holds Wan2GP's defaults/") }
+        var endpoint = "https://huggingface.co"
+        var tokenEnv = "HF_TOKEN"
+        if let hub = map["hub"], let h = check.mapping(hub, allowed: ["endpoint", "token_env"], context: "hub") {
+            if let e = check.string(h["endpoint"], "hub.endpoint") { endpoint = e }
+            if let t = check.string(h["token_env"], "hub.token_env") { tokenEnv = t }
+        }
+        if let e = env["HF_ENDPOINT"], !e.isEmpty { endpoint = e }
+        while endpoint.hasSuffix("/") { endpoint.removeLast() }
+        if !(endpoint.hasPrefix("https://") || endpoint.hasPrefix("http://")) {
+            check.report(map["hub"], "hub endpoint '\(endpoint)' must start with https:// or http://")
+        }
+        let linkMode = check.choice(map["link_mode"], "link_mode", as: LinkModeSetting.self) ?? .symlink
+        var sources: [SourceConfig] = []
+        if let s = map["sources"] { sources = parseSources(s, check: &check, env: env, file: file) }
+        if let db = path("invokeai_db") {
+            let models = path("invokeai_models_dir")
+                ?? ((db as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent + "/models"
+            sources.insert(.invokeai(db: db, modelsDir: models), at: 0)
+        }
+        let cfg = MachineConfig(
+            file: file,
+            wan2gpDirectory: wan2gp ?? "",
+            ckptsDirectory: path("ckpts_directory") ?? ((wan2gp ?? "") as NSString).appendingPathComponent("ckpts"),
+            lorasDirectory: path("loras_directory") ?? ((wan2gp ?? "") as NSString).appendingPathComponent("loras"),
+            stateDirectory: path("state_directory") ?? expandHome("~/.local/state/wgpm", env: env),
+            hubEndpoint: endpoint,
+            tokenEnv: tokenEnv,
+            token: token(env: env, tokenEnv: tokenEnv),
+            bandwidthLimitKB: check.int(map["bandwidth_limit_kb"], "bandwidth_limit_kb") ?? 0,
+            parallelDownloads: check.int(map["parallel_downloads"], "parallel_downloads", min: 1) ?? 2,
+            parallelHashWorkers: check.int(map["parallel_hash_workers"], "parallel_hash_workers") ?? 0,
+            linkMode: linkMode,
+            minFreeGB: check.int(map["min_free_gb"], "min_free_gb") ?? 5,
+            sources: sources)
+        if !check.problems.isEmpty { throw ConfigError.invalid(check.problems) }
+        var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: cfg.wan2gpDirectory, isDirectory: &isDir) || !isDir.boolValue {
+            throw ConfigError.missingDirectory(key: "wan2gp_directory", path: cfg.wan2gpDirectory, file: file)
+        }
+        return cfg
+    }
+
+    static func parseSources(_ node: Node, check: inout YAMLChecker, env: [String: String], file: String) -> [SourceConfig] {
+        guard let seq = node.sequence else { check.report(node, "sources must be a list"); return [] }
+        var out: [SourceConfig] = []
+        for item in seq {
+            guard let map = check.mapping(item, allowed: ["invokeai", "hf_cache", "directory"], context: "a source"),
+                  map.count == 1, let (kind, value) = map.first else {
+                if item.mapping?.count ?? 0 > 1 { check.report(item, "each source names exactly one of invokeai, hf_cache, directory") }
+                continue
+            }
+            func p(_ n: Node?, _ what: String) -> String? {
+                check.string(n, what).map { absolutize(expandHome($0, env: env), relativeTo: file) }
+            }
+            switch kind {
+            case "invokeai":
+                guard let m = check.mapping(value, allowed: ["db", "models_dir"], context: "invokeai source") else { continue }
+                guard let db = p(m["db"], "invokeai.db") else { check.report(value, "invokeai source needs db: (path of invokeai.db)"); continue }
+                let models = p(m["models_dir"], "invokeai.models_dir")
+                    ?? ((db as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent + "/models"
+                out.append(.invokeai(db: db, modelsDir: models))
+            case "hf_cache":
+                if let path = p(value, "hf_cache") { out.append(.hfCache(path)) }
+            default:
+                if let path = p(value, "directory") { out.append(.directory(path)) }
+            }
+        }
+        return out
+    }
+
+    /// `$<token_env>` (and the legacy `HUGGING_FACE_HUB_TOKEN`), else `HF_TOKEN_PATH`, else `$HF_HOME/token`.
+    static func token(env: [String: String], tokenEnv: String) -> String? {
+        for name in [tokenEnv, "HUGGING_FACE_HUB_TOKEN"] {
+            if let t = env[name]?.trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty { return t }
+        }
+        let path = env["HF_TOKEN_PATH"].map { expandHome($0, env: env) }
+            ?? (hfHome(env: env) as NSString).appendingPathComponent("token")
+        if let t = try? String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty {
+            return t
+        }
+        return nil
+    }
+
+    /// `$HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`.
+    public static func hfHome(env: [String: String]) -> String {
+        if let h = env["HF_HOME"], !h.isEmpty { return expandHome(h, env: env) }
+        if let x = env["XDG_CACHE_HOME"], !x.isEmpty { return (x as NSString).appendingPathComponent("huggingface") }
+        return expandHome("~/.cache/huggingface", env: env)
+    }
+}
+
+/// `~` and `~/…` become the home directory (`$HOME`).
+public func expandHome(_ path: String, env: [String: String]) -> String {
+    guard path == "~" || path.hasPrefix("~/") else { return path }
+    let home = env["HOME"] ?? NSHomeDirectory()
+    return home + path.dropFirst()
+}
+
+/// Relative paths in a config file are relative to the folder that holds it.
+func absolutize(_ path: String, relativeTo file: String) -> String {
+    if path.hasPrefix("/") { return (path as NSString).standardizingPath }
+    let base = (absolutePath(file) as NSString).deletingLastPathComponent
+    return ((base as NSString).appendingPathComponent(path) as NSString).standardizingPath
+}
+
+func absolutePath(_ path: String) -> String {
+    path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+}

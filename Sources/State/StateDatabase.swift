@@ -1,0 +1,188 @@
+import Foundation
+import GRDB
+
+/// Errors of the state stage.
+public enum StateError: Error, CustomStringConvertible {
+    case cannotCreateDirectory(String, reason: String)
+    case corrupt(path: String, reason: String)
+    case failed(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .cannotCreateDirectory(let dir, let reason):
+            return "cannot create the state directory \(dir) (\(reason)). Set state_directory in the config to a writable local folder."
+        case .corrupt(let path, let reason):
+            return "the state database \(path) is not a wgpm database or is damaged (\(reason)). It holds only caches and the queue: move it aside and run again."
+        case .failed(let path, let reason):
+            return "the state database \(path) failed: \(reason)"
+        }
+    }
+}
+
+/// Identity of one file in a Hub repo at one commit.
+public struct HubFileRecord: Hashable, Sendable {
+    public var path: String
+    public var size: Int64
+    public var sha256: String?
+    public var gitSHA1: String?
+
+    public init(path: String, size: Int64, sha256: String?, gitSHA1: String?) {
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+        self.gitSHA1 = gitSHA1
+    }
+}
+
+/// The key under which a file's hash stays valid: the same inode with the same size and mtime.
+public struct FileStamp: Hashable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int64
+    public var mtimeNanoseconds: Int64
+
+    public init(device: UInt64, inode: UInt64, size: Int64, mtimeNanoseconds: Int64) {
+        self.device = device
+        self.inode = inode
+        self.size = size
+        self.mtimeNanoseconds = mtimeNanoseconds
+    }
+}
+
+/// wgpm's SQLite state: Hub metadata cache, hash cache, and the paths wgpm created.
+///
+/// WAL mode, so a `plan` can read while an `apply` writes. Everything here can be rebuilt:
+/// losing the file costs requests and hashing, never user data.
+public final class StateDatabase: Sendable {
+    public let path: String
+    let pool: DatabasePool
+
+    public init(directory: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StateError.cannotCreateDirectory(directory, reason: (error as NSError).localizedDescription)
+        }
+        path = (directory as NSString).appendingPathComponent("state.sqlite")
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try Self.migrator.migrate(pool)
+        } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode.primaryResultCode) {
+            throw StateError.corrupt(path: path, reason: error.message ?? "\(error)")
+        } catch let error as DatabaseError {
+            throw StateError.failed(path: path, reason: error.message ?? "\(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE hub_revision (
+                    repo TEXT NOT NULL, revision TEXT NOT NULL, commit_id TEXT NOT NULL, fetched_at REAL NOT NULL,
+                    PRIMARY KEY (repo, revision));
+                CREATE TABLE hub_file (
+                    repo TEXT NOT NULL, commit_id TEXT NOT NULL, path TEXT NOT NULL,
+                    size INTEGER NOT NULL, sha256 TEXT, git_sha1 TEXT,
+                    PRIMARY KEY (repo, commit_id, path));
+                CREATE TABLE file_hash (
+                    device INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+                    sha256 TEXT, git_sha1 TEXT,
+                    PRIMARY KEY (device, inode));
+                CREATE TABLE managed_path (path TEXT PRIMARY KEY NOT NULL, created_at REAL NOT NULL);
+                """)
+        }
+        return m
+    }
+
+    func run<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as DatabaseError {
+            throw StateError.failed(path: path, reason: error.message ?? "\(error)")
+        }
+    }
+
+    // MARK: Hub metadata
+
+    public func cachedCommit(repo: String, revision: String) throws -> String? {
+        try run { try pool.read { db in
+            try String.fetchOne(db, sql: "SELECT commit_id FROM hub_revision WHERE repo = ? AND revision = ?",
+                                arguments: [repo, revision])
+        } }
+    }
+
+    public func storeCommit(repo: String, revision: String, commit: String, at time: Double) throws {
+        try run { try pool.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO hub_revision VALUES (?, ?, ?, ?)",
+                           arguments: [repo, revision, commit, time])
+        } }
+    }
+
+    public func cachedFiles(repo: String, commit: String, paths: [String]) throws -> [String: HubFileRecord] {
+        try run { try pool.read { db in
+            var out: [String: HubFileRecord] = [:]
+            let rows = try Row.fetchCursor(db, sql: "SELECT path, size, sha256, git_sha1 FROM hub_file WHERE repo = ? AND commit_id = ?",
+                                           arguments: [repo, commit])
+            let wanted = Set(paths)
+            while let row = try rows.next() {
+                let p: String = row["path"]
+                if wanted.contains(p) {
+                    out[p] = HubFileRecord(path: p, size: row["size"], sha256: row["sha256"], gitSHA1: row["git_sha1"])
+                }
+            }
+            return out
+        } }
+    }
+
+    public func storeFiles(repo: String, commit: String, files: [HubFileRecord]) throws {
+        try run { try pool.write { db in
+            let stmt = try db.makeStatement(sql: "INSERT OR REPLACE INTO hub_file VALUES (?, ?, ?, ?, ?, ?)")
+            for f in files {
+                try stmt.execute(arguments: [repo, commit, f.path, f.size, f.sha256, f.gitSHA1])
+            }
+        } }
+    }
+
+    // MARK: Hash cache
+
+    /// Cached hashes for a file, valid only while device, inode, size and mtime are unchanged.
+    public func cachedHash(_ stamp: FileStamp) throws -> (sha256: String?, gitSHA1: String?)? {
+        try run { try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT sha256, git_sha1 FROM file_hash WHERE device = ? AND inode = ? AND size = ? AND mtime_ns = ?
+                """, arguments: [Int64(bitPattern: stamp.device), Int64(bitPattern: stamp.inode), stamp.size, stamp.mtimeNanoseconds])
+            else { return nil }
+            return (row["sha256"], row["git_sha1"])
+        } }
+    }
+
+    /// Records hashes; a hash already known for the same stamp is kept when the new one is nil.
+    public func storeHash(_ stamp: FileStamp, sha256: String?, gitSHA1: String?) throws {
+        try run { try pool.write { db in
+            let dev = Int64(bitPattern: stamp.device), ino = Int64(bitPattern: stamp.inode)
+            let old = try Row.fetchOne(db, sql: """
+                SELECT sha256, git_sha1 FROM file_hash WHERE device = ? AND inode = ? AND size = ? AND mtime_ns = ?
+                """, arguments: [dev, ino, stamp.size, stamp.mtimeNanoseconds])
+            let sha = sha256 ?? old?["sha256"]
+            let sha1 = gitSHA1 ?? old?["git_sha1"]
+            try db.execute(sql: "INSERT OR REPLACE INTO file_hash VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [dev, ino, stamp.size, stamp.mtimeNanoseconds, sha, sha1])
+        } }
+    }
+
+    // MARK: Paths wgpm created
+
+    public func managedPaths() throws -> Set<String> {
+        try run { try pool.read { db in Set(try String.fetchAll(db, sql: "SELECT path FROM managed_path")) } }
+    }
+
+    public func recordManaged(_ path: String, at time: Double) throws {
+        try run { try pool.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO managed_path VALUES (?, ?)", arguments: [path, time])
+        } }
+    }
+}

@@ -1,0 +1,484 @@
+#!/usr/bin/env python3
+"""A local fake Hugging Face Hub for wgpm's tests, demo and benchmarks.
+
+It follows the checklist of huggingface-hub.md section 14: two listeners with different host
+names (the Hub on 127.0.0.1, the file host on localhost), real identities (git blob sha1 for small
+files, sha256 for LFS files), deterministic commit ids, tree and paths-info APIs with pagination,
+resolve redirects as huggingface.co sends them, Range, the Hub's error codes, 429, and a JSONL
+request log. Faults are switchable per test through <root>/_config.json, re-read on every request.
+
+Repos live at <root>/<org>/<name>/<files>. _config.json (optional):
+  {"tokens": ["hf_good"],
+   "repos": {"org/name": {"private": true, "gated": "manual", "granted": ["hf_good"]}},
+   "page_size": 1000,
+   "faults": [{"listener": "cdn", "method": "GET", "path_contains": "x", "count": 1,
+               "type": "status|drop|wrong_bytes|ignore_range|stall", "status": 429,
+               "headers": {"Retry-After": "1"}, "after_bytes": 100}]}
+
+Usage: fakehub.py --root DIR [--log FILE] [--ready-file FILE]
+Prints {"hub": "http://127.0.0.1:P1", "cdn": "http://localhost:P2"} once both listen.
+"""
+import argparse
+import base64
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".gguf", ".onnx", ".ckpt", ".tiktoken", ".model")
+LFS_MIN_SIZE = 1 << 20
+ROOT = None
+LOG_PATH = None
+LOG_LOCK = threading.Lock()
+HUB_URL = CDN_URL = None
+FAULT_STATE = {"mtime": None, "used": {}}
+FAULT_LOCK = threading.Lock()
+OID_CACHE = {}
+OID_LOCK = threading.Lock()
+
+
+def load_config():
+    path = os.path.join(ROOT, "_config.json")
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+        mtime = os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        cfg, mtime = {}, None
+    with FAULT_LOCK:
+        if FAULT_STATE["mtime"] != mtime:
+            FAULT_STATE["mtime"] = mtime
+            FAULT_STATE["used"] = {}
+    return cfg
+
+
+def take_fault(cfg, listener, method, path):
+    """The first configured fault that matches this request and still has uses left."""
+    with FAULT_LOCK:
+        for i, fault in enumerate(cfg.get("faults", [])):
+            if fault.get("listener", listener) != listener:
+                continue
+            if fault.get("method", method) != method:
+                continue
+            if fault.get("path_contains", "") not in path:
+                continue
+            used = FAULT_STATE["used"].get(i, 0)
+            if used >= fault.get("count", 1):
+                continue
+            FAULT_STATE["used"][i] = used + 1
+            return fault
+    return None
+
+
+def file_identity(full):
+    st = os.stat(full)
+    key = (full, st.st_size, st.st_mtime_ns)
+    with OID_LOCK:
+        if key in OID_CACHE:
+            return OID_CACHE[key]
+    sha256 = hashlib.sha256()
+    sha1 = hashlib.sha1(b"blob %d\0" % st.st_size)
+    with open(full, "rb") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            sha256.update(chunk)
+            sha1.update(chunk)
+    lfs = full.endswith(LFS_SUFFIXES) or st.st_size >= LFS_MIN_SIZE
+    info = {"size": st.st_size, "sha256": sha256.hexdigest(), "git_sha1": sha1.hexdigest(), "lfs": lfs}
+    if lfs:
+        pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n" % (info["sha256"], st.st_size)
+        info["pointer_size"] = len(pointer)
+        info["oid"] = hashlib.sha1(b"blob %d\0" % len(pointer) + pointer.encode()).hexdigest()
+    else:
+        info["oid"] = info["git_sha1"]
+    with OID_LOCK:
+        OID_CACHE[key] = info
+    return info
+
+
+def repo_files(repo):
+    base = os.path.join(ROOT, repo)
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, base).replace(os.sep, "/")
+            out[rel] = full
+    return out
+
+
+def repo_commit(files):
+    h = hashlib.sha1()
+    for rel in sorted(files):
+        h.update(("%s %s\n" % (rel, file_identity(files[rel])["oid"])).encode())
+    return h.hexdigest()
+
+
+def entry(rel, info):
+    e = {"type": "file", "oid": info["oid"], "size": info["size"], "path": rel}
+    if info["lfs"]:
+        e["lfs"] = {"oid": info["sha256"], "size": info["size"], "pointerSize": info["pointer_size"]}
+    return e
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    listener = "hub"
+
+    def log_message(self, fmt, *args):  # quiet: the JSONL log is the record
+        pass
+
+    def record(self, status, sent):
+        if not LOG_PATH:
+            return
+        line = json.dumps({"listener": self.listener, "method": self.command, "path": self.path, "status": status,
+                           "auth": "Authorization" in self.headers, "range": self.headers.get("Range"),
+                           "bytes": sent, "time": time.time()}, sort_keys=True)
+        with LOG_LOCK, open(LOG_PATH, "a") as f:
+            f.write(line + "\n")
+
+    def reply(self, status, headers=None, body=b"", head=False):
+        self.send_response(status)
+        headers = dict(headers or {})
+        headers.setdefault("Content-Length", str(len(body)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        sent = 0
+        if not head and body:
+            self.wfile.write(body)
+            sent = len(body)
+        self.record(status, sent)
+
+    def error(self, status, code=None, message="", extra=None, head=False):
+        headers = {"Content-Type": "application/json"}
+        if code:
+            headers["X-Error-Code"] = code
+        if message:
+            headers["X-Error-Message"] = message
+        headers["X-Request-Id"] = "Root=fake-%d" % int(time.time() * 1000)
+        headers.update(extra or {})
+        self.reply(status, headers, json.dumps({"error": message or "error"}).encode(), head)
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def do_HEAD(self):
+        self.dispatch(head=True)
+
+    def do_GET(self):
+        self.dispatch(head=False)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        self.body = self.rfile.read(length) if length else b""
+        self.dispatch(head=False)
+
+    def dispatch(self, head):
+        cfg = load_config()
+        url = urllib.parse.urlsplit(self.path)
+        path = urllib.parse.unquote(url.path)
+        fault = take_fault(cfg, self.listener, self.command, path)
+        if fault and fault.get("type", "status") == "status":
+            return self.error(fault.get("status", 500), message="injected fault", extra=fault.get("headers"), head=head)
+        self.fault = fault
+        try:
+            if self.listener == "cdn":
+                return self.cdn(path, url.query, head)
+            return self.hub(cfg, path, url.query, head)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    # -- access ------------------------------------------------------------------------------
+
+    def token(self):
+        auth = self.headers.get("Authorization", "")
+        return auth[7:] if auth.startswith("Bearer ") else None
+
+    def check_access(self, cfg, repo, content, head=False):
+        """Returns True when the request may proceed; otherwise the error was sent."""
+        token = self.token()
+        tokens = set(cfg.get("tokens", []))
+        if token is not None and token not in tokens:
+            self.error(401, message="Invalid credentials in Authorization header", head=head)
+            return False
+        settings = cfg.get("repos", {}).get(repo, {})
+        exists = os.path.isdir(os.path.join(ROOT, repo))
+        granted = token is not None and token in settings.get("granted", [])
+        if not exists or (settings.get("private") and not granted):
+            if token is None:
+                self.error(401, message="Invalid username or password.",
+                           extra={"WWW-Authenticate": 'Bearer realm="Authentication required", charset="UTF-8"'}, head=head)
+            else:
+                self.error(404, "RepoNotFound", "Repository not found", head=head)
+            return False
+        if content and settings.get("gated") and not granted:
+            msg = "Access to model %s is restricted. You must have access to it and be authenticated to access it. Please log in." % repo
+            self.error(401 if token is None else 403, "GatedRepo", msg, head=head)
+            return False
+        return True
+
+    def revision(self, repo, rev, head=False):
+        files = repo_files(repo)
+        commit = repo_commit(files)
+        if rev not in ("main", commit):
+            self.error(404, "RevisionNotFound", "Invalid rev id: %s" % rev, head=head)
+            return None, None
+        return files, commit
+
+    # -- hub routes --------------------------------------------------------------------------
+
+    def hub(self, cfg, path, query, head):
+        parts = [p for p in path.split("/") if p]
+        q = urllib.parse.parse_qs(query)
+        if len(parts) >= 4 and parts[0] == "api" and parts[1] == "models":
+            repo = parts[2] + "/" + parts[3]
+            rest = parts[4:]
+            if not self.check_access(cfg, repo, content=False, head=head):
+                return
+            if not rest or rest[0] == "revision":
+                rev = rest[1] if len(rest) > 1 else "main"
+                files, commit = self.revision(repo, rev, head)
+                if files is None:
+                    return
+                settings = cfg.get("repos", {}).get(repo, {})
+                siblings = []
+                for rel in sorted(files):
+                    s = {"rfilename": rel}
+                    if q.get("blobs") == ["true"]:
+                        info = file_identity(files[rel])
+                        s.update({"blobId": info["oid"], "size": info["size"]})
+                        if info["lfs"]:
+                            s["lfs"] = {"sha256": info["sha256"], "size": info["size"], "pointerSize": info["pointer_size"]}
+                    siblings.append(s)
+                body = {"_id": commit[:24], "id": repo, "modelId": repo, "author": repo.split("/")[0], "sha": commit,
+                        "private": bool(settings.get("private")), "gated": settings.get("gated", False),
+                        "disabled": False, "tags": [], "siblings": siblings}
+                return self.reply(200, {"Content-Type": "application/json"}, json.dumps(body).encode(), head)
+            if rest[0] == "tree" and len(rest) >= 2:
+                files, commit = self.revision(repo, rest[1], head)
+                if files is None:
+                    return
+                prefix = "/".join(rest[2:])
+                names = sorted(f for f in files if not prefix or f.startswith(prefix + "/"))
+                recursive = q.get("recursive") == ["true"]
+                entries, dirs = [], set()
+                for rel in names:
+                    sub = rel[len(prefix) + 1:] if prefix else rel
+                    if "/" in sub:
+                        d = (prefix + "/" if prefix else "") + sub.split("/")[0]
+                        if d not in dirs:
+                            dirs.add(d)
+                            entries.append({"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d})
+                        if not recursive:
+                            continue
+                    entries.append(entry(rel, file_identity(files[rel])))
+                entries.sort(key=lambda e: e["path"])
+                size = int(q.get("limit", [cfg.get("page_size", 1000)])[0])
+                start = int(base64.urlsafe_b64decode(q["cursor"][0]).decode()) if "cursor" in q else 0
+                page = entries[start:start + size]
+                headers = {"Content-Type": "application/json"}
+                if start + size < len(entries):
+                    nq = {k: v[0] for k, v in q.items()}
+                    nq["cursor"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+                    nq["limit"] = str(size)
+                    headers["Link"] = '<%s%s?%s>; rel="next"' % (HUB_URL, urllib.parse.quote(path), urllib.parse.urlencode(nq))
+                return self.reply(200, headers, json.dumps(page).encode(), head)
+            if rest[0] == "paths-info" and len(rest) == 2 and self.command == "POST":
+                files, commit = self.revision(repo, rest[1], head)
+                if files is None:
+                    return
+                form = urllib.parse.parse_qs(getattr(self, "body", b"").decode())
+                out = [entry(p, file_identity(files[p])) for p in form.get("paths", []) if p in files]
+                return self.reply(200, {"Content-Type": "application/json"}, json.dumps(out).encode(), head)
+            if rest[0] == "refs":
+                files, commit = self.revision(repo, "main", head)
+                body = {"branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": commit}], "tags": [], "converts": []}
+                return self.reply(200, {"Content-Type": "application/json"}, json.dumps(body).encode(), head)
+            return self.error(404, message="Not found", head=head)
+        if len(parts) >= 6 and parts[:3] == ["api", "resolve-cache", "models"]:
+            repo = parts[3] + "/" + parts[4]
+            commit, rel = parts[5], "/".join(parts[6:])
+            if not self.check_access(cfg, repo, content=True, head=head):
+                return
+            files, current = self.revision(repo, commit, head)
+            if files is None:
+                return
+            if rel not in files:
+                return self.error(404, "EntryNotFound", "Entry not found", {"X-Repo-Commit": current}, head)
+            info = file_identity(files[rel])
+            return self.send_file(files[rel], info, {"ETag": '"%s"' % info["git_sha1"], "X-Repo-Commit": current}, head)
+        if len(parts) >= 5 and parts[2] == "resolve":
+            repo = parts[0] + "/" + parts[1]
+            rev, rel = parts[3], "/".join(parts[4:])
+            if not self.check_access(cfg, repo, content=True, head=head):
+                return
+            files, commit = self.revision(repo, rev, head)
+            if files is None:
+                return
+            if rel not in files:
+                return self.error(404, "EntryNotFound", "Entry not found", {"X-Repo-Commit": commit}, head)
+            info = file_identity(files[rel])
+            limits = {"RateLimit": '"resolvers";r=2999;t=300', "RateLimit-Policy": '"fixed window";"resolvers";q=3000;w=300'}
+            if info["lfs"]:
+                expires = int(time.time()) + 3600
+                sig = hashlib.sha1(("%s%d" % (info["sha256"], expires)).encode()).hexdigest()
+                location = "%s/lfs/%s?Expires=%d&Signature=%s" % (CDN_URL, info["sha256"], expires, sig)
+                body = ("Found. Redirecting to %s" % location).encode()
+                headers = {"Location": location, "X-Repo-Commit": commit, "X-Linked-Size": str(info["size"]),
+                           "X-Linked-Etag": '"%s"' % info["sha256"], "Accept-Ranges": "bytes", "Cache-Control": "no-store"}
+                headers.update(limits)
+                return self.reply(302, headers, body, head)
+            location = "/api/resolve-cache/models/%s/%s/%s?%s=&etag=%s" % (
+                repo, commit, urllib.parse.quote(rel), urllib.parse.quote(path, safe=""), urllib.parse.quote('"%s"' % info["git_sha1"]))
+            headers = {"Location": location, "X-Repo-Commit": commit, "X-Linked-Etag": '"%s"' % info["git_sha1"],
+                       "Accept-Ranges": "bytes"}
+            headers.update(limits)
+            return self.reply(307, headers, b"Temporary Redirect", head)
+        return self.error(404, message="Not found", head=head)
+
+    # -- file host ---------------------------------------------------------------------------
+
+    def cdn(self, path, query, head):
+        parts = [p for p in path.split("/") if p]
+        q = urllib.parse.parse_qs(query)
+        if len(parts) != 2 or parts[0] != "lfs":
+            return self.reply(404, {}, b"NoSuchKey", head)
+        expires = int(q.get("Expires", ["0"])[0])
+        if expires < time.time():
+            return self.reply(403, {"Content-Type": "application/xml"}, b"<Error><Code>AccessDenied</Code></Error>", head)
+        sha = parts[1]
+        for dirpath, _, filenames in os.walk(ROOT):
+            for name in filenames:
+                if name == "_config.json":
+                    continue
+                full = os.path.join(dirpath, name)
+                info = file_identity(full)
+                if info["sha256"] == sha:
+                    etag = '"%s"' % hashlib.md5(sha.encode()).hexdigest()  # not the sha256, as on the real host
+                    return self.send_file(full, info, {"ETag": etag}, head)
+        return self.reply(404, {}, b"NoSuchKey", head)
+
+    def send_file(self, full, info, headers, head):
+        size = info["size"]
+        start, end, status = 0, size - 1, 200
+        rng = self.headers.get("Range")
+        fault = getattr(self, "fault", None)
+        ftype = fault.get("type") if fault else None
+        if rng and ftype != "ignore_range":
+            parsed = parse_range(rng, size)
+            if parsed == "unsatisfiable":
+                return self.reply(416, {"Content-Range": "bytes */%d" % size}, b"", head)
+            if parsed:
+                start, end = parsed
+                status = 206
+        length = end - start + 1
+        h = {"Content-Length": str(length), "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        h.update(headers)
+        if status == 206:
+            h["Content-Range"] = "bytes %d-%d/%d" % (start, end, size)
+        self.send_response(status)
+        for k, v in h.items():
+            self.send_header(k, v)
+        self.end_headers()
+        sent = 0
+        if not head:
+            limit = fault.get("after_bytes") if fault and ftype in ("drop", "stall") else None
+            with open(full, "rb") as f:
+                f.seek(start)
+                remaining = length
+                while remaining > 0:
+                    chunk = f.read(min(1 << 20, remaining))
+                    if not chunk:
+                        break
+                    if ftype == "wrong_bytes" and sent == 0:
+                        chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                    if limit is not None and sent + len(chunk) > limit:
+                        chunk = chunk[:max(0, limit - sent)]
+                        self.wfile.write(chunk)
+                        sent += len(chunk)
+                        self.wfile.flush()
+                        if ftype == "stall":
+                            time.sleep(fault.get("seconds", 120))
+                        self.record(status, sent)
+                        self.close_connection = True
+                        try:
+                            self.connection.shutdown(2)
+                        except OSError:
+                            pass
+                        return
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+                    remaining -= len(chunk)
+        self.record(status, sent)
+
+
+def parse_range(value, size):
+    if not value.startswith("bytes=") or "," in value:
+        return None
+    spec = value[6:].strip()
+    try:
+        if spec.startswith("-"):
+            k = int(spec[1:])
+            return (max(0, size - k), size - 1) if k > 0 else None
+        a, _, b = spec.partition("-")
+        start = int(a)
+        if start >= size:
+            return "unsatisfiable"
+        end = min(int(b), size - 1) if b else size - 1
+        return (start, end) if end >= start else None
+    except ValueError:
+        return None
+
+
+class HubHandler(Handler):
+    listener = "hub"
+
+
+class CDNHandler(Handler):
+    listener = "cdn"
+
+
+def main():
+    global ROOT, LOG_PATH, HUB_URL, CDN_URL
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--log")
+    ap.add_argument("--ready-file")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--cdn-port", type=int, default=0)
+    ap.add_argument("--lifetime", type=float, default=3600, help="exit after this many seconds")
+    args = ap.parse_args()
+    ROOT = os.path.abspath(args.root)
+    LOG_PATH = args.log
+    hub = ThreadingHTTPServer(("127.0.0.1", args.port), HubHandler)
+    cdn = ThreadingHTTPServer(("127.0.0.1", args.cdn_port), CDNHandler)
+    hub.daemon_threads = cdn.daemon_threads = True
+    HUB_URL = "http://127.0.0.1:%d" % hub.server_address[1]
+    CDN_URL = "http://localhost:%d" % cdn.server_address[1]
+    for server in (hub, cdn):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    ready = json.dumps({"hub": HUB_URL, "cdn": CDN_URL, "pid": os.getpid()})
+    if args.ready_file:
+        tmp = args.ready_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(ready)
+        os.rename(tmp, args.ready_file)
+    print(ready, flush=True)
+    # Bounded: a forgotten server stops by itself.
+    deadline = time.time() + args.lifetime
+    try:
+        while time.time() < deadline:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -38,6 +38,7 @@ let package = Package(
         .target(name: "Rendering", dependencies: ["Planner"], swiftSettings: swiftSettings),
         .target(name: "Reconciler", dependencies: [
             "Planner", "Catalog", "Manifest", "State", "HubClient", "Inventory", "Rendering",
+            .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "wgpm", dependencies: [
             "Reconciler",

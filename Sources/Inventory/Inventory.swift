@@ -1,0 +1,156 @@
+import Foundation
+import Planner
+import State
+
+/// Maps the manifest's `ckpts/…` and `loras/…` paths to the configured directories.
+public struct PathMapper: Sendable {
+    public var ckpts: String
+    public var loras: String
+
+    public init(ckpts: String, loras: String) {
+        self.ckpts = ckpts
+        self.loras = loras
+    }
+
+    public func absolute(_ relative: String) -> String {
+        if relative.hasPrefix("ckpts/") { return ckpts + "/" + relative.dropFirst(6) }
+        if relative.hasPrefix("loras/") { return loras + "/" + relative.dropFirst(6) }
+        return relative
+    }
+}
+
+/// Statistics of one observation, for `--json` and for tests that count hashing.
+public struct InventoryStats: Hashable, Sendable {
+    public var pathsObserved = 0
+    public var filesHashed = 0
+    public var bytesHashed: Int64 = 0
+    public var hashCacheHits = 0
+}
+
+/// Observes every target path: missing, file, symlink (dangling or not), directory in the way.
+///
+/// Content is hashed only when its size already equals the expected size and a hash is known to
+/// compare with; hashes are cached by device, inode, size and mtime, so an unchanged file is
+/// hashed once ever.
+public struct Inventory: Sendable {
+    public var fileSystem: FileSystem
+    public var state: StateDatabase?
+    public var mapper: PathMapper
+    public var workers: Int
+
+    public init(fileSystem: FileSystem = LocalFileSystem(), state: StateDatabase?, mapper: PathMapper, workers: Int = 0) {
+        self.fileSystem = fileSystem
+        self.state = state
+        self.mapper = mapper
+        self.workers = workers > 0 ? workers : ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    struct HashJob {
+        var index: Int
+        var path: String
+        var stamp: FileStamp
+        var sha256: Bool
+        var gitSHA1: Bool
+    }
+
+    public func observe(_ desired: [DesiredFile], extraPaths: [String] = []) throws -> (ObservedState, InventoryStats) {
+        var stats = InventoryStats()
+        var observations: [String: Observation] = [:]
+        var jobs: [HashJob] = []
+        var pending: [(String, FileStatus, String?)] = []  // relative path, status of content, link target
+        let expected = Dictionary(desired.map { ($0.path, $0.expected) }, uniquingKeysWith: { a, _ in a })
+        for rel in Set(desired.map(\.path) + extraPaths).sorted() {
+            stats.pathsObserved += 1
+            let abs = mapper.absolute(rel)
+            guard let st = fileSystem.lstat(abs) else { observations[rel] = .missing; continue }
+            switch st.kind {
+            case .directory: observations[rel] = .directory
+            case .other: observations[rel] = .other
+            case .symlink:
+                let target = fileSystem.readlink(abs) ?? "?"
+                if let followed = fileSystem.stat(abs), followed.kind == .file {
+                    pending.append((rel, followed, target))
+                } else {
+                    observations[rel] = .symlink(target: target, content: nil)
+                }
+            case .file:
+                pending.append((rel, st, nil))
+            }
+        }
+        // Decide what must be hashed, using the cache first.
+        var contents: [String: FileContent] = [:]
+        for (rel, st, _) in pending {
+            var content = FileContent(size: st.size)
+            let want = expected[rel]
+            let sizeMatches = want?.size == nil || want?.size == st.size
+            let needSHA = sizeMatches && want?.sha256 != nil
+            let needSHA1 = sizeMatches && want?.gitSHA1 != nil && want?.sha256 == nil
+            let stamp = FileStamp(device: st.device, inode: st.inode, size: st.size, mtimeNanoseconds: st.mtimeNanoseconds)
+            if needSHA || needSHA1 {
+                let cached = try state?.cachedHash(stamp)
+                content.sha256 = cached?.sha256
+                content.gitSHA1 = cached?.gitSHA1
+                let missingSHA = needSHA && content.sha256 == nil
+                let missingSHA1 = needSHA1 && content.gitSHA1 == nil
+                if missingSHA || missingSHA1 {
+                    jobs.append(HashJob(index: jobs.count, path: mapper.absolute(rel), stamp: stamp,
+                                        sha256: missingSHA, gitSHA1: missingSHA1))
+                } else {
+                    stats.hashCacheHits += 1
+                }
+            }
+            contents[rel] = content
+        }
+        let results = try hashAll(jobs)
+        for (job, result) in zip(jobs, results) {
+            stats.filesHashed += 1
+            stats.bytesHashed += job.stamp.size
+            try state?.storeHash(job.stamp, sha256: result.sha256, gitSHA1: result.gitSHA1)
+        }
+        let resultByPath = Dictionary(zip(jobs.map(\.path), results), uniquingKeysWith: { a, _ in a })
+        for (rel, _, target) in pending {
+            var content = contents[rel]!
+            if let r = resultByPath[mapper.absolute(rel)] {
+                content.sha256 = r.sha256 ?? content.sha256
+                content.gitSHA1 = r.gitSHA1 ?? content.gitSHA1
+            }
+            observations[rel] = target.map { .symlink(target: $0, content: content) } ?? .file(content)
+        }
+        var filesystems: [String: FilesystemInfo] = [:]
+        var byRoot: [String: FilesystemInfo] = [:]
+        for rel in desired.map(\.path) {
+            let root = rel.hasPrefix("loras/") ? mapper.loras : mapper.ckpts
+            if byRoot[root] == nil, let fs = fileSystem.filesystem(of: root) {
+                byRoot[root] = FilesystemInfo(id: fs.id, mountPoint: fs.mountPoint, freeBytes: fs.freeBytes)
+            }
+            filesystems[rel] = byRoot[root]
+        }
+        return (ObservedState(paths: observations, filesystemOf: filesystems), stats)
+    }
+
+    /// Hashes files over `workers` threads; results in job order.
+    func hashAll(_ jobs: [HashJob]) throws -> [(sha256: String?, gitSHA1: String?)] {
+        guard !jobs.isEmpty else { return [] }
+        let box = ResultBox(count: jobs.count)
+        let fs = fileSystem
+        DispatchQueue.concurrentPerform(iterations: min(workers, jobs.count)) { worker in
+            var i = worker
+            while i < jobs.count {
+                let job = jobs[i]
+                box.set(i, Result { try fs.hash(job.path, sha256: job.sha256, gitSHA1: job.gitSHA1) })
+                i += min(workers, jobs.count)
+            }
+        }
+        return try box.values.map { try $0!.get() }
+    }
+}
+
+/// Per-index results written from several threads; each index is written once.
+final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var values: [Result<(sha256: String?, gitSHA1: String?), Error>?]
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<(sha256: String?, gitSHA1: String?), Error>) {
+        lock.lock(); values[i] = r; lock.unlock()
+    }
+}

@@ -1,0 +1,112 @@
+import Catalog
+import Foundation
+import HubClient
+import Manifest
+import Planner
+import State
+
+/// Errors of the expansion stage that are not the catalog's own.
+public enum DesiredError: Error, CustomStringConvertible {
+    case pathCollision(path: String, first: String, second: String)
+
+    public var description: String {
+        switch self {
+        case .pathCollision(let path, let first, let second):
+            return "\(path) would come from two different URLs: \(first) and \(second). Give the files: entry another path."
+        }
+    }
+}
+
+/// Counts of what metadata lookup cost, for `--json` and tests.
+public struct MetadataStats: Hashable, Sendable {
+    public var hubRequests = 0
+    public var cachedRepos = 0
+}
+
+/// Turns a manifest into the files it wants, each with the identity the Hub publishes for it.
+public struct DesiredState: Sendable {
+    public var files: [DesiredFile]
+    public var warnings: [String]
+    public var stats: MetadataStats
+}
+
+/// Hosts whose URLs name Hub files; requests for them go to the configured endpoint.
+func isHubURL(_ url: String, endpoint: String) -> Bool {
+    guard let host = URLComponents(string: url)?.host?.lowercased() else { return false }
+    return ["huggingface.co", "www.huggingface.co", "hf.co"].contains(host) || origin(of: url) == origin(of: endpoint)
+}
+
+extension Reconciler {
+    /// Expands every manifest model and extra file, then looks up identities (cache first).
+    public func desiredState(manifest: Manifest, catalog: Catalog, refresh: Bool) throws -> DesiredState {
+        var warnings = catalog.warnings
+        let expanded = try catalog.expand(manifest.models.map { ($0.id, $0.settings) })
+        var files: [DesiredFile] = []
+        var index: [String: Int] = [:]
+        for (file, models) in expanded {
+            index[file.path] = files.count
+            files.append(DesiredFile(path: file.path, url: file.url, wantedBy: models, downloadable: file.downloadable))
+        }
+        var pinned: [String: String] = [:]
+        for extra in manifest.files {
+            if let i = index[extra.path] {
+                guard normalizeURL(files[i].url) == normalizeURL(extra.url) else {
+                    throw DesiredError.pathCollision(path: extra.path, first: files[i].url, second: extra.url)
+                }
+                files[i].wantedBy = (files[i].wantedBy + ["files:"]).sorted()
+            } else {
+                index[extra.path] = files.count
+                files.append(DesiredFile(path: extra.path, url: extra.url, wantedBy: ["files:"]))
+            }
+            if let sha = extra.sha256 { pinned[extra.path] = sha }
+        }
+
+        var stats = MetadataStats()
+        // Group Hub files by repo and revision so each costs one revision call and a few
+        // paths-info calls, and nothing at all once cached.
+        var groups: [String: (ref: HubReference, indices: [Int])] = [:]
+        for (i, f) in files.enumerated() where isHubURL(f.url, endpoint: config.hubEndpoint) {
+            guard let ref = HubReference(url: f.url) else { continue }
+            let key = "\(ref.type.rawValue):\(ref.repo)@\(ref.revision)"
+            groups[key, default: (ref, [])].indices.append(i)
+        }
+        for key in groups.keys.sorted() {
+            let (ref, indices) = groups[key]!
+            let commit: String
+            if ref.revision.count == 40, ref.revision.allSatisfy(\.isHexDigit) {
+                commit = ref.revision.lowercased()
+            } else if !refresh, let cached = try state.cachedCommit(repo: ref.repo, revision: ref.revision) {
+                commit = cached
+            } else {
+                commit = try hub.resolveCommit(ref)
+                stats.hubRequests += 1
+                try state.storeCommit(repo: ref.repo, revision: ref.revision, commit: commit, at: context.clock())
+            }
+            let paths = indices.compactMap { HubReference(url: files[$0].url)?.path }
+            var known = refresh ? [:] : try state.cachedFiles(repo: ref.repo, commit: commit, paths: paths)
+            let missing = Array(Set(paths.filter { known[$0] == nil })).sorted()
+            if missing.isEmpty {
+                stats.cachedRepos += 1
+            } else {
+                let fetched = try hub.fileInfo(ref, commit: commit, paths: missing)
+                stats.hubRequests += 1 + (missing.count - 1) / 100
+                try state.storeFiles(repo: ref.repo, commit: commit, files: fetched)
+                for f in fetched { known[f.path] = f }
+            }
+            for i in indices {
+                guard let path = HubReference(url: files[i].url)?.path, let info = known[path] else { continue }
+                files[i].repo = ref.repo
+                files[i].commit = commit
+                files[i].expected = FileIdentity(size: info.size, sha256: info.sha256, gitSHA1: info.gitSHA1)
+            }
+        }
+        for (path, sha) in pinned {
+            let i = index[path]!
+            if let published = files[i].expected.sha256, published != sha {
+                warnings.append("\(path): the manifest pins sha256 \(sha.prefix(12))… but the Hub now publishes \(published.prefix(12))…; the manifest's value is used, so a download will fail verification until one of them changes")
+            }
+            files[i].expected.sha256 = sha
+        }
+        return DesiredState(files: files.sorted { $0.path < $1.path }, warnings: warnings.sorted(), stats: stats)
+    }
+}

@@ -1,0 +1,119 @@
+import Catalog
+import Crypto
+import Foundation
+import HubClient
+import Inventory
+import Manifest
+import Planner
+import Rendering
+import State
+
+/// The effects the reconciler uses. Production wires the real ones; tests pass fakes.
+public struct Context: Sendable {
+    public var fileSystem: FileSystem
+    public var transport: HTTPTransport
+    public var sleeper: Sleeper
+    public var clock: @Sendable () -> Double
+    /// Lines about waits and retries, for stderr.
+    public var notice: @Sendable (String) -> Void
+
+    public init(fileSystem: FileSystem = LocalFileSystem(), transport: HTTPTransport = CurlTransport(),
+                sleeper: Sleeper = RealSleeper(), clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 },
+                notice: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.fileSystem = fileSystem
+        self.transport = transport
+        self.sleeper = sleeper
+        self.clock = clock
+        self.notice = notice
+    }
+}
+
+/// Everything `plan` learned, ready for rendering.
+public struct PlanResult: Sendable {
+    public var plan: Plan
+    public var desired: [DesiredFile]
+    public var observed: ObservedState
+    public var warnings: [String]
+    public var metadata: MetadataStats
+    public var inventory: InventoryStats
+    /// Digest of the inputs (manifest, catalog, desired and observed state), for saved plans.
+    public var fingerprint: [String: String]
+}
+
+/// Wires catalog, Hub metadata, inventory and planner for one machine config.
+public struct Reconciler: Sendable {
+    public var config: MachineConfig
+    public var context: Context
+    public var state: StateDatabase
+    public var hub: HubClient
+
+    public init(config: MachineConfig, context: Context = Context()) throws {
+        self.config = config
+        self.context = context
+        state = try StateDatabase(directory: config.stateDirectory)
+        hub = HubClient(endpoint: config.hubEndpoint, token: config.token, transport: context.transport,
+                        sleeper: context.sleeper, onWait: context.notice)
+    }
+
+    public func loadCatalog() throws -> Catalog {
+        try Catalog.load(wan2gpDirectory: config.wan2gpDirectory)
+    }
+
+    public var mapper: PathMapper { PathMapper(ckpts: config.ckptsDirectory, loras: config.lorasDirectory) }
+
+    /// Computes the plan for a manifest. Nothing on disk changes except the state database.
+    public func plan(manifest: Manifest, catalog: Catalog, refresh: Bool = false, prune: Bool = false) throws -> PlanResult {
+        let desired = try desiredState(manifest: manifest, catalog: catalog, refresh: refresh)
+        let managed = try state.managedPaths()
+        let inventory = Inventory(fileSystem: context.fileSystem, state: state, mapper: mapper,
+                                  workers: config.parallelHashWorkers)
+        var (observed, stats) = try inventory.observe(desired.files, extraPaths: prune ? Array(managed) : [])
+        observed.managedPaths = managed
+        let mode = LinkMode(rawValue: config.linkMode.rawValue) ?? .symlink
+        let plan = makePlan(desired: desired.files, observed: observed, options: PlanOptions(prune: prune, linkMode: mode))
+        return PlanResult(plan: plan, desired: desired.files, observed: observed, warnings: desired.warnings,
+                          metadata: desired.stats, inventory: stats,
+                          fingerprint: fingerprint(manifest: manifest, catalog: catalog, desired: desired.files, observed: observed))
+    }
+
+    /// Digests of each input, so a saved plan can tell which one changed.
+    func fingerprint(manifest: Manifest, catalog: Catalog, desired: [DesiredFile], observed: ObservedState) -> [String: String] {
+        var catalogHash = SHA256()
+        for id in catalog.ids {
+            let def = catalog.models[id]!
+            for file in def.files {
+                catalogHash.update(data: Data(file.utf8))
+                if let data = FileManager.default.contents(atPath: file) { catalogHash.update(data: data) }
+            }
+        }
+        var observedHash = SHA256()
+        for path in observed.paths.keys.sorted() {
+            observedHash.update(data: Data("\(path)=\(describe(observed.paths[path]!))\n".utf8))
+        }
+        var desiredHash = SHA256()
+        for f in desired {
+            desiredHash.update(data: Data("\(f.path) \(f.url) \(f.expected.size ?? -1) \(f.expected.sha256 ?? f.expected.gitSHA1 ?? "-")\n".utf8))
+        }
+        return [
+            "manifest_sha256": digest(SHA256.hash(data: Data(manifest.text.utf8))),
+            "catalog_sha256": digest(catalogHash.finalize()),
+            "desired_sha256": digest(desiredHash.finalize()),
+            "observed_sha256": digest(observedHash.finalize()),
+        ]
+    }
+}
+
+/// A one-line, stable description of an observation (for fingerprints and saved plans).
+public func describe(_ observation: Observation) -> String {
+    switch observation {
+    case .missing: return "missing"
+    case .directory: return "directory"
+    case .other: return "other"
+    case .file(let c): return "file size=\(c.size) sha256=\(c.sha256 ?? "-") sha1=\(c.gitSHA1 ?? "-")"
+    case .symlink(let t, let c): return "symlink -> \(t) " + (c.map { "size=\($0.size) sha256=\($0.sha256 ?? "-")" } ?? "dangling")
+    }
+}
+
+func digest<D: Sequence>(_ d: D) -> String where D.Element == UInt8 {
+    d.map { String(format: "%02x", $0) }.joined()
+}

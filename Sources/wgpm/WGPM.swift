@@ -1,0 +1,14 @@
+import ArgumentParser
+
+@main
+struct WGPM: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wgpm",
+        abstract: "Keeps a Wan2GP installation's ckpts/ and loras/ as a manifest declares.",
+        discussion: """
+            Exit codes: 0 success (no changes with --detailed-exitcode), 2 changes present with \
+            --detailed-exitcode, 1 any error, 64 wrong command-line usage.
+            """,
+        version: "wgpm 0.1.0",
+        subcommands: [PlanCommand.self, ModelsCommand.self, ShowCommand.self])
+}

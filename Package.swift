@@ -44,11 +44,12 @@ let package = Package(
             "Reconciler",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "PlannerTests", dependencies: ["Planner"], swiftSettings: swiftSettings),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: swiftSettings),
         .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Catalog"], swiftSettings: swiftSettings),
-        .testTarget(name: "HubClientTests", dependencies: ["HubClient", "State"], swiftSettings: swiftSettings),
-        .testTarget(name: "InventoryTests", dependencies: ["Inventory", "State", "Planner"], swiftSettings: swiftSettings),
-        .testTarget(name: "EndToEndTests", dependencies: ["Reconciler"], swiftSettings: swiftSettings),
+        .testTarget(name: "HubClientTests", dependencies: ["HubClient", "State", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "InventoryTests", dependencies: ["Inventory", "State", "Planner", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "EndToEndTests", dependencies: ["Reconciler", "TestSupport", "wgpm"], swiftSettings: swiftSettings),
     ]
 )

@@ -16,7 +16,7 @@ public struct HubReference: Hashable, Sendable {
     public init?(url: String) {
         guard var c = URLComponents(string: url), c.scheme == "https" || c.scheme == "http" else { return nil }
         c.query = nil
-        var parts = c.path.split(separator: "/").map { $0.removingPercentEncoding ?? String($0) }
+        var parts = c.percentEncodedPath.split(separator: "/").map { $0.removingPercentEncoding ?? String($0) }
         var type = RepoType.model
         if let first = parts.first, first == "datasets" || first == "spaces" {
             type = first == "datasets" ? .dataset : .space

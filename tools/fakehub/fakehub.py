@@ -23,6 +23,7 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -455,6 +456,10 @@ def main():
     ap.add_argument("--cdn-port", type=int, default=0)
     ap.add_argument("--lifetime", type=float, default=3600, help="exit after this many seconds")
     args = ap.parse_args()
+    # A parent's worker thread may have blocked signals; its mask is inherited. Unblock them so
+    # SIGTERM and SIGINT stop this server.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM, signal.SIGINT])
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     ROOT = os.path.abspath(args.root)
     LOG_PATH = args.log
     hub = ThreadingHTTPServer(("127.0.0.1", args.port), HubHandler)

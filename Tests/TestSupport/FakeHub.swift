@@ -1,0 +1,153 @@
+import Foundation
+
+/// The repository root, found from this file's location.
+public let repositoryRoot = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+/// The real Wan2GP definitions shipped with the tests.
+public let wan2gpFixture = repositoryRoot + "/fixtures/wan2gp"
+
+/// A fresh temporary directory, removed by `remove()`.
+public struct TempDir: Sendable {
+    public let path: String
+    public init(_ name: String = "wgpm") throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    public func remove() { try? FileManager.default.removeItem(atPath: path) }
+    public func file(_ rel: String) -> String { path + "/" + rel }
+
+    @discardableResult
+    public func write(_ rel: String, _ text: String) throws -> String {
+        try write(rel, Data(text.utf8))
+    }
+
+    @discardableResult
+    public func write(_ rel: String, _ data: Data) throws -> String {
+        let p = file(rel)
+        try FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try data.write(to: URL(fileURLWithPath: p))
+        return p
+    }
+}
+
+/// One line of the fake Hub's request log.
+public struct LoggedRequest: Decodable, Sendable {
+    public var listener: String
+    public var method: String
+    public var path: String
+    public var status: Int
+    public var auth: Bool
+    public var range: String?
+    public var bytes: Int
+}
+
+/// The fake Hub of tools/fakehub, started on free ports for one test and stopped after it.
+public final class FakeHub: @unchecked Sendable {
+    public let root: String
+    public let hubURL: String
+    public let cdnURL: String
+    let process: Process
+    let logPath: String
+
+    /// Starts the server over `root` (repos at `<root>/<org>/<name>/…`).
+    public init(root: String, config: [String: Any] = [:]) throws {
+        self.root = root
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let ready = root + "/../fakehub-ready-\(UUID().uuidString).json"
+        logPath = root + "/../fakehub-log-\(UUID().uuidString).jsonl"
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", repositoryRoot + "/tools/fakehub/fakehub.py", "--root", root,
+                             "--log", logPath, "--ready-file", ready, "--lifetime", "600"]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        var info: [String: Any]?
+        for _ in 0..<200 {
+            if let data = FileManager.default.contents(atPath: ready),
+               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] { info = json; break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        guard let info, let hub = info["hub"] as? String, let cdn = info["cdn"] as? String else {
+            process.terminate()
+            throw NSError(domain: "FakeHub", code: 1, userInfo: [NSLocalizedDescriptionKey: "the fake Hub did not start"])
+        }
+        hubURL = hub
+        cdnURL = cdn
+        try setConfig(config)
+    }
+
+    deinit { stop() }
+
+    public func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Replaces `_config.json` (tokens, repo access, faults); the server re-reads it per request.
+    public func setConfig(_ config: [String: Any]) throws {
+        let data = try JSONSerialization.data(withJSONObject: config)
+        let tmp = root + "/_config.json.tmp"
+        try data.write(to: URL(fileURLWithPath: tmp))
+        _ = rename(tmp, root + "/_config.json")
+    }
+
+    /// Adds a file to a repo; returns its absolute path.
+    @discardableResult
+    public func addFile(repo: String, path: String, _ data: Data) throws -> String {
+        let p = "\(root)/\(repo)/\(path)"
+        try FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try data.write(to: URL(fileURLWithPath: p))
+        return p
+    }
+
+    /// Builds synthetic repos for every Hub URL in `text` (tools/fakehub/generate.py).
+    public func generate(from text: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", repositoryRoot + "/tools/fakehub/generate.py", "--root", root, "--max-kib", "8"]
+        let pipe = Pipe()
+        p.standardInput = pipe
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        pipe.fileHandleForWriting.write(Data(text.utf8))
+        try pipe.fileHandleForWriting.close()
+        p.waitUntilExit()
+    }
+
+    public func requests() -> [LoggedRequest] {
+        guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(LoggedRequest.self, from: Data($0.utf8)) }
+    }
+
+    public func clearLog() { try? FileManager.default.removeItem(atPath: logPath) }
+}
+
+/// Runs a program and collects its exit code and output.
+public struct RunResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+public func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil) throws -> RunResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    for key in ["HF_ENDPOINT", "HF_TOKEN", "WGPM_CONFIG", "HF_HOME", "NO_COLOR"] { env[key] = nil }
+    for (k, v) in environment { env[k] = v }
+    p.environment = env
+    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    // Read before waiting so a large output cannot block the child.
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}

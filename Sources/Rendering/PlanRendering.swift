@@ -61,7 +61,9 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
     if s.unknownSizeDownloads > 0 { summary += " + \(s.unknownSizeDownloads) of unknown size" }
     summary += "), \(s.count(.link)) to link (\(formatBytes(s.reusedBytes)) reused), \(s.count(.replace)) to replace, "
     summary += "\(s.count(.remove)) to remove, \(s.unchanged) unchanged."
-    if s.count(.conflict) > 0 { summary += " \(s.count(.conflict)) conflict\(s.count(.conflict) == 1 ? "" : "s") need attention." }
+    if s.count(.conflict) > 0 {
+        summary += s.count(.conflict) == 1 ? " 1 conflict needs attention." : " \(s.count(.conflict)) conflicts need attention."
+    }
     if !plan.hasChanges { summary = "No changes. \(s.unchanged) files are already as the manifest wants." }
     lines.append(summary)
     for fs in s.filesystems where fs.downloadBytes > 0 {

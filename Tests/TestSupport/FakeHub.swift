@@ -116,7 +116,19 @@ public final class FakeHub: @unchecked Sendable {
         p.waitUntilExit()
     }
 
-    public func requests() -> [LoggedRequest] {
+    /// The request log. File transfers are logged when their body has been sent, so this waits
+    /// up to `settle` seconds for at least `atLeast` entries.
+    public func requests(atLeast: Int = 0, settle: Double = 3) -> [LoggedRequest] {
+        let deadline = Date().addingTimeInterval(settle)
+        var list = readLog()
+        while list.count < atLeast, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+            list = readLog()
+        }
+        return list
+    }
+
+    func readLog() -> [LoggedRequest] {
         guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(LoggedRequest.self, from: Data($0.utf8)) }
     }

@@ -146,17 +146,16 @@ class Handler(BaseHTTPRequestHandler):
             f.write(line + "\n")
 
     def reply(self, status, headers=None, body=b"", head=False):
+        # Logged before the reply goes out, so a client that has its answer finds it in the log.
+        self.record(status, 0 if head else len(body))
         self.send_response(status)
         headers = dict(headers or {})
         headers.setdefault("Content-Length", str(len(body)))
         for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
-        sent = 0
         if not head and body:
             self.wfile.write(body)
-            sent = len(body)
-        self.record(status, sent)
 
     def error(self, status, code=None, message="", extra=None, head=False):
         headers = {"Content-Type": "application/json"}

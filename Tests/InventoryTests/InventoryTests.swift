@@ -1,0 +1,103 @@
+import Crypto
+import Foundation
+import Planner
+import State
+import Testing
+import TestSupport
+@testable import Inventory
+
+/// Counts hash calls and fails loudly on paths it was not told about.
+final class CountingFileSystem: FileSystem, @unchecked Sendable {
+    let real = LocalFileSystem()
+    let lock = NSLock()
+    var hashed: [String] = []
+    func lstat(_ path: String) -> FileStatus? { real.lstat(path) }
+    func stat(_ path: String) -> FileStatus? { real.stat(path) }
+    func readlink(_ path: String) -> String? { real.readlink(path) }
+    func hash(_ path: String, sha256: Bool, gitSHA1: Bool) throws -> (sha256: String?, gitSHA1: String?) {
+        lock.lock(); hashed.append(path); lock.unlock()
+        return try real.hash(path, sha256: sha256, gitSHA1: gitSHA1)
+    }
+    func filesystem(of path: String) -> (id: String, mountPoint: String, freeBytes: Int64)? { real.filesystem(of: path) }
+}
+
+func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined() }
+
+@Test func observesEveryKindOfPathAndHashesOnlyWhatCanMatch() throws {
+    let dir = try TempDir("inv")
+    defer { dir.remove() }
+    let right = Data(repeating: 1, count: 5000)
+    let wrongSize = Data(repeating: 2, count: 10)
+    let small = Data("{}\n".utf8)
+    try dir.write("ckpts/good.safetensors", right)
+    try dir.write("ckpts/short.safetensors", wrongSize)
+    try dir.write("ckpts/cfg/config.json", small)
+    try dir.write("elsewhere/target.bin", right)
+    try FileManager.default.createSymbolicLink(atPath: dir.file("ckpts/linked.safetensors"), withDestinationPath: dir.file("elsewhere/target.bin"))
+    try FileManager.default.createSymbolicLink(atPath: dir.file("ckpts/dangling.safetensors"), withDestinationPath: dir.file("nowhere"))
+    try FileManager.default.createDirectory(atPath: dir.file("ckpts/dir.safetensors"), withIntermediateDirectories: true)
+    let sha = sha256Hex(right)
+    func lfs(_ name: String) -> DesiredFile {
+        DesiredFile(path: "ckpts/\(name)", url: "https://huggingface.co/o/r/resolve/main/\(name)", expected: FileIdentity(size: 5000, sha256: sha))
+    }
+    let desired = [lfs("good.safetensors"), lfs("short.safetensors"), lfs("linked.safetensors"), lfs("dangling.safetensors"),
+                   lfs("dir.safetensors"), lfs("missing.safetensors"),
+                   DesiredFile(path: "ckpts/cfg/config.json", url: "https://huggingface.co/o/r/resolve/main/cfg/config.json",
+                               expected: FileIdentity(size: 3, gitSHA1: "b38bea3b7c6e7f9c5a1b2f4d3cb1c1b50b0b1c1a"))]
+    let fs = CountingFileSystem()
+    let state = try StateDatabase(directory: dir.file("state"))
+    let inventory = Inventory(fileSystem: fs, state: state, mapper: PathMapper(ckpts: dir.file("ckpts"), loras: dir.file("loras")), workers: 2)
+    let (observed, stats) = try inventory.observe(desired)
+    #expect(observed.paths["ckpts/good.safetensors"] == .file(FileContent(size: 5000, sha256: sha)))
+    #expect(observed.paths["ckpts/short.safetensors"] == .file(FileContent(size: 10)), "a size mismatch is not hashed")
+    #expect(observed.paths["ckpts/linked.safetensors"] == .symlink(target: dir.file("elsewhere/target.bin"), content: FileContent(size: 5000, sha256: sha)))
+    #expect(observed.paths["ckpts/dangling.safetensors"] == .symlink(target: dir.file("nowhere"), content: nil))
+    #expect(observed.paths["ckpts/dir.safetensors"] == .directory)
+    #expect(observed.paths["ckpts/missing.safetensors"] == .missing)
+    // git blob sha1 of "{}\n" as git hash-object prints it
+    guard case .file(let cfg)? = observed.paths["ckpts/cfg/config.json"] else { Issue.record("config.json not observed"); return }
+    #expect(cfg.gitSHA1 == "0967ef424bce6791893e9a57bb952f80fd536e93")
+    #expect(cfg.sha256 == nil)
+    #expect(stats.filesHashed == 3)
+    #expect(Set(fs.hashed.map { ($0 as NSString).lastPathComponent }) == ["good.safetensors", "linked.safetensors", "config.json"])
+    #expect(observed.filesystemOf["ckpts/good.safetensors"]?.freeBytes ?? 0 > 0)
+
+    // Second observation: everything comes from the hash cache.
+    fs.hashed = []
+    let (again, stats2) = try inventory.observe(desired)
+    #expect(fs.hashed.isEmpty)
+    #expect(stats2.filesHashed == 0 && stats2.hashCacheHits == 3)
+    #expect(again.paths == observed.paths)
+
+    // A changed file (new mtime and content) is hashed again.
+    try dir.write("ckpts/good.safetensors", Data(repeating: 3, count: 5000))
+    let (changed, _) = try inventory.observe(desired)
+    #expect(fs.hashed.map { ($0 as NSString).lastPathComponent } == ["good.safetensors"])
+    #expect(changed.paths["ckpts/good.safetensors"] == .file(FileContent(size: 5000, sha256: sha256Hex(Data(repeating: 3, count: 5000)))))
+}
+
+@Test func hashesLargeFilesInChunksCorrectly() throws {
+    let dir = try TempDir("hash")
+    defer { dir.remove() }
+    var data = Data(count: LocalFileSystem.chunkSize * 2 + 12345)
+    data.withUnsafeMutableBytes { buf in for i in 0..<buf.count { buf[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) } }
+    let path = try dir.write("big.bin", data)
+    let result = try LocalFileSystem().hash(path, sha256: true, gitSHA1: true)
+    #expect(result.sha256 == sha256Hex(data))
+    var sha1 = Insecure.SHA1()
+    sha1.update(data: Data("blob \(data.count)\0".utf8))
+    sha1.update(data: data)
+    #expect(result.gitSHA1 == sha1.finalize().map { String(format: "%02x", $0) }.joined())
+}
+
+@Test func corruptStateDatabaseIsReported() throws {
+    let dir = try TempDir("state")
+    defer { dir.remove() }
+    try dir.write("state.sqlite", Data(repeating: 0x41, count: 4096))
+    do {
+        _ = try StateDatabase(directory: dir.path)
+        Issue.record("opened a corrupt database")
+    } catch let error as StateError {
+        #expect("\(error)".contains("move it aside"))
+    }
+}

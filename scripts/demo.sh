@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The main job end to end on a fresh machine: build wgpm, start a local fake Hub that serves
+# small generated files for the example manifest's models, and run `wgpm plan` against it.
+# Nothing outside demo-work/ is touched; no network beyond 127.0.0.1 is used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+MANIFEST=${1:-manifests/studio-mix.yaml}
+scripts/setup.sh
+echo "demo: building wgpm"
+swift build 2>&1 | grep -E "error|warning: " || true
+WGPM=$(swift build --show-bin-path)/wgpm
+
+WORK=$ROOT/demo-work
+rm -rf "$WORK"
+mkdir -p "$WORK/hub" "$WORK/wan2gp-data"
+cat > "$WORK/config.yaml" <<YAML
+wan2gp_directory: $ROOT/fixtures/wan2gp
+ckpts_directory: $WORK/wan2gp-data/ckpts
+loras_directory: $WORK/wan2gp-data/loras
+state_directory: $WORK/state
+YAML
+export WGPM_CONFIG=$WORK/config.yaml
+
+echo "demo: generating small synthetic Hub repos for the models of $MANIFEST"
+for id in t2v i2v_2_2 vace_14B vace_14B_cocktail ti2v_2_2; do
+  "$WGPM" show "$id" --all-variants --json
+done | python3 tools/fakehub/generate.py --root "$WORK/hub" --max-kib 256
+python3 tools/fakehub/generate.py --root "$WORK/hub" --max-kib 256 "$MANIFEST"
+
+python3 tools/fakehub/fakehub.py --root "$WORK/hub" --log "$WORK/hub-requests.jsonl" \
+  --ready-file "$WORK/hub.json" --lifetime 900 >/dev/null &
+HUB_PID=$!
+trap 'kill $HUB_PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -s "$WORK/hub.json" ] && break; sleep 0.1; done
+export HF_ENDPOINT=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['hub'])" "$WORK/hub.json")
+echo "demo: fake Hub at $HF_ENDPOINT (file host on localhost)"
+
+echo
+echo "\$ wgpm plan -m $MANIFEST"
+set +e
+"$WGPM" plan -m "$MANIFEST" --detailed-exitcode
+status=$?
+set -e
+echo "(exit code $status: 2 means changes are pending)"
+echo
+echo "\$ wgpm plan -m $MANIFEST --json -o $WORK/plan.json   # saved plan, second run uses cached metadata"
+"$WGPM" plan -m "$MANIFEST" -o "$WORK/plan.json" --json > "$WORK/plan-stdout.json"
+python3 - "$WORK/plan-stdout.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+s = p["summary"]
+print("  format_version %d: %d actions, %d bytes to download, %d Hub requests this time"
+      % (p["format_version"], len(p["actions"]), s["download_bytes"], p["stats"]["hub_requests"]))
+PY
+[ "$status" -eq 2 ] || { echo "demo: expected pending changes (exit 2), got $status" >&2; exit 1; }
+echo "demo: done. The work folder is $WORK."

@@ -138,3 +138,17 @@ func manifestErrors(_ bad: BadManifest) {
         try MachineConfig.load(explicit: nil, environment: ["HOME": "/nonexistent"], cwd: "/nonexistent")
     }
 }
+
+/// The example manifests of manifests/ are valid against the real catalog and expand cleanly.
+@Test func exampleManifestsAreValid() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let catalog = try Catalog.load(wan2gpDirectory: root.appendingPathComponent("fixtures/wan2gp").path)
+    let dir = root.appendingPathComponent("manifests").path
+    let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted()
+    #expect(names.count >= 3)
+    for name in names {
+        let manifest = try Manifest.load(path: dir + "/" + name, knownModels: catalog.ids)
+        let files = try catalog.expand(manifest.models.map { ($0.id, $0.settings) })
+        #expect(files.count > 20, "\(name)")
+    }
+}

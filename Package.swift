@@ -40,8 +40,12 @@ let package = Package(
             "Planner", "Catalog", "Manifest", "State", "HubClient", "Inventory", "Rendering",
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: swiftSettings),
+        .target(name: "Executor", dependencies: [
+            "Planner", "State", "HubClient", "Inventory",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: swiftSettings),
         .executableTarget(name: "wgpm", dependencies: [
-            "Reconciler",
+            "Reconciler", "Executor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
@@ -50,6 +54,7 @@ let package = Package(
         .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Catalog"], swiftSettings: swiftSettings),
         .testTarget(name: "HubClientTests", dependencies: ["HubClient", "State", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "InventoryTests", dependencies: ["Inventory", "State", "Planner", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "HubClient", "State", "Planner", "Inventory", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "EndToEndTests", dependencies: ["Reconciler", "TestSupport", "wgpm"], swiftSettings: swiftSettings),
     ]
 )

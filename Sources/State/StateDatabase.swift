@@ -97,6 +97,7 @@ public final class StateDatabase: Sendable {
                 CREATE TABLE managed_path (path TEXT PRIMARY KEY NOT NULL, created_at REAL NOT NULL);
                 """)
         }
+        registerQueue(&m)
         return m
     }
 

@@ -48,9 +48,11 @@ struct PlanCommand: ParsableCommand {
         var object = planJSONObject(result.plan, extra: ["stats": stats, "manifest": manifest.file])
         if let out {
             object["fingerprint"] = result.fingerprint
+            object["pruned"] = prune
             object["observed"] = Dictionary(uniqueKeysWithValues: result.observed.paths.map { ($0.key, describe($0.value)) })
             try writeAtomically(try renderJSON(object), to: out)
             object["fingerprint"] = nil
+            object["pruned"] = nil
             object["observed"] = nil
         }
         if json {

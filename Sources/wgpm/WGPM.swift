@@ -10,5 +10,6 @@ struct WGPM: ParsableCommand {
             --detailed-exitcode, 1 any error, 64 wrong command-line usage.
             """,
         version: "wgpm 0.1.0",
-        subcommands: [PlanCommand.self, ModelsCommand.self, ShowCommand.self])
+        subcommands: [PlanCommand.self, ApplyCommand.self, WorkerCommand.self, QueueCommand.self,
+                      ModelsCommand.self, ShowCommand.self])
 }

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Executor
+import Foundation
+import Manifest
+import Reconciler
+import Rendering
+
+struct ApplyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Carry out a plan through the persistent queue: downloads, links, replacements.")
+
+    @OptionGroup var configOptions: ConfigOptions
+    @OptionGroup var queueOptions: QueueOptions
+
+    @Argument(help: "A plan saved with 'wgpm plan -o'; it is applied only while it still matches the machine.")
+    var planFile: String?
+
+    @Option(name: [.short, .customLong("manifest")], help: "The manifest.")
+    var manifest = "wgpm.yaml"
+
+    @Flag(help: "Do not ask for confirmation.")
+    var yes = false
+
+    @Flag(help: "Only add the jobs to the queue; 'wgpm worker' runs them.")
+    var enqueueOnly = false
+
+    @Flag(help: "Also remove files wgpm created that the manifest no longer wants.")
+    var prune = false
+
+    func run() throws {
+        let reconciler = try configOptions.reconciler()
+        let catalog = try reconciler.loadCatalog()
+        let manifest = try Manifest.load(path: self.manifest, knownModels: catalog.ids)
+        let plan: PlanResult
+        if let planFile {
+            guard let data = FileManager.default.contents(atPath: planFile),
+                  let saved = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw ValidationError("\(planFile): cannot read the saved plan")
+            }
+            let pruned = (saved["pruned"] as? Bool) ?? false
+            plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: pruned || prune)
+            if let reason = stalenessReason(saved: saved, fresh: plan) {
+                printError("wgpm: error: \(planFile) is stale: \(reason). Run 'wgpm plan -o \(planFile)' again and review it.")
+                throw ExitCode(1)
+            }
+        } else {
+            plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: prune)
+            for warning in plan.warnings { printError("wgpm: warning: \(warning)") }
+            print(renderHuman(plan.plan, style: terminalStyle), terminator: "")
+            if plan.plan.hasChanges && !yes {
+                guard isatty(STDIN_FILENO) == 1 else {
+                    printError("wgpm: error: refusing to apply without confirmation: there is no terminal to ask. Review the plan and pass --yes, or apply a saved plan file.")
+                    throw ExitCode(1)
+                }
+                print("Apply these changes? Only 'yes' is accepted: ", terminator: "")
+                guard readLine()?.trimmingCharacters(in: .whitespaces) == "yes" else {
+                    print("Apply cancelled; nothing was changed.")
+                    throw ExitCode(1)
+                }
+            }
+        }
+        let jobs = JobSpec.from(plan.plan, mapper: reconciler.mapper)
+        let added = try reconciler.state.enqueue(
+            jobs.map { ($0.id, $0.kind.rawValue, $0.path, $0.encoded(), $0.size) }, at: Date().timeIntervalSince1970)
+        let conflicts = plan.plan.actions.filter { $0.kind == .conflict }
+        if enqueueOnly {
+            print("Enqueued \(added) new job\(added == 1 ? "" : "s") (\(jobs.count) in this plan); run 'wgpm worker' to carry them out.")
+            return
+        }
+        let nothingPending = try reconciler.state.jobs().allSatisfy { $0.state != .pending }
+        if jobs.isEmpty && conflicts.isEmpty && nothingPending {
+            print("No changes. Nothing to apply.")
+            return
+        }
+        let ok = try runQueue(reconciler: reconciler, lockTimeout: queueOptions.lockTimeout, follow: false)
+        for c in conflicts { printError("wgpm: conflict left as it is: \(c.path) (\(c.reason))") }
+        if !ok || !conflicts.isEmpty { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import Rendering
+import State
+
+struct QueueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue",
+        abstract: "Show the queue's jobs, retry failed ones, or clear finished ones.")
+
+    enum Verb: String, ExpressibleByArgument, CaseIterable { case status, retry, clear }
+
+    @OptionGroup var configOptions: ConfigOptions
+
+    @Argument(help: "status | retry | clear")
+    var verb: Verb = .status
+
+    @Flag(help: "With clear: also remove failed jobs.")
+    var failed = false
+
+    @Flag(help: "Print JSON (format_version 1).")
+    var json = false
+
+    func run() throws {
+        let config = try configOptions.load()
+        let state = try StateDatabase(directory: config.stateDirectory)
+        let now = Date().timeIntervalSince1970
+        switch verb {
+        case .retry:
+            print("\(try state.retryFailedJobs(at: now)) failed job(s) are pending again; run 'wgpm worker' to carry them out.")
+        case .clear:
+            print("Removed \(try state.clearJobs(includeFailed: failed)) finished job(s).")
+        case .status:
+            let jobs = try state.jobs()
+            if json {
+                let list: [[String: Any]] = jobs.map { j in
+                    var o: [String: Any] = ["id": j.id, "kind": j.kind, "path": j.path, "state": j.state.rawValue,
+                                            "attempts": j.attempts, "bytes_done": j.bytesDone]
+                    if let t = j.bytesTotal { o["bytes_total"] = t }
+                    if let e = j.lastError { o["last_error"] = e }
+                    return o
+                }
+                print(try renderJSON(["format_version": 1, "jobs": list]), terminator: "")
+                return
+            }
+            var counts: [JobRecord.State: Int] = [:]
+            for j in jobs {
+                counts[j.state, default: 0] += 1
+                let progress = j.bytesTotal.map { "\(formatBytes(j.bytesDone)) / \(formatBytes($0))" } ?? formatBytes(j.bytesDone)
+                var line = "  \(j.state.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(j.kind.padding(toLength: 9, withPad: " ", startingAt: 0)) \(j.path)  \(progress)"
+                if j.attempts > 1 { line += "  attempts \(j.attempts)" }
+                if let e = j.lastError, j.state != .done { line += "  (\(e))" }
+                print(line)
+            }
+            print("Queue: " + JobRecord.State.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", ") + ".")
+        }
+    }
+}

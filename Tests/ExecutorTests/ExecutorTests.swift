@@ -1,0 +1,269 @@
+import Crypto
+import Foundation
+import HubClient
+import Inventory
+import Planner
+import State
+import Testing
+import TestSupport
+@testable import Executor
+
+final class RecordingSleeper: Sleeper, @unchecked Sendable {
+    private let lock = NSLock()
+    private var _waits: [Double] = []
+    var waits: [Double] { lock.lock(); defer { lock.unlock() }; return _waits }
+    func sleep(seconds: Double) { lock.lock(); _waits.append(seconds); lock.unlock() }
+}
+
+func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined() }
+
+/// Deterministic bytes that are not all alike, so a flipped or shifted byte changes the hash.
+func payload(_ count: Int, seed: UInt8 = 1) -> Data {
+    var bytes = [UInt8](repeating: 0, count: count)
+    for i in 0..<count { bytes[i] = UInt8(truncatingIfNeeded: i &* 131 &+ Int(seed) &* 7 &+ i >> 9) }
+    return Data(bytes)
+}
+
+/// A fake Hub with one LFS file and one small file, and a downloader pointed at it.
+final class Rig: @unchecked Sendable {
+    let dir: TempDir
+    let hub: FakeHub
+    let client: HubClient
+    let sleeper = RecordingSleeper()
+    let big = payload(3 << 20)
+    let small = Data("{\"tokenizer\": true}\n".utf8)
+    let commit: String
+
+    init(config: [String: Any] = ["tokens": ["hf_tok"]], token: String? = "hf_tok") throws {
+        dir = try TempDir("exec")
+        hub = try FakeHub(root: dir.file("hub"), config: config)
+        try hub.addFile(repo: "org/repo", path: "sub/big.safetensors", big)
+        try hub.addFile(repo: "org/repo", path: "tok/tokenizer.json", small)
+        client = HubClient(endpoint: hub.hubURL, token: token, sleeper: sleeper)
+        commit = try client.resolveCommit(HubReference(repo: "org/repo", revision: "main", path: ""))
+    }
+
+    deinit { hub.stop(); dir.remove() }
+
+    func bigSpec() -> JobSpec {
+        JobSpec(kind: .download, path: "ckpts/big.safetensors", target: dir.file("ckpts/big.safetensors"),
+                partialDirectory: dir.file("ckpts/.wgpm-partial"),
+                url: "https://huggingface.co/org/repo/resolve/main/sub/big.safetensors", repo: "org/repo", commit: commit,
+                size: Int64(big.count), sha256: sha256Hex(big), replaces: false)
+    }
+
+    func smallSpec() -> JobSpec {
+        var sha1 = Insecure.SHA1()
+        sha1.update(data: Data("blob \(small.count)\0".utf8))
+        sha1.update(data: small)
+        return JobSpec(kind: .download, path: "ckpts/tok/tokenizer.json", target: dir.file("ckpts/tok/tokenizer.json"),
+                       partialDirectory: dir.file("ckpts/.wgpm-partial"),
+                       url: "https://huggingface.co/org/repo/resolve/main/tok/tokenizer.json", repo: "org/repo", commit: commit,
+                       size: Int64(small.count), gitSHA1: sha1.finalize().map { String(format: "%02x", $0) }.joined(), replaces: false)
+    }
+
+    func downloader(limit: Int64 = 0) -> Downloader {
+        Downloader(hub: client, transfer: CurlDownload(maxBytesPerSecond: limit, lowSpeedTime: 5), sleeper: sleeper)
+    }
+
+    func download(_ spec: JobSpec) throws {
+        try downloader().run(spec, cancel: CancelFlag(), progress: { _ in }, notice: { _ in })
+    }
+
+    func fault(_ fault: [String: Any]) throws {
+        try hub.setConfig(["tokens": ["hf_tok"], "faults": [fault]])
+    }
+
+    var cdnGets: [LoggedRequest] { hub.requests().filter { $0.listener == "cdn" && $0.method == "GET" } }
+}
+
+@Test func downloadsVerifiesAndPlacesAtomically() throws {
+    let rig = try Rig()
+    try rig.download(rig.bigSpec())
+    #expect(FileManager.default.contents(atPath: rig.dir.file("ckpts/big.safetensors")) == rig.big)
+    try rig.download(rig.smallSpec())
+    #expect(FileManager.default.contents(atPath: rig.dir.file("ckpts/tok/tokenizer.json")) == rig.small)
+    let partials = try FileManager.default.contentsOfDirectory(atPath: rig.dir.file("ckpts/.wgpm-partial"))
+    #expect(partials.isEmpty, "no partial left behind")
+    // The token went to the Hub (resolve and resolve-cache), never to the file host.
+    let log = rig.hub.requests(atLeast: 5)
+    #expect(log.filter { $0.listener == "cdn" }.allSatisfy { !$0.auth })
+    #expect(log.filter { $0.listener == "cdn" }.count == 1)
+    #expect(log.filter { $0.listener == "hub" }.allSatisfy { $0.auth })
+    #expect(log.contains { $0.path.hasPrefix("/api/resolve-cache/") && $0.method == "GET" && $0.auth })
+}
+
+@Test func droppedConnectionResumesWithRange() throws {
+    let rig = try Rig()
+    try rig.fault(["listener": "cdn", "method": "GET", "type": "drop", "after_bytes": 1_000_000, "count": 1])
+    try rig.download(rig.bigSpec())
+    #expect(FileManager.default.contents(atPath: rig.dir.file("ckpts/big.safetensors")) == rig.big)
+    let gets = rig.cdnGets
+    #expect(gets.count == 2)
+    #expect(gets.first?.range == nil)
+    #expect(gets.last?.range == "bytes=1000000-", "resumed from the bytes on disk")
+    #expect(gets.last?.status == 206)
+}
+
+@Test func aTwoHundredToARangeRequestRestartsFromZero() throws {
+    let rig = try Rig()
+    try rig.hub.setConfig(["tokens": ["hf_tok"], "faults": [
+        ["listener": "cdn", "method": "GET", "type": "drop", "after_bytes": 500_000, "count": 1],
+        ["listener": "cdn", "method": "GET", "type": "ignore_range", "count": 1]]])
+    try rig.download(rig.bigSpec())
+    #expect(FileManager.default.contents(atPath: rig.dir.file("ckpts/big.safetensors")) == rig.big, "never appended")
+    #expect(rig.cdnGets.map(\.status) == [200, 200])
+    #expect(rig.cdnGets.last?.range == "bytes=500000-")
+}
+
+@Test func rateLimitAndServerErrorsAreRetried() throws {
+    let rig = try Rig()
+    try rig.hub.setConfig(["tokens": ["hf_tok"], "faults": [
+        ["listener": "cdn", "method": "GET", "status": 429, "headers": ["Retry-After": "2"], "count": 1],
+        ["listener": "cdn", "method": "GET", "status": 500, "count": 1]]])
+    try rig.download(rig.bigSpec())
+    #expect(FileManager.default.contents(atPath: rig.dir.file("ckpts/big.safetensors")) == rig.big)
+    #expect(rig.sleeper.waits.first == 3, "Retry-After 2 waits 2+1 s")
+    #expect(rig.sleeper.waits.count == 2)
+}
+
+@Test func expiredFileHostLinkIsResolvedAgain() throws {
+    let rig = try Rig()
+    try rig.hub.setConfig(["tokens": ["hf_tok"], "faults": [
+        ["listener": "cdn", "method": "GET", "type": "drop", "after_bytes": 700_000, "count": 1],
+        ["listener": "cdn", "method": "GET", "status": 403, "count": 1]]])
+    try rig.download(rig.bigSpec())
+    #expect(FileManager.default.contents(atPath: rig.dir.file("ckpts/big.safetensors")) == rig.big)
+    let resolves = rig.hub.requests().filter { $0.listener == "hub" && $0.path.contains("/resolve/") && $0.method == "HEAD" }
+    #expect(resolves.count >= 3, "a fresh signed URL after the 403")
+    #expect(rig.cdnGets.last?.range == "bytes=700000-", "the partial was kept across the re-resolve")
+}
+
+@Test func wrongBytesNeverReachTheFinalPath() throws {
+    let rig = try Rig()
+    try rig.fault(["listener": "cdn", "method": "GET", "type": "wrong_bytes", "count": 1])
+    #expect(throws: ExecutorError.self) { try rig.download(rig.bigSpec()) }
+    #expect(!FileManager.default.fileExists(atPath: rig.dir.file("ckpts/big.safetensors")))
+    let partials = try FileManager.default.contentsOfDirectory(atPath: rig.dir.file("ckpts/.wgpm-partial"))
+    #expect(partials.isEmpty, "the bad partial is deleted, not resumed")
+    try rig.download(rig.bigSpec())
+    #expect(FileManager.default.contents(atPath: rig.dir.file("ckpts/big.safetensors")) == rig.big)
+    #expect(rig.cdnGets.last?.range == nil, "started over from byte 0")
+}
+
+@Test func persistentFailureKeepsThePartial() throws {
+    let rig = try Rig()
+    try rig.hub.setConfig(["tokens": ["hf_tok"], "faults": [
+        ["listener": "cdn", "method": "GET", "type": "drop", "after_bytes": 300_000, "count": 1],
+        ["listener": "cdn", "method": "GET", "status": 503, "count": 50]]])
+    do {
+        try rig.download(rig.bigSpec())
+        Issue.record("expected a failure")
+    } catch let error as ExecutorError {
+        guard case .gaveUp = error else { Issue.record("got \(error)"); return }
+        #expect("\(error)".contains("partial file is kept"))
+    }
+    let partial = rig.dir.file("ckpts/.wgpm-partial/" + Downloader.partialName(rig.bigSpec()))
+    #expect((try? FileManager.default.attributesOfItem(atPath: partial)[.size] as? Int) == 300_000)
+    #expect(!FileManager.default.fileExists(atPath: rig.dir.file("ckpts/big.safetensors")))
+}
+
+@Test func upstreamChangeIsNotResumedIntoTheOldFile() throws {
+    let rig = try Rig()
+    var spec = rig.bigSpec()
+    spec.commit = nil  // follow main, which is about to move
+    try rig.hub.addFile(repo: "org/repo", path: "sub/big.safetensors", payload(3 << 20, seed: 9))
+    #expect(throws: ExecutorError.upstreamChanged(path: spec.path, expected: spec.sha256!,
+                                                   served: sha256Hex(payload(3 << 20, seed: 9)))) {
+        try rig.download(spec)
+    }
+}
+
+@Test func unwritableTargetIsAClearError() throws {
+    let rig = try Rig()
+    try rig.dir.write("ckpts", "a file where the folder belongs")
+    do {
+        try rig.download(rig.bigSpec())
+        Issue.record("expected an error")
+    } catch let error as ExecutorError {
+        #expect("\(error)".contains("cannot write ckpts/big.safetensors"))
+    }
+}
+
+@Test func linksAreMadeAtomicallyAndChecked() throws {
+    let dir = try TempDir("link")
+    defer { dir.remove() }
+    let content = payload(10_000)
+    let source = try dir.write("store/model.bin", content)
+    try dir.write("ckpts/old.bin", "old")
+    func spec(_ name: String, _ mode: LinkMode, basis: String = "sha256", sha: String? = nil, from: String? = nil) -> JobSpec {
+        JobSpec(kind: .link, path: "ckpts/\(name)", target: dir.file("ckpts/\(name)"), size: Int64(content.count),
+                sha256: sha ?? sha256Hex(content), linkFrom: from ?? source, linkMode: mode, basis: basis, replaces: false)
+    }
+    let linker = Linker()
+    try linker.run(spec("a.bin", .symlink))
+    #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir.file("ckpts/a.bin")) == source)
+    try linker.run(spec("b.bin", .hardlink))
+    #expect(LocalFileSystem().stat(dir.file("ckpts/b.bin"))?.inode == LocalFileSystem().stat(source)?.inode)
+    try linker.run(spec("old.bin", .copy))
+    #expect(FileManager.default.contents(atPath: dir.file("ckpts/old.bin")) == content, "replaced by rename")
+    #expect(throws: ExecutorError.verificationFailed(path: "ckpts/c.bin", expected: String(repeating: "0", count: 64), actual: sha256Hex(content))) {
+        try linker.run(spec("c.bin", .symlink, basis: "url", sha: String(repeating: "0", count: 64)))
+    }
+    #expect(!FileManager.default.fileExists(atPath: dir.file("ckpts/c.bin")))
+    #expect(throws: ExecutorError.sourceVanished(path: "ckpts/d.bin", source: dir.file("store/gone.bin"))) {
+        try linker.run(spec("d.bin", .symlink, from: dir.file("store/gone.bin")))
+    }
+    let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.file("ckpts")).filter { $0.hasPrefix(".wgpm-tmp") }
+    #expect(leftovers.isEmpty)
+}
+
+@Test func queueIsIdempotentAndRecoversAbandonedJobs() throws {
+    let rig = try Rig()
+    let state = try StateDatabase(directory: rig.dir.file("state"))
+    let specs = [rig.bigSpec(), rig.smallSpec()]
+    let rows = specs.map { ($0.id, $0.kind.rawValue, $0.path, $0.encoded(), $0.size) }
+    #expect(try state.enqueue(rows, at: 1) == 2)
+    #expect(try state.enqueue(rows, at: 2) == 0, "the same plan twice adds nothing")
+    #expect(try state.jobs().count == 2)
+    // A process claims a job and dies: the next runner takes it back.
+    let claimed = try #require(try state.claimNextJob(pid: 999_999, at: 3))
+    #expect(claimed.state == .running)
+    #expect(try state.recoverAbandonedJobs(at: 4) == 1)
+    let runner = QueueRunner(state: state, downloader: rig.downloader(), workers: 2, minFreeBytes: 0,
+                             notice: { _ in }, onJobEnd: { _, _ in })
+    let summary = try runner.run(cancel: CancelFlag(), board: ProgressBoard(totalBytes: 0, totalFiles: 2))
+    #expect(summary.failed.isEmpty)
+    #expect(Set(summary.completed) == ["ckpts/big.safetensors", "ckpts/tok/tokenizer.json"])
+    #expect(try state.jobs().allSatisfy { $0.state == .done })
+    #expect(try state.managedPaths() == ["ckpts/big.safetensors", "ckpts/tok/tokenizer.json"])
+    #expect(try state.clearJobs(includeFailed: false) == 2)
+}
+
+@Test func freeSpaceIsCheckedBeforeAnyDownload() throws {
+    let rig = try Rig()
+    let state = try StateDatabase(directory: rig.dir.file("state"))
+    let spec = rig.bigSpec()
+    try state.enqueue([(spec.id, spec.kind.rawValue, spec.path, spec.encoded(), spec.size)], at: 1)
+    let runner = QueueRunner(state: state, downloader: rig.downloader(), workers: 1, minFreeBytes: Int64.max / 2,
+                             notice: { _ in }, onJobEnd: { _, _ in })
+    #expect(throws: ExecutorError.self) { _ = try runner.run(cancel: CancelFlag(), board: nil) }
+    #expect(rig.cdnGets.isEmpty, "nothing was downloaded")
+}
+
+@Test func failedJobsCanBeRetried() throws {
+    let rig = try Rig()
+    let state = try StateDatabase(directory: rig.dir.file("state"))
+    let spec = rig.bigSpec()
+    try state.enqueue([(spec.id, spec.kind.rawValue, spec.path, spec.encoded(), spec.size)], at: 1)
+    try rig.fault(["listener": "cdn", "method": "GET", "type": "wrong_bytes", "count": 1])
+    let runner = QueueRunner(state: state, downloader: rig.downloader(), workers: 1, minFreeBytes: 0,
+                             notice: { _ in }, onJobEnd: { _, _ in })
+    let first = try runner.run(cancel: CancelFlag(), board: nil)
+    #expect(first.failed.count == 1)
+    let failed = try #require(try state.jobs().first)
+    #expect(failed.state == .failed && failed.lastError?.contains("do not match") == true)
+    #expect(try state.retryFailedJobs(at: 2) == 1)
+    let second = try runner.run(cancel: CancelFlag(), board: nil)
+    #expect(second.failed.isEmpty && second.completed == ["ckpts/big.safetensors"])
+}

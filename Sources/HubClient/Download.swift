@@ -10,6 +10,32 @@ public final class CancelFlag: Sendable {
     public func set() { value.store(true, ordering: .relaxed) }
 }
 
+/// A token bucket shared by all transfers of a run. A transfer that gets ahead of the budget
+/// sleeps in its write callback, which blocks only its own thread. libcurl's own per-handle
+/// limit is not used: with 512 KiB buffers it lets tens of megabytes through between checks.
+public final class BandwidthLimiter: @unchecked Sendable {
+    public let bytesPerSecond: Double
+    private let lock = NSLock()
+    private var available: Double
+    private var last = Date()
+
+    public init(bytesPerSecond: Int64) {
+        self.bytesPerSecond = Double(bytesPerSecond)
+        available = Double(bytesPerSecond) / 4
+    }
+
+    public func consume(_ bytes: Int) {
+        lock.lock()
+        let now = Date()
+        available = min(bytesPerSecond / 4, available + now.timeIntervalSince(last) * bytesPerSecond)
+        last = now
+        available -= Double(bytes)
+        let wait = available < 0 ? -available / bytesPerSecond : 0
+        lock.unlock()
+        if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+    }
+}
+
 /// Where a Hub file's bytes can be fetched right now.
 public struct DownloadSource: Sendable {
     /// The URL to GET (a signed file-host URL for LFS files; never stored beyond one transfer).
@@ -55,11 +81,11 @@ public protocol TransferSink: AnyObject {
 public struct CurlDownload: Sendable {
     public var connectTimeout = 20
     public var lowSpeedTime = 60
-    /// Bytes per second for this transfer; 0 = unlimited.
-    public var maxBytesPerSecond: Int64 = 0
+    /// Shared by every transfer of a run, so `bandwidth_limit_kb` caps them together.
+    public var limiter: BandwidthLimiter?
 
-    public init(maxBytesPerSecond: Int64 = 0, lowSpeedTime: Int = 60) {
-        self.maxBytesPerSecond = maxBytesPerSecond
+    public init(limiter: BandwidthLimiter? = nil, lowSpeedTime: Int = 60) {
+        self.limiter = limiter
         self.lowSpeedTime = lowSpeedTime
         _ = CurlTransport.globalInit
     }
@@ -69,6 +95,7 @@ public struct CurlDownload: Sendable {
         let offset: Int64
         let handle: UnsafeMutableRawPointer
         let cancel: CancelFlag?
+        let limiter: BandwidthLimiter?
         let progress: (@Sendable (Int64) -> Void)?
         var decided = false
         var accept = false
@@ -76,8 +103,9 @@ public struct CurlDownload: Sendable {
         var written: Int64 = 0
         var failure: Error?
         init(sink: TransferSink, offset: Int64, handle: UnsafeMutableRawPointer,
-             cancel: CancelFlag?, progress: (@Sendable (Int64) -> Void)?) {
+             cancel: CancelFlag?, limiter: BandwidthLimiter?, progress: (@Sendable (Int64) -> Void)?) {
             self.sink = sink
+            self.limiter = limiter
             self.offset = offset
             self.handle = handle
             self.cancel = cancel
@@ -91,7 +119,7 @@ public struct CurlDownload: Sendable {
                       progress: (@Sendable (Int64) -> Void)? = nil) -> TransferOutcome {
         guard let h = curl_easy_init() else { return .networkError("libcurl could not start") }
         defer { curl_easy_cleanup(h) }
-        let ctx = Context(sink: sink, offset: offset, handle: h, cancel: cancel, progress: progress)
+        let ctx = Context(sink: sink, offset: offset, handle: h, cancel: cancel, limiter: limiter, progress: progress)
         let opaque = Unmanaged.passRetained(ctx).toOpaque()
         defer { Unmanaged<Context>.fromOpaque(opaque).release() }
         _ = ccurl_setopt_str(h, CURLOPT_URL, url)
@@ -102,7 +130,6 @@ public struct CurlDownload: Sendable {
         _ = ccurl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, lowSpeedTime)
         _ = ccurl_setopt_long(h, CURLOPT_BUFFERSIZE, 512 * 1024)
         _ = ccurl_setopt_str(h, CURLOPT_USERAGENT, "wgpm/0.1")
-        if maxBytesPerSecond > 0 { _ = ccurl_setopt_off(h, CURLOPT_MAX_RECV_SPEED_LARGE, Int(maxBytesPerSecond)) }
         if offset > 0 { _ = ccurl_setopt_str(h, CURLOPT_RANGE, "\(offset)-") }
         var list: UnsafeMutablePointer<curl_slist>?
         for (name, value) in headers + [("Accept-Encoding", "identity")] { list = curl_slist_append(list, "\(name): \(value)") }
@@ -151,6 +178,7 @@ public struct CurlDownload: Sendable {
                 return 0
             }
             ctx.written += Int64(n)
+            ctx.limiter?.consume(n)
             return n
         }
         _ = ccurl_setopt_ptr(h, CURLOPT_WRITEDATA, opaque)

@@ -36,9 +36,8 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool) throws
     defer { lock.release() }
     installInterruptHandlers()
     let parallel = max(1, config.parallelDownloads)
-    // One budget for all transfers: each of the parallel transfers gets an equal share.
-    let perTransfer = config.bandwidthLimitKB > 0 ? Int64(config.bandwidthLimitKB) * 1000 / Int64(parallel) : 0
-    let downloader = Downloader(hub: reconciler.hub, transfer: CurlDownload(maxBytesPerSecond: perTransfer),
+    let limiter = config.bandwidthLimitKB > 0 ? BandwidthLimiter(bytesPerSecond: Int64(config.bandwidthLimitKB) * 1000) : nil
+    let downloader = Downloader(hub: reconciler.hub, transfer: CurlDownload(limiter: limiter),
                                 sleeper: reconciler.context.sleeper)
     let pending = try reconciler.state.jobs().filter { $0.state == .pending || $0.state == .running }
     let board = ProgressBoard(totalBytes: pending.reduce(0) { $0 + ($1.bytesTotal ?? 0) }, totalFiles: pending.count)

@@ -62,8 +62,8 @@ final class Rig: @unchecked Sendable {
                        size: Int64(small.count), gitSHA1: sha1.finalize().map { String(format: "%02x", $0) }.joined(), replaces: false)
     }
 
-    func downloader(limit: Int64 = 0) -> Downloader {
-        Downloader(hub: client, transfer: CurlDownload(maxBytesPerSecond: limit, lowSpeedTime: 5), sleeper: sleeper)
+    func downloader() -> Downloader {
+        Downloader(hub: client, transfer: CurlDownload(lowSpeedTime: 5), sleeper: sleeper)
     }
 
     func download(_ spec: JobSpec) throws {

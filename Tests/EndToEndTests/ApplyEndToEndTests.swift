@@ -1,0 +1,190 @@
+import Crypto
+import Foundation
+import Testing
+import TestSupport
+
+func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined() }
+
+func bigPayload(_ count: Int) -> Data {
+    var bytes = [UInt8](repeating: 0, count: count)
+    for i in 0..<count { bytes[i] = UInt8(truncatingIfNeeded: i &* 2_654_435_761 >> 13) }
+    return Data(bytes)
+}
+
+let bigURL = "https://huggingface.co/extra/big/resolve/main/weights/big.safetensors"
+
+/// A machine whose manifest wants t2v plus one large file that the fake Hub serves slowly enough
+/// (through bandwidth_limit_kb) to be interrupted.
+func slowMachine(size: Int = 12 << 20, limitKB: Int = 2000) throws -> (Machine, Data) {
+    let m = try Machine(manifest: """
+        version: 1
+        files:
+          - url: \(bigURL)
+            path: ckpts/big.safetensors
+        """)
+    let data = bigPayload(size)
+    try m.hub.addFile(repo: "extra/big", path: "weights/big.safetensors", data)
+    try m.dir.write("config.yaml", """
+        wan2gp_directory: \(m.wan2gp)
+        ckpts_directory: ckpts
+        loras_directory: loras
+        state_directory: state
+        parallel_downloads: 1
+        bandwidth_limit_kb: \(limitKB)
+        min_free_gb: 0
+        """)
+    return (m, data)
+}
+
+func startWGPM(_ m: Machine, _ args: [String]) throws -> (Process, Pipe) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: wgpm)
+    p.arguments = args
+    var env = ProcessInfo.processInfo.environment
+    env["HF_ENDPOINT"] = m.hub.hubURL
+    env["HOME"] = m.dir.path
+    env["HF_TOKEN"] = nil
+    env["WGPM_CONFIG"] = nil
+    p.environment = env
+    p.currentDirectoryURL = URL(fileURLWithPath: m.dir.path)
+    let err = Pipe()
+    p.standardError = err
+    p.standardOutput = FileHandle.nullDevice
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    return (p, err)
+}
+
+func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    return condition()
+}
+
+func partialSize(_ m: Machine) -> Int {
+    let dir = m.dir.file("ckpts/.wgpm-partial")
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+    return names.compactMap { try? FileManager.default.attributesOfItem(atPath: dir + "/" + $0)[.size] as? Int }.max() ?? 0
+}
+
+@Test func applyThenPlanShowsNoChanges() throws {
+    let m = try Machine(manifest: manifestText,
+                        extraURLs: ["https://huggingface.co/extra/loras/resolve/main/style/painterly.safetensors"])
+    let refused = try m.wgpmRun(["apply"])
+    #expect(refused.status == 1 && refused.stderr.contains("pass --yes"), "\(refused.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts")), "nothing done without confirmation")
+
+    let applied = try m.wgpmRun(["apply", "--yes"])
+    #expect(applied.status == 0, "\(applied.stderr)")
+    #expect(applied.stdout.contains("Applied: 40 done, 0 failed"))
+    let after = try m.wgpmRun(["plan", "--detailed-exitcode"])
+    #expect(after.status == 0, "\(after.stdout)")
+    #expect(after.stdout.contains("No changes. 40 files"))
+    #expect(m.hub.requests().filter { $0.listener == "cdn" }.allSatisfy { !$0.auth })
+    let again = try m.wgpmRun(["apply", "--yes"])
+    #expect(again.status == 0 && again.stdout.contains("No changes"))
+    let queue = try m.wgpmRun(["queue", "status", "--json"])
+    let jobs = ((try JSONSerialization.jsonObject(with: Data(queue.stdout.utf8)) as? [String: Any])?["jobs"] as? [[String: Any]]) ?? []
+    #expect(jobs.count == 40 && jobs.allSatisfy { $0["state"] as? String == "done" })
+
+    // Prune: drop i2v_2_2 from the manifest; only the two transformers wgpm placed for it go.
+    try m.dir.write("my-own.safetensors", "a user's file")
+    try m.dir.write("wgpm.yaml", manifestText.replacingOccurrences(of: "  - id: i2v_2_2\n    transformer_quantization: bf16\n", with: ""))
+    let prunePlan = try m.wgpmRun(["plan", "--prune", "--json"])
+    let removes = ((try JSONSerialization.jsonObject(with: Data(prunePlan.stdout.utf8)) as? [String: Any])?["actions"] as? [[String: Any]] ?? [])
+        .filter { $0["action"] as? String == "remove" }.compactMap { $0["path"] as? String }
+    #expect(removes == ["ckpts/wan2.2_image2video_14B_high_mbf16.safetensors", "ckpts/wan2.2_image2video_14B_low_mbf16.safetensors"])
+    let pruned = try m.wgpmRun(["apply", "--yes", "--prune"])
+    #expect(pruned.status == 0, "\(pruned.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts/wan2.2_image2video_14B_high_mbf16.safetensors")))
+    #expect(FileManager.default.fileExists(atPath: m.dir.file("my-own.safetensors")))
+    #expect(try m.wgpmRun(["plan", "--prune", "--detailed-exitcode"]).status == 0)
+}
+
+@Test func savedPlanIsAppliedOnlyWhileTrue() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    #expect(try m.wgpmRun(["plan", "-o", "plan.json"]).status == 0)
+    try m.dir.write("ckpts/Wan2.1_VAE.safetensors", "changed since the plan")
+    let stale = try m.wgpmRun(["apply", "plan.json"])
+    #expect(stale.status == 1)
+    #expect(stale.stderr.contains("plan.json is stale: ckpts/Wan2.1_VAE.safetensors changed since the plan was made"), "\(stale.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts/umt5-xxl")), "nothing applied from a stale plan")
+    try m.dir.write("wgpm.yaml", "version: 1\nmodels: [t2v]\n# edited\n")
+    let edited = try m.wgpmRun(["apply", "plan.json"])
+    #expect(edited.stderr.contains("the manifest changed"))
+    #expect(try m.wgpmRun(["plan", "-o", "plan.json"]).status == 0)
+    let fresh = try m.wgpmRun(["apply", "plan.json"])
+    #expect(fresh.status == 0, "\(fresh.stderr)")
+    #expect(fresh.stdout.contains("Applied: 37 done"))
+    #expect(try m.wgpmRun(["plan", "--detailed-exitcode"]).status == 0)
+}
+
+@Test func killNineMidDownloadThenResume() throws {
+    let (m, data) = try slowMachine()
+    let (p, _) = try startWGPM(m, ["apply", "--yes"])
+    #expect(waitFor(30) { partialSize(m) > 2 << 20 }, "the download started")
+    kill(p.processIdentifier, SIGKILL)
+    p.waitUntilExit()
+    let kept = partialSize(m)
+    #expect(kept > 0 && kept < data.count, "the partial survived kill -9")
+    #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts/big.safetensors")), "no partial file at the final path")
+    try m.dir.write("config.yaml", (try String(contentsOfFile: m.dir.file("config.yaml"), encoding: .utf8))
+        .replacingOccurrences(of: "bandwidth_limit_kb: 2000", with: "bandwidth_limit_kb: 0"))
+    let resumed = try m.wgpmRun(["apply", "--yes"])
+    #expect(resumed.status == 0, "\(resumed.stderr)")
+    let gets = m.hub.requests(atLeast: 2).filter { $0.listener == "cdn" && $0.method == "GET" }
+    let lastRange = gets.last?.range ?? ""
+    let offset = Int(lastRange.dropFirst("bytes=".count).dropLast()) ?? 0
+    #expect(lastRange.hasPrefix("bytes=") && offset >= kept, "resumed with Range: \(lastRange) after \(kept) bytes")
+    #expect(gets.last?.status == 206)
+    #expect(gets.last?.bytes == data.count - offset, "only the rest was sent")
+    let placed = try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))
+    #expect(sha256Hex(placed) == sha256Hex(data))
+    #expect(try m.wgpmRun(["plan", "--detailed-exitcode"]).status == 0)
+}
+
+@Test func twoAppliesAtOnce() throws {
+    let (m, data) = try slowMachine(size: 8 << 20, limitKB: 3000)
+    let (first, _) = try startWGPM(m, ["apply", "--yes"])
+    #expect(waitFor(30) { partialSize(m) > 1 << 20 })
+    let impatient = try m.wgpmRun(["apply", "--yes", "--lock-timeout", "0.5"])
+    #expect(impatient.status == 1)
+    #expect(impatient.stderr.contains("is running the queue"), "\(impatient.stderr)")
+    let (second, secondErr) = try startWGPM(m, ["worker"])
+    first.waitUntilExit()
+    second.waitUntilExit()
+    let secondText = String(decoding: secondErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(first.terminationStatus == 0)
+    #expect(second.terminationStatus == 0, "\(secondText)")
+    #expect(secondText.contains("waiting for it to finish"))
+    let gets = m.hub.requests().filter { $0.listener == "cdn" && $0.method == "GET" }
+    #expect(gets.count == 1, "the file was downloaded once")
+    #expect(sha256Hex(try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))) == sha256Hex(data))
+}
+
+@Test func readOnlyCkptsIsAClearErrorAndLosesNothing() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    let mine = try m.dir.write("ckpts/Wan2.1_VAE.safetensors", "the user's own file, wrong for the manifest")
+    for dir in ["", "/state"] {
+        try FileManager.default.createDirectory(atPath: m.dir.path + dir, withIntermediateDirectories: true)
+        chmod(m.dir.path + dir, 0o777)
+    }
+    chmod(m.dir.file("ckpts"), 0o555)
+    defer { chmod(m.dir.file("ckpts"), 0o755) }
+    let result: RunResult
+    if getuid() == 0 {
+        // root ignores permissions: run as nobody, for whom ckpts/ is read-only.
+        chmod(m.dir.file("config.yaml"), 0o644)
+        chmod(m.dir.file("wgpm.yaml"), 0o644)
+        result = try run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", wgpm, "apply", "--yes"],
+                         environment: ["HF_ENDPOINT": m.hub.hubURL, "HOME": m.dir.path], cwd: m.dir.path)
+    } else {
+        result = try m.wgpmRun(["apply", "--yes"])
+    }
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("cannot write ckpts/"), "\(result.stderr)")
+    #expect(try String(contentsOfFile: mine, encoding: .utf8) == "the user's own file, wrong for the manifest")
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job end to end on a fresh machine: build wgpm, start a local fake Hub that serves
-# small generated files for the example manifest's models, and run `wgpm plan` against it.
+# small generated files for the example manifest's models, plan, apply, and plan again.
 # Nothing outside demo-work/ is touched; no network beyond 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,4 +54,21 @@ print("  format_version %d: %d actions, %d bytes to download, %d Hub requests th
       % (p["format_version"], len(p["actions"]), s["download_bytes"], p["stats"]["hub_requests"]))
 PY
 [ "$status" -eq 2 ] || { echo "demo: expected pending changes (exit 2), got $status" >&2; exit 1; }
+
+echo
+echo "\$ wgpm apply $WORK/plan.json      # the saved plan, applied only while it still matches the machine"
+"$WGPM" apply -m "$MANIFEST" "$WORK/plan.json"
+echo
+echo "\$ wgpm plan -m $MANIFEST --detailed-exitcode"
+"$WGPM" plan -m "$MANIFEST" --detailed-exitcode
+echo "(exit code 0: no changes)"
+echo
+echo "\$ wgpm queue status | tail -3"
+"$WGPM" queue status | tail -3
+python3 - "$WORK/hub-requests.jsonl" <<'PY'
+import json, sys
+log = [json.loads(l) for l in open(sys.argv[1])]
+cdn = [r for r in log if r["listener"] == "cdn"]
+print("fake Hub saw %d requests; %d to the file host, %d of them with a token" % (len(log), len(cdn), sum(r["auth"] for r in cdn)))
+PY
 echo "demo: done. The work folder is $WORK."

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Download benchmark (SPEC §5): wgpm against curl -o and huggingface_hub from PyPI, same local
+# server, same files, one run. Usage: bench/download.sh [--big-mb N] [--set COUNTxMB] [--rounds N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+swift build -c release 2>&1 | grep -E "error|warning: " || true
+WGPM=$(swift build -c release --show-bin-path)/wgpm
+mkdir -p bench-work
+if [ ! -x bench-work/venv/bin/python ]; then
+  python3 -m venv bench-work/venv
+  bench-work/venv/bin/pip install -q huggingface_hub
+fi
+bench-work/venv/bin/python -c "import huggingface_hub; print('huggingface_hub', huggingface_hub.__version__)"
+python3 bench/download_bench.py --wgpm "$WGPM" --python bench-work/venv/bin/python --out bench-work/download.md "$@"

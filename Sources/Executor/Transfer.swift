@@ -5,22 +5,82 @@ import HubClient
 import Glibc
 #endif
 
-/// The partial file of one download: written with write(2), hashed as it grows, so the final
-/// check needs no second read. On resume the bytes already on disk are hashed first.
+/// SHA-256 (and git blob sha1) of a stream, computed on its own thread so that hashing overlaps
+/// with receiving: the transfer thread copies each chunk into one of a few fixed buffers and
+/// moves on. Memory stays bounded (slots x slot size) whatever the file size.
+final class HashPipeline: @unchecked Sendable {
+    static let slotSize = 1 << 20
+    private let queue = DispatchQueue(label: "wgpm.hash")
+    private let free: DispatchSemaphore
+    private let lock = NSLock()
+    private let buffers: [UnsafeMutableRawPointer]
+    private var freeSlots: [Int]
+    private var sha = SHA256()
+    private var sha1 = Insecure.SHA1()
+    private let wantSHA1: Bool
+    private let sha1Prefix: [UInt8]
+
+    init(slots: Int = 8, gitSHA1Size: Int64?) {
+        free = DispatchSemaphore(value: slots)
+        buffers = (0..<slots).map { _ in UnsafeMutableRawPointer.allocate(byteCount: Self.slotSize, alignment: 4096) }
+        freeSlots = Array(0..<slots)
+        wantSHA1 = gitSHA1Size != nil
+        sha1Prefix = gitSHA1Size.map { Array("blob \($0)\0".utf8) } ?? []
+        reset()
+    }
+
+    deinit {
+        queue.sync {}
+        for b in buffers { b.deallocate() }
+    }
+
+    func reset() {
+        queue.sync {
+            sha = SHA256()
+            sha1 = Insecure.SHA1()
+            if wantSHA1 { sha1.update(data: sha1Prefix) }
+        }
+    }
+
+    func feed(_ bytes: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = min(Self.slotSize, bytes.count - offset)
+            free.wait()
+            let slot = lock.withLock { freeSlots.removeLast() }
+            buffers[slot].copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
+            queue.async { [self] in
+                let chunk = UnsafeRawBufferPointer(start: buffers[slot], count: n)
+                sha.update(bufferPointer: chunk)
+                if wantSHA1 { sha1.update(bufferPointer: chunk) }
+                lock.withLock { freeSlots.append(slot) }
+                free.signal()
+            }
+            offset += n
+        }
+    }
+
+    /// Waits for every fed chunk, then returns the digests of everything fed since the last reset.
+    func digests() -> (sha256: String, gitSHA1: String?) {
+        queue.sync { (hexString(sha.finalize()), wantSHA1 ? hexString(sha1.finalize()) : nil) }
+    }
+}
+
+/// The partial file of one download: written with write(2) and hashed as it grows (on a
+/// pipeline thread), so the final check needs no second read. On resume the bytes already on
+/// disk are hashed first.
 /// Used by one thread at a time: the transfer that owns it (curl calls back on that thread).
 final class PartialFile: TransferSink, @unchecked Sendable {
     let path: String
     let fd: Int32
     let expectedSize: Int64?
     private(set) var length: Int64 = 0
-    private var sha = SHA256()
-    private var sha1 = Insecure.SHA1()
-    let wantSHA1: Bool
+    private let hasher: HashPipeline
 
     init(path: String, expectedSize: Int64?, wantGitSHA1: Bool) throws {
         self.path = path
         self.expectedSize = expectedSize
-        wantSHA1 = wantGitSHA1 && expectedSize != nil
+        hasher = HashPipeline(gitSHA1Size: wantGitSHA1 ? expectedSize : nil)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
         var st = stat()
@@ -34,15 +94,9 @@ final class PartialFile: TransferSink, @unchecked Sendable {
 
     deinit { close(fd) }
 
-    private func resetHashes() {
-        sha = SHA256()
-        sha1 = Insecure.SHA1()
-        if wantSHA1, let size = expectedSize { sha1.update(data: Array("blob \(size)\0".utf8)) }
-    }
-
     /// Hashes what an earlier run left, so the stream can continue after it.
     private func absorbExisting(_ size: Int64) throws {
-        resetHashes()
+        hasher.reset()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 << 20, alignment: 4096)
         defer { buffer.deallocate() }
         lseek(fd, 0, SEEK_SET)
@@ -51,20 +105,20 @@ final class PartialFile: TransferSink, @unchecked Sendable {
             let n = read(fd, buffer.baseAddress, min(buffer.count, Int(size - done)))
             if n < 0 { if errno == EINTR { continue }; throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
             if n == 0 { break }
-            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
-            sha.update(bufferPointer: chunk)
-            if wantSHA1 { sha1.update(bufferPointer: chunk) }
+            hasher.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             done += Int64(n)
         }
+        _ = hasher.digests()  // wait: the buffer is reused below
         length = done
         lseek(fd, off_t(done), SEEK_SET)
+        // digests() finalized copies of the running state; feeding continues from the same state.
     }
 
     func restart() throws {
         guard ftruncate(fd, 0) == 0 else { throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
         lseek(fd, 0, SEEK_SET)
         length = 0
-        resetHashes()
+        hasher.reset()
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
@@ -77,14 +131,11 @@ final class PartialFile: TransferSink, @unchecked Sendable {
             }
             offset += n
         }
-        sha.update(bufferPointer: bytes)
-        if wantSHA1 { sha1.update(bufferPointer: bytes) }
+        hasher.feed(bytes)
         length += Int64(bytes.count)
     }
 
-    func digests() -> (sha256: String, gitSHA1: String?) {
-        (hexString(sha.finalize()), wantSHA1 ? hexString(sha1.finalize()) : nil)
-    }
+    func digests() -> (sha256: String, gitSHA1: String?) { hasher.digests() }
 
     func sync() throws {
         guard fsync(fd) == 0 else { throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }

@@ -35,9 +35,13 @@ let package = Package(
             "State", "Planner",
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: swiftSettings),
+        .target(name: "Reuse", dependencies: [
+            "Planner", "State", "Inventory",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ], swiftSettings: swiftSettings),
         .target(name: "Rendering", dependencies: ["Planner"], swiftSettings: swiftSettings),
         .target(name: "Reconciler", dependencies: [
-            "Planner", "Catalog", "Manifest", "State", "HubClient", "Inventory", "Rendering",
+            "Planner", "Catalog", "Manifest", "State", "HubClient", "Inventory", "Rendering", "Reuse",
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: swiftSettings),
         .target(name: "Executor", dependencies: [
@@ -45,7 +49,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "wgpm", dependencies: [
-            "Reconciler", "Executor",
+            "Reconciler", "Executor", "Reuse",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
@@ -55,6 +59,7 @@ let package = Package(
         .testTarget(name: "HubClientTests", dependencies: ["HubClient", "State", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "InventoryTests", dependencies: ["Inventory", "State", "Planner", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ExecutorTests", dependencies: ["Executor", "HubClient", "State", "Planner", "Inventory", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ReuseTests", dependencies: ["Reuse", "State", "Planner", "Inventory", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "EndToEndTests", dependencies: ["Reconciler", "TestSupport", "wgpm"], swiftSettings: swiftSettings),
     ]
 )

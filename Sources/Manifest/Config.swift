@@ -157,7 +157,15 @@ public struct MachineConfig: Sendable {
                     ?? ((db as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent + "/models"
                 out.append(.invokeai(db: db, modelsDir: models))
             case "hf_cache":
-                if let path = p(value, "hf_cache") { out.append(.hfCache(path)) }
+                // `auto` follows the Hugging Face conventions: HF_HUB_CACHE, else $HF_HOME/hub.
+                if value.scalar?.string == "auto" || value.scalar?.string == "" {
+                    let cache = env["HF_HUB_CACHE"].map { expandHome($0, env: env) }
+                        ?? env["HUGGINGFACE_HUB_CACHE"].map { expandHome($0, env: env) }
+                        ?? (hfHome(env: env) as NSString).appendingPathComponent("hub")
+                    out.append(.hfCache(cache))
+                } else if let path = p(value, "hf_cache") {
+                    out.append(.hfCache(path))
+                }
             default:
                 if let path = p(value, "directory") { out.append(.directory(path)) }
             }

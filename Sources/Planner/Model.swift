@@ -77,12 +77,15 @@ public struct ReuseCandidate: Hashable, Sendable, Codable {
     public var content: FileContent
     /// The URL this content came from, when the source records it (InvokeAI `source`).
     public var sourceURL: String?
+    /// The filesystem holding the file (`FilesystemInfo.id` form), to know whether a hardlink can work.
+    public var filesystemID: String?
 
-    public init(source: String, path: String, content: FileContent, sourceURL: String? = nil) {
+    public init(source: String, path: String, content: FileContent, sourceURL: String? = nil, filesystemID: String? = nil) {
         self.source = source
         self.path = path
         self.content = content
         self.sourceURL = sourceURL
+        self.filesystemID = filesystemID
     }
 }
 

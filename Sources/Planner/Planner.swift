@@ -18,16 +18,16 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
             actions.append(Action(kind: .conflict, path: file.path,
                                   reason: "a special file is in the way; not touched", file: file))
         case .missing:
-            let fetch = resolve(file, candidates: observed.candidates[file.path] ?? [], mode: options.linkMode)
+            let fetch = resolve(file, candidates: observed.candidates[file.path] ?? [], mode: options.linkMode, targetFS: observed.filesystemOf[file.path]?.id)
             let kind: ActionKind = if case .link = fetch { .link } else { .download }
-            var reason = describe(fetch)
+            var reason = describe(fetch, requested: options.linkMode)
             if !file.downloadable { reason += "; Wan2GP does not download this file itself" }
             actions.append(Action(kind: kind, path: file.path, fetch: fetch, reason: reason, file: file))
         case .file(let content):
             if let mismatch = mismatch(content, file.expected) {
-                let fetch = resolve(file, candidates: observed.candidates[file.path] ?? [], mode: options.linkMode)
+                let fetch = resolve(file, candidates: observed.candidates[file.path] ?? [], mode: options.linkMode, targetFS: observed.filesystemOf[file.path]?.id)
                 actions.append(Action(kind: .replace, path: file.path, fetch: fetch,
-                                      reason: "\(mismatch); \(describe(fetch))", file: file))
+                                      reason: "\(mismatch); \(describe(fetch, requested: options.linkMode))", file: file))
             } else {
                 unchanged.append(file.path)
             }
@@ -39,9 +39,9 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
                 problem = "dangling link to \(target)"
             }
             if let problem {
-                let fetch = resolve(file, candidates: observed.candidates[file.path] ?? [], mode: options.linkMode)
+                let fetch = resolve(file, candidates: observed.candidates[file.path] ?? [], mode: options.linkMode, targetFS: observed.filesystemOf[file.path]?.id)
                 actions.append(Action(kind: .replace, path: file.path, fetch: fetch,
-                                      reason: "\(problem); \(describe(fetch))", file: file))
+                                      reason: "\(problem); \(describe(fetch, requested: options.linkMode))", file: file))
             } else {
                 unchanged.append(file.path)
             }
@@ -89,8 +89,13 @@ func mismatch(_ content: FileContent, _ expected: FileIdentity) -> String? {
 
 /// The resolution order of SPEC §3.3: sha256 (or git sha1), then source URL, then file name and
 /// size, then download. A candidate whose hash is known and differs is never used.
-func resolve(_ file: DesiredFile, candidates: [ReuseCandidate], mode: LinkMode) -> Fetch {
+func resolve(_ file: DesiredFile, candidates: [ReuseCandidate], mode: LinkMode, targetFS: String? = nil) -> Fetch {
     let expected = file.expected
+    // A hardlink cannot cross filesystems: such a candidate is copied instead (and the plan says so).
+    func placement(for c: ReuseCandidate) -> LinkMode {
+        guard mode == .hardlink, let fs = c.filesystemID, let targetFS, fs != targetFS else { return mode }
+        return .copy
+    }
     let sized = candidates.filter { expected.size == nil || $0.content.size == expected.size }
     func contradicts(_ c: ReuseCandidate) -> Bool {
         if let sha = expected.sha256, let actual = c.content.sha256, actual != sha { return true }
@@ -98,30 +103,41 @@ func resolve(_ file: DesiredFile, candidates: [ReuseCandidate], mode: LinkMode) 
         return false
     }
     if let sha = expected.sha256, let c = sized.first(where: { $0.content.sha256 == sha }) {
-        return .link(source: c.source, from: c.path, basis: .sha256, mode: mode)
+        return .link(source: c.source, from: c.path, basis: .sha256, mode: placement(for: c))
     }
     if let sha1 = expected.gitSHA1, let c = sized.first(where: { $0.content.gitSHA1 == sha1 }) {
-        return .link(source: c.source, from: c.path, basis: .gitSHA1, mode: mode)
+        return .link(source: c.source, from: c.path, basis: .gitSHA1, mode: placement(for: c))
     }
     let wantedURL = normalizeURL(file.url)
     if let c = sized.first(where: { $0.sourceURL.map(normalizeURL) == wantedURL && !contradicts($0) }) {
-        return .link(source: c.source, from: c.path, basis: .url, mode: mode)
+        return .link(source: c.source, from: c.path, basis: .url, mode: placement(for: c))
     }
     // A name match is only trusted when nothing better can be said: with a known hash, a
     // same-named file either matched above by hash or is different content.
     if !expected.isVerifiable, expected.size != nil {
         let name = basename(file.path)
         if let c = sized.first(where: { basename($0.path) == name }) {
-            return .link(source: c.source, from: c.path, basis: .filenameUnverified, mode: mode)
+            return .link(source: c.source, from: c.path, basis: .filenameUnverified, mode: placement(for: c))
         }
     }
     return .download(url: file.url, size: expected.size)
 }
 
-func describe(_ fetch: Fetch) -> String {
+func describe(_ fetch: Fetch, requested: LinkMode? = nil) -> String {
     switch fetch {
     case .download: return "not present; download"
-    case .link(let source, _, let basis, let mode): return "\(mode.rawValue) from \(source) (\(basis.rawValue))"
+    case .link(let source, _, let basis, let mode):
+        let note = requested == .hardlink && mode == .copy ? "; a hardlink cannot cross filesystems, so it is copied" : ""
+        return "\(mode.rawValue) from \(source) (\(basis.rawValue))\(note)"
+    }
+}
+
+/// Whether a path's current state already is the desired file (no action needed).
+public func satisfies(_ observation: Observation, _ expected: FileIdentity) -> Bool {
+    switch observation {
+    case .file(let c): return mismatch(c, expected) == nil
+    case .symlink(_, let c?): return mismatch(c, expected) == nil
+    default: return false
     }
 }
 

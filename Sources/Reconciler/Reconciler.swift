@@ -6,6 +6,7 @@ import Inventory
 import Manifest
 import Planner
 import Rendering
+import Reuse
 import State
 
 /// The effects the reconciler uses. Production wires the real ones; tests pass fakes.
@@ -36,6 +37,7 @@ public struct PlanResult: Sendable {
     public var warnings: [String]
     public var metadata: MetadataStats
     public var inventory: InventoryStats
+    public var reuse: ReuseStats
     /// Digest of the inputs (manifest, catalog, desired and observed state), for saved plans.
     public var fingerprint: [String: String]
 }
@@ -69,11 +71,32 @@ public struct Reconciler: Sendable {
                                   workers: config.parallelHashWorkers)
         var (observed, stats) = try inventory.observe(desired.files, extraPaths: prune ? Array(managed) : [])
         observed.managedPaths = managed
+        var warnings = desired.warnings
+        var reuse = ReuseStats()
+        // Local sources are searched only for files that are not already right at their target.
+        let needing = desired.files.filter { !satisfies(observed.paths[$0.path] ?? .missing, $0.expected) }
+        if !needing.isEmpty && !config.sources.isEmpty {
+            let index = hashIndex()
+            let found = try index.sync(warn: { warnings.append($0) })
+            (observed.candidates, reuse) = try index.candidates(for: needing, files: found)
+        }
         let mode = LinkMode(rawValue: config.linkMode.rawValue) ?? .symlink
         let plan = makePlan(desired: desired.files, observed: observed, options: PlanOptions(prune: prune, linkMode: mode))
-        return PlanResult(plan: plan, desired: desired.files, observed: observed, warnings: desired.warnings,
-                          metadata: desired.stats, inventory: stats,
+        return PlanResult(plan: plan, desired: desired.files, observed: observed, warnings: warnings,
+                          metadata: desired.stats, inventory: stats, reuse: reuse,
                           fingerprint: fingerprint(manifest: manifest, catalog: catalog, desired: desired.files, observed: observed))
+    }
+
+    /// The hash index over the configured local sources.
+    public func hashIndex() -> HashIndex {
+        let sources: [any LocalSource] = config.sources.map { source -> any LocalSource in
+            switch source {
+            case .invokeai(let db, let models): return InvokeAISource(database: db, modelsDirectory: models)
+            case .hfCache(let root): return HFCacheSource(root: root)
+            case .directory(let root): return DirectorySource(root: root)
+            }
+        }
+        return HashIndex(sources: sources, state: state, fileSystem: context.fileSystem, workers: config.parallelHashWorkers)
     }
 
     /// Digests of each input, so a saved plan can tell which one changed.

@@ -1,4 +1,5 @@
 import Foundation
+import Planner
 
 /// Why a saved plan no longer describes the machine, or nil when it still does.
 ///
@@ -20,5 +21,28 @@ public func stalenessReason(saved: [String: Any], fresh: PlanResult) -> String? 
         if was != describe(now) { return "\(path) changed since the plan was made (was: \(was); now: \(describe(now)))" }
     }
     if fingerprint["observed_sha256"] != fresh.fingerprint["observed_sha256"] { return "the files on disk changed" }
+    // The targets are as they were, but what would be done may not be (a local source vanished).
+    let savedActions = Dictionary((saved["actions"] as? [[String: Any]] ?? []).compactMap { a -> (String, String)? in
+        guard let path = a["path"] as? String else { return nil }
+        return (path, actionSummary(kind: a["action"] as? String, fetch: a["fetch"] as? [String: Any]))
+    }, uniquingKeysWith: { a, _ in a })
+    for action in fresh.plan.actions {
+        let now = actionSummary(action)
+        let was = savedActions[action.path] ?? "nothing"
+        if was != now { return "\(action.path) would now be \(now) instead of \(was)" }
+    }
+    if savedActions.count != fresh.plan.actions.count { return "the set of actions changed" }
     return nil
+}
+
+func actionSummary(kind: String?, fetch: [String: Any]?) -> String {
+    var text = kind ?? "?"
+    if let from = fetch?["from"] as? String { text += " from \(from)" }
+    return text
+}
+
+func actionSummary(_ action: Action) -> String {
+    var text = action.kind.rawValue
+    if case .link(_, let from, _, _)? = action.fetch { text += " from \(from)" }
+    return text
 }

@@ -98,6 +98,7 @@ public final class StateDatabase: Sendable {
                 """)
         }
         registerQueue(&m)
+        registerIndex(&m)
         return m
     }
 

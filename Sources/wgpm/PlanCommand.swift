@@ -44,6 +44,11 @@ struct PlanCommand: ParsableCommand {
             "files_hashed": result.inventory.filesHashed,
             "bytes_hashed": result.inventory.bytesHashed,
             "hash_cache_hits": result.inventory.hashCacheHits,
+            "source_files": result.reuse.sourceFiles,
+            "candidates_considered": result.reuse.candidatesConsidered,
+            "source_files_hashed": result.reuse.filesHashed,
+            "source_bytes_hashed": result.reuse.bytesHashed,
+            "bytes_reused": result.plan.summary.reusedBytes,
         ]
         var object = planJSONObject(result.plan, extra: ["stats": stats, "manifest": manifest.file])
         if let out {

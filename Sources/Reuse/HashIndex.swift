@@ -1,0 +1,149 @@
+import Foundation
+import Inventory
+import Planner
+import State
+
+/// What the index knows and what a plan's resolution cost.
+public struct ReuseStats: Hashable, Sendable {
+    public var sourceFiles = 0
+    public var candidatesConsidered = 0
+    public var filesHashed = 0
+    public var bytesHashed: Int64 = 0
+
+    public init(sourceFiles: Int = 0) { self.sourceFiles = sourceFiles }
+}
+
+/// The hash index of local sources, kept in the state database: every file of every source with
+/// its stamp and, once known, its sha256. Hashes are computed lazily — only for files whose size
+/// equals a wanted file's size — and cached by device, inode, size and mtime.
+public struct HashIndex: Sendable {
+    public var sources: [any LocalSource]
+    public var state: StateDatabase
+    public var fileSystem: FileSystem
+    public var workers: Int
+
+    public init(sources: [any LocalSource], state: StateDatabase, fileSystem: FileSystem = LocalFileSystem(), workers: Int = 0) {
+        self.sources = sources
+        self.state = state
+        self.fileSystem = fileSystem
+        self.workers = workers > 0 ? workers : ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    /// Scans every source and records what it found; hashes already known for an unchanged file
+    /// (same stamp) are kept.
+    public func sync(warn: (String) -> Void) throws -> [SourceFile] {
+        var all: [SourceFile] = []
+        for source in sources {
+            var files = source.scan(fileSystem: fileSystem, warn: warn)
+            let known = try state.indexedFiles(source: source.name)
+            for i in files.indices {
+                if let old = known[files[i].path], old.stamp == files[i].stamp {
+                    files[i].sha256 = files[i].sha256 ?? old.sha256
+                    files[i].gitSHA1 = files[i].gitSHA1 ?? old.gitSHA1
+                } else if files[i].sha256 == nil, let cached = try state.cachedHash(files[i].stamp) {
+                    files[i].sha256 = cached.sha256
+                    files[i].gitSHA1 = files[i].gitSHA1 ?? cached.gitSHA1
+                }
+            }
+            try state.replaceIndex(source: source.name, files: files.map(Self.record))
+            all += files
+        }
+        return all
+    }
+
+    static func record(_ f: SourceFile) -> IndexedFile {
+        IndexedFile(path: f.path, source: f.source, stamp: f.stamp, sha256: f.sha256, gitSHA1: f.gitSHA1, urls: f.urls)
+    }
+
+    /// Candidates for each desired path that needs content, in SPEC §3.3 terms: files whose stated
+    /// or computed hash matches, files from the same URL, and same-name same-size files. Files whose
+    /// size equals the expected size are hashed (in parallel) when their sha256 is unknown.
+    public func candidates(for wanted: [DesiredFile], files: [SourceFile],
+                           progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> ([String: [ReuseCandidate]], ReuseStats) {
+        var stats = ReuseStats(sourceFiles: files.count)
+        let bySize = Dictionary(grouping: files.indices, by: { files[$0].size })
+        var files = files
+        // Hash what could match and is not yet known.
+        var toHash: Set<Int> = []
+        for want in wanted where want.expected.sha256 != nil {
+            guard let size = want.expected.size else { continue }
+            for i in bySize[size] ?? [] where files[i].sha256 == nil { toHash.insert(i) }
+        }
+        let jobs = toHash.sorted()
+        let results = hashAll(jobs.map { files[$0].path }, progress: progress)
+        for (i, result) in zip(jobs, results) {
+            guard let sha = result else { continue }
+            files[i].sha256 = sha
+            stats.filesHashed += 1
+            stats.bytesHashed += files[i].size
+            try state.storeHash(files[i].stamp, sha256: sha, gitSHA1: nil)
+            try state.updateIndexedHash(path: files[i].path, sha256: sha)
+        }
+        var out: [String: [ReuseCandidate]] = [:]
+        for want in wanted {
+            let url = normalizeURL(want.url)
+            let name = (want.path as NSString).lastPathComponent
+            var seen: Set<Int> = []
+            var list: [ReuseCandidate] = []
+            for i in files.indices {
+                let f = files[i]
+                let sameSize = want.expected.size == nil || f.size == want.expected.size
+                let hashHit = (want.expected.sha256 != nil && f.sha256 == want.expected.sha256)
+                    || (want.expected.gitSHA1 != nil && f.gitSHA1 == want.expected.gitSHA1)
+                let urlHit = f.urls.contains(url)
+                let nameHit = sameSize && (f.path as NSString).lastPathComponent == name
+                guard sameSize, hashHit || urlHit || nameHit, seen.insert(i).inserted else { continue }
+                list.append(ReuseCandidate(source: f.source, path: f.path,
+                                           content: FileContent(size: f.size, sha256: f.sha256, gitSHA1: f.gitSHA1),
+                                           sourceURL: urlHit ? url : f.urls.first, filesystemID: "dev:\(f.stamp.device)"))
+            }
+            stats.candidatesConsidered += list.count
+            if !list.isEmpty { out[want.path] = list }
+        }
+        return (out, stats)
+    }
+
+    /// SHA-256 of each file over `workers` threads; nil for a file that vanished or is unreadable.
+    func hashAll(_ paths: [String], progress: (@Sendable (Int, Int) -> Void)?) -> [String?] {
+        guard !paths.isEmpty else { return [] }
+        let box = Box(count: paths.count)
+        let fs = fileSystem
+        let n = min(workers, paths.count)
+        DispatchQueue.concurrentPerform(iterations: n) { worker in
+            var i = worker
+            while i < paths.count {
+                box.set(i, try? fs.hash(paths[i], sha256: true, gitSHA1: false).sha256)
+                if let progress { box.tick(paths.count, progress) }
+                i += n
+            }
+        }
+        return box.values
+    }
+
+    final class Box: @unchecked Sendable {
+        let lock = NSLock()
+        var values: [String?]
+        var done = 0
+        init(count: Int) { values = Array(repeating: nil, count: count) }
+        func set(_ i: Int, _ v: String??) { lock.lock(); values[i] = v ?? nil; lock.unlock() }
+        func tick(_ total: Int, _ report: @Sendable (Int, Int) -> Void) {
+            lock.lock(); done += 1; let d = done; lock.unlock()
+            report(d, total)
+        }
+    }
+
+    /// Hashes every indexed file whose sha256 is unknown (`wgpm index update`).
+    public func hashPending(progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> ReuseStats {
+        var stats = ReuseStats()
+        let pending = try state.indexedFilesAll().filter { $0.sha256 == nil }
+        let results = hashAll(pending.map(\.path), progress: progress)
+        for (f, sha) in zip(pending, results) {
+            guard let sha else { continue }
+            stats.filesHashed += 1
+            stats.bytesHashed += f.stamp.size
+            try state.storeHash(f.stamp, sha256: sha, gitSHA1: nil)
+            try state.updateIndexedHash(path: f.path, sha256: sha)
+        }
+        return stats
+    }
+}

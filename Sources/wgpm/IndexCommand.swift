@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import Reconciler
+import Rendering
+import Reuse
+
+struct IndexCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "index",
+        abstract: "The hash index of local sources (InvokeAI, Hugging Face cache, folders).")
+
+    enum Verb: String, ExpressibleByArgument, CaseIterable { case status, update, rebuild }
+
+    @OptionGroup var configOptions: ConfigOptions
+
+    @Argument(help: "status | update (scan sources, hash what is pending) | rebuild (forget the index first)")
+    var verb: Verb = .status
+
+    @Flag(help: "Print JSON (format_version 1).")
+    var json = false
+
+    func run() throws {
+        let reconciler = try configOptions.reconciler()
+        let index = reconciler.hashIndex()
+        if reconciler.config.sources.isEmpty {
+            printError("wgpm: no sources are configured; add 'sources:' to the config (see config.yaml.example).")
+        }
+        switch verb {
+        case .status:
+            break
+        case .update, .rebuild:
+            if verb == .rebuild { try reconciler.state.clearIndex() }
+            _ = try index.sync(warn: { printError("wgpm: warning: \($0)") })
+            let bar = HashProgress(terminal: isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil)
+            let stats = try index.hashPending(progress: { done, total in bar.show(done, total) })
+            bar.finish()
+            if !json { print("Hashed \(stats.filesHashed) file(s), \(formatBytes(stats.bytesHashed)).") }
+        }
+        let files = try reconciler.state.indexedFilesAll()
+        let hashed = files.filter { $0.sha256 != nil || $0.gitSHA1 != nil }
+        let bySource = Dictionary(grouping: files, by: \.source)
+        if json {
+            var sources: [[String: Any]] = []
+            for (name, list) in bySource.sorted(by: { $0.key < $1.key }) {
+                sources.append(["source": name, "files": list.count, "hashed": list.filter { $0.sha256 != nil || $0.gitSHA1 != nil }.count,
+                                "bytes": list.reduce(Int64(0)) { $0 + $1.stamp.size }])
+            }
+            print(try renderJSON(["format_version": 1, "files": files.count, "hashed": hashed.count,
+                                  "pending": files.count - hashed.count,
+                                  "bytes": files.reduce(Int64(0)) { $0 + $1.stamp.size }, "sources": sources]), terminator: "")
+            return
+        }
+        for (name, list) in bySource.sorted(by: { $0.key < $1.key }) {
+            let h = list.filter { $0.sha256 != nil || $0.gitSHA1 != nil }.count
+            print("  \(name): \(list.count) files, \(h) hashed, \(list.count - h) pending, \(formatBytes(list.reduce(Int64(0)) { $0 + $1.stamp.size }))")
+        }
+        print("Index: \(files.count) files, \(hashed.count) hashed, \(files.count - hashed.count) pending, \(formatBytes(files.reduce(Int64(0)) { $0 + $1.stamp.size })).")
+    }
+}
+
+/// A one-line hashing progress bar on a terminal; a line every 10 % elsewhere.
+final class HashProgress: @unchecked Sendable {
+    let terminal: Bool
+    let lock = NSLock()
+    var lastTenth = -1
+    init(terminal: Bool) { self.terminal = terminal }
+
+    func show(_ done: Int, _ total: Int) {
+        lock.withLock {
+            if terminal {
+                let width = 30
+                let filled = total > 0 ? done * width / total : width
+                let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+                FileHandle.standardError.write(Data("\r  hashing [\(bar)] \(done)/\(total)".utf8))
+            } else {
+                let tenth = total > 0 ? done * 10 / total : 10
+                if tenth != lastTenth { lastTenth = tenth; printError("hashing: \(done)/\(total) files") }
+            }
+        }
+    }
+
+    func finish() { if terminal { FileHandle.standardError.write(Data("\n".utf8)) } }
+}

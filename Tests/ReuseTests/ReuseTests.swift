@@ -1,0 +1,213 @@
+import Crypto
+import Foundation
+import GRDB
+import Inventory
+import Planner
+import State
+import Testing
+import TestSupport
+@testable import Reuse
+
+func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined() }
+func bytes(_ n: Int, _ seed: UInt8) -> Data { Data((0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }) }
+
+/// An InvokeAI database built from the real schema fixture, with files for its rows.
+struct InvokeAIFixture {
+    let dir: TempDir
+    let db: String
+    let models: String
+    let lora = bytes(3000, 1), ae = bytes(4000, 2), unet = bytes(5000, 3), vae = bytes(6000, 4), local = bytes(7000, 5), inplace = bytes(8000, 6)
+
+    init() throws {
+        dir = try TempDir("invoke")
+        db = dir.file("databases/invokeai.db")
+        models = dir.file("models")
+        try FileManager.default.createDirectory(atPath: dir.file("databases"), withIntermediateDirectories: true)
+        let schema = try String(contentsOfFile: repositoryRoot + "/fixtures/invokeai-schema.sql", encoding: .utf8)
+        let queue = try DatabaseQueue(path: db)
+        try queue.writeWithoutTransaction { db in try db.execute(sql: schema) }
+        let inplacePath = try dir.write("elsewhere/juggernaut.safetensors", inplace)
+        try queue.writeWithoutTransaction { db in
+            // Give row 2's Hub metadata and row 5's sha256 hash the digests of the files made here.
+            try db.execute(sql: """
+                UPDATE models SET config = json_set(config, '$.source_api_response',
+                  replace(replace(json_extract(config, '$.source_api_response'),
+                          '70cd7100fed2cfc87bd5888254e1551199e3f426438e7202a3e07dde765a30c9', ?), '335304388', ?))
+                WHERE id LIKE '78f825aa%'
+                """, arguments: [sha256Hex(ae), "\(ae.count)"])
+            try db.execute(sql: "UPDATE models SET config = json_set(config, '$.path', ?, '$.hash', ?) WHERE id LIKE '3daa9b9a%'",
+                           arguments: [inplacePath, "sha256:" + sha256Hex(inplace)])
+        }
+        try dir.write("models/c2add694-bf94-4dc7-bb37-6592d9c862cd/alienzkin-sdxl.safetensors", lora)
+        try dir.write("models/78f825aa-a010-4319-aaa1-a30bf4fe3ada/FLUX.1-schnell_ae.safetensors", ae)
+        try dir.write("models/36315785-38a2-46ba-9879-b31a9a42f290/unet/diffusion_pytorch_model.fp16.safetensors", unet)
+        try dir.write("models/36315785-38a2-46ba-9879-b31a9a42f290/vae/diffusion_pytorch_model.fp16.safetensors", vae)
+        try dir.write("models/36315785-38a2-46ba-9879-b31a9a42f290/model_index.json", "{}")
+        try dir.write("models/caf8e34b-e074-46ae-b127-c1b4829983c1/add-detail-xl.safetensors", local)
+        // Row 7 (sd-1/embedding/EasyNegative.safetensors) has no file: a stale record.
+    }
+}
+
+@Test func invokeAIRowsOfEveryKind() throws {
+    let fx = try InvokeAIFixture()
+    defer { fx.dir.remove() }
+    var warnings: [String] = []
+    let files = InvokeAISource(database: fx.db, modelsDirectory: fx.models).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }
+    #expect(warnings.isEmpty, "\(warnings)")
+    let byName = Dictionary(uniqueKeysWithValues: files.map { (($0.path as NSString).lastPathComponent + ($0.path.contains("/unet/") ? "#unet" : $0.path.contains("/vae/") ? "#vae" : ""), $0) })
+    #expect(files.count == 6, "\(files.map(\.path))")
+    let lora = try #require(byName["alienzkin-sdxl.safetensors"])
+    #expect(lora.sha256 == nil, "a blake3 hash is not a file sha256")
+    #expect(lora.urls == ["https://huggingface.co/RalFinger/alien-style-lora-sdxl/resolve/main/alienzkin-sdxl.safetensors"])
+    #expect(lora.path == fx.models + "/c2add694-bf94-4dc7-bb37-6592d9c862cd/alienzkin-sdxl.safetensors", "relative path resolved against models_dir")
+    let ae = try #require(byName["FLUX.1-schnell_ae.safetensors"])
+    #expect(ae.sha256 == sha256Hex(fx.ae), "sha256 from source_api_response, no hashing")
+    #expect(ae.urls == ["https://huggingface.co/black-forest-labs/FLUX.1-schnell/resolve/main/ae.safetensors"], "repo::file source")
+    let unet = try #require(byName["diffusion_pytorch_model.fp16.safetensors#unet"])
+    #expect(unet.sha256 == nil, "a folder's composite hash is never a file hash, and the Hub's sha256 is not trusted when the size differs")
+    #expect(unet.urls == ["https://huggingface.co/RunDiffusion/Juggernaut-XL-v9/resolve/main/unet/diffusion_pytorch_model.fp16.safetensors"])
+    #expect(!files.contains { $0.path.hasSuffix("model_index.json") }, "only weight files inside folders")
+    let inplace = try #require(byName["juggernaut.safetensors"])
+    #expect(inplace.sha256 == sha256Hex(fx.inplace), "a sha256: hash of a single file is used directly")
+    #expect(inplace.path == fx.dir.file("elsewhere/juggernaut.safetensors"), "absolute path")
+    #expect(!files.contains { $0.path.contains("EasyNegative") || $0.path.contains("external") })
+}
+
+@Test func invokeAIIsReadWhileInvokeAIWrites() throws {
+    let fx = try InvokeAIFixture()
+    defer { fx.dir.remove() }
+    let writer = try DatabaseQueue(path: fx.db)
+    try writer.inDatabase { db in
+        try db.execute(sql: "BEGIN IMMEDIATE")
+        try db.execute(sql: "UPDATE models SET config = json_set(config, '$.name', 'renamed') WHERE id LIKE 'c2add694%'")
+        let files = InvokeAISource(database: fx.db, modelsDirectory: fx.models).scan(fileSystem: LocalFileSystem()) { _ in }
+        #expect(files.count == 6, "the reader sees the last committed state and does not wait for the writer")
+        try db.execute(sql: "COMMIT")
+    }
+    let before = try Data(contentsOf: URL(fileURLWithPath: fx.db))
+    _ = InvokeAISource(database: fx.db, modelsDirectory: fx.models).scan(fileSystem: LocalFileSystem()) { _ in }
+    #expect(try Data(contentsOf: URL(fileURLWithPath: fx.db)) == before, "never written")
+}
+
+@Test func badInvokeAIDatabasesAreWarnings() throws {
+    let dir = try TempDir("badinvoke")
+    defer { dir.remove() }
+    var warnings: [String] = []
+    #expect(InvokeAISource(database: dir.file("none.db"), modelsDirectory: dir.path).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }.isEmpty)
+    #expect(warnings.last?.contains("does not exist") == true)
+    let other = try DatabaseQueue(path: dir.file("other.db"))
+    try other.write { db in try db.execute(sql: "CREATE TABLE model_config (id TEXT)") }
+    #expect(InvokeAISource(database: dir.file("other.db"), modelsDirectory: dir.path).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }.isEmpty)
+    #expect(warnings.last?.contains("no models table") == true)
+    try other.write { db in try db.execute(sql: "CREATE TABLE models (id TEXT, config TEXT)") }
+    #expect(InvokeAISource(database: dir.file("other.db"), modelsDirectory: dir.path).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }.isEmpty)
+    #expect(warnings.last?.contains("unknown schema") == true)
+    try dir.write("garbage.db", bytes(5000, 9))
+    #expect(InvokeAISource(database: dir.file("garbage.db"), modelsDirectory: dir.path).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }.isEmpty)
+    #expect(warnings.last?.contains("cannot read") == true)
+}
+
+@Test func hfCacheBlobsAreMatchesWithoutHashing() throws {
+    let dir = try TempDir("hfcache")
+    defer { dir.remove() }
+    let lfs = bytes(9000, 7), small = Data("{}\n".utf8)
+    let sha = sha256Hex(lfs)
+    let sha1 = "0967ef424bce6791893e9a57bb952f80fd536e93"
+    let repo = dir.file("models--DeepBeepMeep--Wan2.1")
+    try dir.write("models--DeepBeepMeep--Wan2.1/blobs/\(sha)", lfs)
+    try dir.write("models--DeepBeepMeep--Wan2.1/blobs/\(sha1)", small)
+    try dir.write("models--DeepBeepMeep--Wan2.1/blobs/\(String(repeating: "e", count: 64)).1a2b3c4d.incomplete", bytes(10, 1))
+    // A blob that is a symlink into the shared Xet store, and one whose target is gone.
+    let xetPayload = bytes(4096, 8)
+    try dir.write("blobs/ab/\(String(repeating: "a", count: 64))", xetPayload)
+    try FileManager.default.createSymbolicLink(atPath: repo + "/blobs/" + sha256Hex(xetPayload), withDestinationPath: "../../blobs/ab/" + String(repeating: "a", count: 64))
+    try FileManager.default.createSymbolicLink(atPath: repo + "/blobs/" + String(repeating: "d", count: 64), withDestinationPath: "../../blobs/gone")
+    let commit = String(repeating: "1", count: 40)
+    try FileManager.default.createDirectory(atPath: repo + "/snapshots/\(commit)/umt5-xxl", withIntermediateDirectories: true)
+    try FileManager.default.createSymbolicLink(atPath: repo + "/snapshots/\(commit)/umt5-xxl/model.safetensors", withDestinationPath: "../../../blobs/\(sha)")
+    try FileManager.default.createSymbolicLink(atPath: repo + "/snapshots/\(commit)/config.json", withDestinationPath: "../../blobs/\(sha1)")
+    let files = HFCacheSource(root: dir.path).scan(fileSystem: LocalFileSystem()) { _ in }
+    #expect(files.count == 3, "\(files.map(\.path))")
+    let big = try #require(files.first { $0.sha256 == sha })
+    #expect(big.urls == ["https://huggingface.co/DeepBeepMeep/Wan2.1/resolve/main/umt5-xxl/model.safetensors"])
+    #expect(big.path == repo + "/blobs/" + sha)
+    #expect(files.first { $0.gitSHA1 == sha1 }?.urls == ["https://huggingface.co/DeepBeepMeep/Wan2.1/resolve/main/config.json"])
+    let xet = try #require(files.first { $0.sha256 == sha256Hex(xetPayload) })
+    #expect(xet.path == dir.file("blobs/ab/" + String(repeating: "a", count: 64)), "links point at the resolved payload")
+}
+
+@Test func directorySourceSkipsLoopsAndDanglingLinks() throws {
+    let dir = try TempDir("dirsrc")
+    defer { dir.remove() }
+    try dir.write("models/a.safetensors", bytes(100, 1))
+    try dir.write("models/deep/er/b.bin", bytes(200, 2))
+    try dir.write("models/.wgpm-partial/x.part", bytes(10, 3))
+    try FileManager.default.createSymbolicLink(atPath: dir.file("models/deep/loop"), withDestinationPath: dir.file("models"))
+    try FileManager.default.createSymbolicLink(atPath: dir.file("models/dangling.bin"), withDestinationPath: dir.file("nowhere"))
+    try dir.write("store/c.gguf", bytes(300, 4))
+    try FileManager.default.createSymbolicLink(atPath: dir.file("models/c-link.gguf"), withDestinationPath: dir.file("store/c.gguf"))
+    var warnings: [String] = []
+    let files = DirectorySource(root: dir.file("models")).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }
+    #expect(Set(files.map { ($0.path as NSString).lastPathComponent }) == ["a.safetensors", "b.bin", "c.gguf"])
+    #expect(files.first { $0.path.hasSuffix("c.gguf") }?.path == dir.file("store/c.gguf"), "a file symlink is indexed at its target")
+    #expect(warnings.count == 1 && warnings[0].contains("symlink loop"), "\(warnings)")
+    var missing: [String] = []
+    #expect(DirectorySource(root: dir.file("nope")).scan(fileSystem: LocalFileSystem()) { missing.append($0) }.isEmpty)
+    #expect(missing.first?.contains("not a readable folder") == true)
+}
+
+/// Counts hashing so the test can assert that only size-matching candidates are read.
+final class CountingFS: FileSystem, @unchecked Sendable {
+    let real = LocalFileSystem()
+    let lock = NSLock()
+    var hashed: [String] = []
+    func lstat(_ path: String) -> FileStatus? { real.lstat(path) }
+    func stat(_ path: String) -> FileStatus? { real.stat(path) }
+    func readlink(_ path: String) -> String? { real.readlink(path) }
+    func hash(_ path: String, sha256: Bool, gitSHA1: Bool) throws -> (sha256: String?, gitSHA1: String?) {
+        lock.withLock { hashed.append(path) }
+        return try real.hash(path, sha256: sha256, gitSHA1: gitSHA1)
+    }
+    func filesystem(of path: String) -> (id: String, mountPoint: String, freeBytes: Int64)? { real.filesystem(of: path) }
+}
+
+@Test func tenThousandFilesThreeCandidatesHashesThree() throws {
+    let dir = try TempDir("tenk")
+    defer { dir.remove() }
+    let wanted = bytes(4321, 42)
+    for i in 0..<10_000 {
+        let size = 100 + (i % 4000)  // never 4321
+        try dir.write("store/d\(i % 50)/f\(i).bin", Data(count: size))
+    }
+    try dir.write("store/x/right.bin", wanted)
+    try dir.write("store/y/wrong1.bin", bytes(4321, 1))
+    try dir.write("store/z/wrong2.bin", bytes(4321, 2))
+    let fs = CountingFS()
+    let state = try StateDatabase(directory: dir.file("state"))
+    let index = HashIndex(sources: [DirectorySource(root: dir.file("store"))], state: state, fileSystem: fs, workers: 2)
+    let files = try index.sync(warn: { _ in })
+    #expect(files.count == 10_003)
+    let want = DesiredFile(path: "ckpts/model.safetensors", url: "https://huggingface.co/o/r/resolve/main/model.safetensors",
+                           expected: FileIdentity(size: 4321, sha256: sha256Hex(wanted)))
+    let (candidates, stats) = try index.candidates(for: [want], files: files)
+    #expect(fs.hashed.count == 3 && stats.filesHashed == 3 && stats.bytesHashed == 3 * 4321)
+    #expect(candidates["ckpts/model.safetensors"]?.map(\.path) == [dir.file("store/x/right.bin")])
+    // The plan links it by sha256.
+    let plan = makePlan(desired: [want], observed: ObservedState(candidates: candidates))
+    #expect(plan.actions.first?.kind == .link)
+    #expect(plan.actions.first?.reason.contains("(sha256)") == true)
+    // Next time nothing is hashed: the index and the hash cache remember.
+    fs.hashed = []
+    let again = try index.sync(warn: { _ in })
+    _ = try index.candidates(for: [want], files: again)
+    #expect(fs.hashed.isEmpty)
+    #expect(try state.indexedFilesAll().filter { $0.sha256 != nil }.count == 3)
+}
+
+@Test func apiResponseParsingToleratesBothForms() {
+    let dataclass = "RepoSibling(rfilename='ae.safetensors', size=1, blob_id='x', lfs=BlobLfsInfo(size=1, sha256='\(String(repeating: "a", count: 64))', pointer_size=135)), RepoSibling(rfilename='model_index.json', size=536, blob_id='06a8', lfs=None)"
+    let dict = "{'rfilename': 'vae/x.bin', 'lfs': {'size': 3, 'sha256': '\(String(repeating: "B", count: 64))'}}"
+    #expect(apiSiblings(dataclass).mapValues(\.sha256) == ["ae.safetensors": String(repeating: "a", count: 64)])
+    #expect(apiSiblings(dataclass)["ae.safetensors"]?.size == 1)
+    #expect(apiSiblings(dict).mapValues(\.sha256) == ["vae/x.bin": String(repeating: "b", count: 64)])
+}

@@ -25,6 +25,8 @@ public struct InventoryStats: Hashable, Sendable {
     public var filesHashed = 0
     public var bytesHashed: Int64 = 0
     public var hashCacheHits = 0
+
+    public init() {}
 }
 
 /// Observes every target path: missing, file, symlink (dangling or not), directory in the way.
@@ -53,7 +55,8 @@ public struct Inventory: Sendable {
         var gitSHA1: Bool
     }
 
-    public func observe(_ desired: [DesiredFile], extraPaths: [String] = []) throws -> (ObservedState, InventoryStats) {
+    /// `hashBoth`: compute the git sha1 as well as the sha256 when both are asked for (inventories).
+    public func observe(_ desired: [DesiredFile], extraPaths: [String] = [], hashBoth: Bool = false) throws -> (ObservedState, InventoryStats) {
         var stats = InventoryStats()
         var observations: [String: Observation] = [:]
         var jobs: [HashJob] = []
@@ -84,7 +87,7 @@ public struct Inventory: Sendable {
             let want = expected[rel]
             let sizeMatches = want?.size == nil || want?.size == st.size
             let needSHA = sizeMatches && want?.sha256 != nil
-            let needSHA1 = sizeMatches && want?.gitSHA1 != nil && want?.sha256 == nil
+            let needSHA1 = sizeMatches && want?.gitSHA1 != nil && (want?.sha256 == nil || hashBoth)
             let stamp = FileStamp(device: st.device, inode: st.inode, size: st.size, mtimeNanoseconds: st.mtimeNanoseconds)
             if needSHA || needSHA1 {
                 let cached = try state?.cachedHash(stamp)

@@ -83,6 +83,17 @@ public struct MachineConfig: Sendable {
         return try parse(text, file: path, environment: env)
     }
 
+    /// The settings used when no config file exists: enough for a CI preview with a lock file
+    /// (no Wan2GP directory; ckpts/ and loras/ in the current folder).
+    public static func fallback(environment env: [String: String], cwd: String) throws -> MachineConfig {
+        var endpoint = env["HF_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://huggingface.co"
+        while endpoint.hasSuffix("/") { endpoint.removeLast() }
+        return MachineConfig(file: nil, wan2gpDirectory: "", ckptsDirectory: cwd + "/ckpts", lorasDirectory: cwd + "/loras",
+                             stateDirectory: expandHome("~/.local/state/wgpm", env: env), hubEndpoint: endpoint,
+                             tokenEnv: "HF_TOKEN", token: token(env: env, tokenEnv: "HF_TOKEN"), bandwidthLimitKB: 0,
+                             parallelDownloads: 2, parallelHashWorkers: 0, linkMode: .symlink, minFreeGB: 5, sources: [])
+    }
+
     /// Validates config text and resolves it against the environment.
     public static func parse(_ text: String, file: String, environment env: [String: String]) throws -> MachineConfig {
         var check = YAMLChecker(file: file)

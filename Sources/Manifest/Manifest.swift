@@ -51,7 +51,8 @@ public struct Manifest: Hashable, Sendable {
     static let fileKeys = ["url", "path", "sha256"]
 
     /// Reads and validates a manifest file against the model ids of a catalog.
-    public static func load(path: String, knownModels: [String]) throws -> Manifest {
+    /// `knownModels` nil skips the id check (a lock made from this exact text vouches for the ids).
+    public static func load(path: String, knownModels: [String]?) throws -> Manifest {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -63,7 +64,7 @@ public struct Manifest: Hashable, Sendable {
     }
 
     /// Validates manifest text; `file` names it in messages.
-    public static func parse(_ text: String, file: String, knownModels: [String]) throws -> Manifest {
+    public static func parse(_ text: String, file: String, knownModels: [String]?) throws -> Manifest {
         var check = YAMLChecker(file: file)
         guard let root = check.compose(text) else {
             if check.problems.isEmpty {
@@ -106,13 +107,13 @@ public struct Manifest: Hashable, Sendable {
         if let v = check.bool(map["shared_files"], "\(context).shared_files") { settings.sharedFiles = v }
     }
 
-    static func parseModels(_ node: Node, defaults: ModelSettings, knownModels: [String],
+    static func parseModels(_ node: Node, defaults: ModelSettings, knownModels: [String]?,
                             check: inout YAMLChecker) -> [ManifestModel] {
         guard let seq = node.sequence else {
             check.report(node, "models must be a list of model ids (e.g. '- t2v')")
             return []
         }
-        let known = Set(knownModels)
+        let known = Set(knownModels ?? [])
         var out: [ManifestModel] = []
         var seen: [String: Int] = [:]
         for item in seq {
@@ -136,7 +137,7 @@ public struct Manifest: Hashable, Sendable {
             }
             guard let idNode, let id = check.string(idNode, "model id") else { continue }
             let line = idNode.mark?.line ?? 0
-            if !known.contains(id) {
+            if let knownModels, !known.contains(id) {
                 let hint = closest(to: id, in: knownModels).map { "; did you mean \($0)?" } ?? "; run 'wgpm models' to list them"
                 check.report(idNode, "unknown model id '\(id)'\(hint)")
                 continue

@@ -37,8 +37,16 @@ func isHubURL(_ url: String, endpoint: String) -> Bool {
 }
 
 extension Reconciler {
-    /// Expands every manifest model and extra file, then looks up identities (cache first).
-    public func desiredState(manifest: Manifest, catalog: Catalog, refresh: Bool) throws -> DesiredState {
+    /// Expands every manifest model and extra file, then looks up identities: the lock first,
+    /// then the state cache, then the Hub. With `locked`, any difference from the lock is an error.
+    /// With a lock made from this very manifest text, the lock alone is the answer: no catalog,
+    /// no network.
+    public func desiredState(manifest: Manifest, catalog: Catalog?, refresh: Bool, lock: LockFile? = nil,
+                             lockPath: String = "wgpm.lock", locked: Bool = false) throws -> DesiredState {
+        if let lock, lock.manifestSHA256 == LockFile.digest(manifest.text), !refresh {
+            return DesiredState(files: lock.files, warnings: catalog?.warnings ?? [], stats: MetadataStats())
+        }
+        guard let catalog else { throw CatalogError.noDefaultsDirectory(config.wan2gpDirectory) }
         var warnings = catalog.warnings
         let expanded = try catalog.expand(manifest.models.map { ($0.id, $0.settings) })
         var files: [DesiredFile] = []
@@ -62,10 +70,36 @@ extension Reconciler {
         }
 
         var stats = MetadataStats()
+        // Pinned by the lock: identity and commit come from it.
+        var fromLock: Set<Int> = []
+        if let lock {
+            let entries = Dictionary(lock.files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+            var differences: [String] = []
+            for (i, f) in files.enumerated() {
+                if let e = entries[f.path], normalizeURL(e.url) == normalizeURL(f.url) {
+                    files[i].repo = e.repo
+                    files[i].commit = e.commit
+                    files[i].expected = e.expected
+                    fromLock.insert(i)
+                } else if let e = entries[f.path] {
+                    differences.append("\(f.path): the lock has \(e.url), the manifest wants \(f.url)")
+                } else {
+                    differences.append("\(f.path): wanted by the manifest, not in the lock")
+                }
+            }
+            let wanted = Set(files.map(\.path))
+            for e in lock.files where !wanted.contains(e.path) {
+                differences.append("\(e.path): in the lock, no longer wanted by the manifest")
+            }
+            if !differences.isEmpty {
+                if locked { throw LockError.outOfDate(path: lockPath, differences: differences.sorted()) }
+                warnings.append("\(lockPath) is out of date (\(differences.count) difference\(differences.count == 1 ? "" : "s")); files not in it are looked up on the Hub. Run 'wgpm lock'.")
+            }
+        }
         // Group Hub files by repo and revision so each costs one revision call and a few
         // paths-info calls, and nothing at all once cached.
         var groups: [String: (ref: HubReference, indices: [Int])] = [:]
-        for (i, f) in files.enumerated() where isHubURL(f.url, endpoint: config.hubEndpoint) {
+        for (i, f) in files.enumerated() where !fromLock.contains(i) && isHubURL(f.url, endpoint: config.hubEndpoint) {
             guard let ref = HubReference(url: f.url) else { continue }
             let key = "\(ref.type.rawValue):\(ref.repo)@\(ref.revision)"
             groups[key, default: (ref, [])].indices.append(i)

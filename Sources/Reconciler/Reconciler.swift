@@ -64,18 +64,27 @@ public struct Reconciler: Sendable {
     public var mapper: PathMapper { PathMapper(ckpts: config.ckptsDirectory, loras: config.lorasDirectory) }
 
     /// Computes the plan for a manifest. Nothing on disk changes except the state database.
-    public func plan(manifest: Manifest, catalog: Catalog, refresh: Bool = false, prune: Bool = false) throws -> PlanResult {
-        let desired = try desiredState(manifest: manifest, catalog: catalog, refresh: refresh)
+    public func plan(manifest: Manifest, catalog: Catalog?, refresh: Bool = false, prune: Bool = false,
+                     lock: LockFile? = nil, lockPath: String = "wgpm.lock", locked: Bool = false,
+                     recorded: RecordedInventory? = nil) throws -> PlanResult {
+        let desired = try desiredState(manifest: manifest, catalog: catalog, refresh: refresh, lock: lock,
+                                       lockPath: lockPath, locked: locked)
         let managed = try state.managedPaths()
         let inventory = Inventory(fileSystem: context.fileSystem, state: state, mapper: mapper,
                                   workers: config.parallelHashWorkers)
-        var (observed, stats) = try inventory.observe(desired.files, extraPaths: prune ? Array(managed) : [])
-        observed.managedPaths = managed
+        var observed: ObservedState
+        var stats = InventoryStats()
+        if let recorded {
+            observed = recorded.observed(for: desired.files)
+        } else {
+            (observed, stats) = try inventory.observe(desired.files, extraPaths: prune ? Array(managed) : [])
+        }
+        if recorded == nil { observed.managedPaths = managed }
         var warnings = desired.warnings
         var reuse = ReuseStats()
         // Local sources are searched only for files that are not already right at their target.
         let needing = desired.files.filter { !satisfies(observed.paths[$0.path] ?? .missing, $0.expected) }
-        if !needing.isEmpty && !config.sources.isEmpty {
+        if !needing.isEmpty && !config.sources.isEmpty && recorded == nil {
             let index = hashIndex()
             let found = try index.sync(warn: { warnings.append($0) })
             (observed.candidates, reuse) = try index.candidates(for: needing, files: found)
@@ -100,10 +109,10 @@ public struct Reconciler: Sendable {
     }
 
     /// Digests of each input, so a saved plan can tell which one changed.
-    func fingerprint(manifest: Manifest, catalog: Catalog, desired: [DesiredFile], observed: ObservedState) -> [String: String] {
+    func fingerprint(manifest: Manifest, catalog: Catalog?, desired: [DesiredFile], observed: ObservedState) -> [String: String] {
         var catalogHash = SHA256()
-        for id in catalog.ids {
-            let def = catalog.models[id]!
+        for id in catalog?.ids ?? [] {
+            let def = catalog!.models[id]!
             for file in def.files {
                 catalogHash.update(data: Data(file.utf8))
                 if let data = FileManager.default.contents(atPath: file) { catalogHash.update(data: data) }

@@ -162,7 +162,7 @@ public struct InvokeAISource: LocalSource {
         self.modelsDirectory = modelsDirectory
     }
 
-    struct Row {
+    public struct Row {
         var id: String
         var path: String
         var hash: String
@@ -173,7 +173,7 @@ public struct InvokeAISource: LocalSource {
         var apiResponse: String?
     }
 
-    func readRows(warn: (String) -> Void) -> [Row]? {
+    public func readRows(warn: (String) -> Void) -> [Row]? {
         guard FileManager.default.fileExists(atPath: database) else {
             warn("invokeai: database \(database) does not exist; skipped (check sources.invokeai.db)")
             return nil

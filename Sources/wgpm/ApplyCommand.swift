@@ -28,24 +28,30 @@ struct ApplyCommand: ParsableCommand {
     @Flag(help: "Also remove files wgpm created that the manifest no longer wants.")
     var prune = false
 
+    @Flag(help: "Fail when the manifest and its lock file disagree.")
+    var locked = false
+
     func run() throws {
         let reconciler = try configOptions.reconciler()
-        let catalog = try reconciler.loadCatalog()
-        let manifest = try Manifest.load(path: self.manifest, knownModels: catalog.ids)
+        let inputs = try Inputs(reconciler: reconciler, manifestPath: self.manifest)
+        let manifest = inputs.manifest
+        let catalog = inputs.catalog
         let plan: PlanResult
         if let planFile {
             guard let data = FileManager.default.contents(atPath: planFile),
                   let saved = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                throw ValidationError("\(planFile): cannot read the saved plan")
+                throw CommandError("\(planFile): cannot read the saved plan; make one with 'wgpm plan -o FILE'")
             }
             let pruned = (saved["pruned"] as? Bool) ?? false
-            plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: pruned || prune)
+            plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: pruned || prune,
+                                       lock: inputs.lock, lockPath: inputs.lockPath, locked: locked)
             if let reason = stalenessReason(saved: saved, fresh: plan) {
                 printError("wgpm: error: \(planFile) is stale: \(reason). Run 'wgpm plan -o \(planFile)' again and review it.")
                 throw ExitCode(1)
             }
         } else {
-            plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: prune)
+            plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: prune,
+                                       lock: inputs.lock, lockPath: inputs.lockPath, locked: locked)
             for warning in plan.warnings { printError("wgpm: warning: \(warning)") }
             print(renderHuman(plan.plan, style: terminalStyle), terminator: "")
             if plan.plan.hasChanges && !yes {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Catalog
 import Manifest
 import Reconciler
 import Rendering
@@ -9,14 +10,47 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: "Config file (default: $WGPM_CONFIG, ./config.yaml, ~/.config/wgpm/config.yaml).")
     var config: String?
 
-    func load() throws -> MachineConfig {
-        try MachineConfig.load(explicit: config, environment: ProcessInfo.processInfo.environment,
-                               cwd: FileManager.default.currentDirectoryPath)
+    /// The machine config; with `allowMissing`, the fallback settings when no file exists.
+    func load(allowMissing: Bool = false) throws -> MachineConfig {
+        let env = ProcessInfo.processInfo.environment
+        let cwd = FileManager.default.currentDirectoryPath
+        do {
+            return try MachineConfig.load(explicit: config, environment: env, cwd: cwd)
+        } catch ConfigError.notFound where allowMissing {
+            return try MachineConfig.fallback(environment: env, cwd: cwd)
+        }
     }
 
-    func reconciler() throws -> Reconciler {
+    func reconciler(allowMissingConfig: Bool = false) throws -> Reconciler {
         let context = Context(notice: { line in printError("wgpm: \(line)") })
-        return try Reconciler(config: try load(), context: context)
+        return try Reconciler(config: try load(allowMissing: allowMissingConfig), context: context)
+    }
+}
+
+/// What plan and apply read: the catalog (when a Wan2GP directory is configured), the manifest,
+/// and the lock next to it.
+struct Inputs {
+    var catalog: Catalog?
+    var manifest: Manifest
+    var lock: LockFile?
+    var lockPath: String
+
+    init(reconciler: Reconciler, manifestPath: String) throws {
+        lockPath = LockFile.path(forManifest: manifestPath)
+        lock = try LockFile.load(lockPath)
+        let text = try? String(contentsOfFile: manifestPath, encoding: .utf8)
+        let lockVouches = lock != nil && text.map { LockFile.digest($0) } == lock?.manifestSHA256
+        if reconciler.config.wan2gpDirectory.isEmpty {
+            guard lockVouches else {
+                throw CommandError("no config file found and no \(lockPath) made from this manifest: set wan2gp_directory in a config (see config.yaml.example), or commit the lock that 'wgpm lock' writes")
+            }
+            catalog = nil
+            manifest = try Manifest.load(path: manifestPath, knownModels: nil)
+        } else {
+            let c = try reconciler.loadCatalog()
+            catalog = c
+            manifest = try Manifest.load(path: manifestPath, knownModels: c.ids)
+        }
     }
 }
 
@@ -37,6 +71,12 @@ func writeAtomically(_ text: String, to path: String) throws {
     try Data(text.utf8).write(to: tmp)
     if rename(tmp.path, url.path) != 0 {
         try? FileManager.default.removeItem(at: tmp)
-        throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))")
+        throw CommandError("cannot write \(path): \(String(cString: strerror(errno)))")
     }
+}
+
+/// A failure of the command's work (exit 1), as opposed to a usage error (exit 64).
+struct CommandError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

@@ -32,11 +32,22 @@ struct PlanCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "List unchanged files too.")
     var verbose = false
 
+    @Flag(help: "Fail when the manifest and its lock file disagree (for CI).")
+    var locked = false
+
+    @Option(help: "Plan against a machine state recorded with 'wgpm inventory --json' instead of this disk.")
+    var inventory: String?
+
     func run() throws {
-        let reconciler = try configOptions.reconciler()
-        let catalog = try reconciler.loadCatalog()
-        let manifest = try Manifest.load(path: self.manifest, knownModels: catalog.ids)
-        let result = try reconciler.plan(manifest: manifest, catalog: catalog, refresh: refresh, prune: prune)
+        let reconciler = try configOptions.reconciler(allowMissingConfig: true)
+        let inputs = try Inputs(reconciler: reconciler, manifestPath: manifest)
+        if locked && inputs.lock == nil {
+            throw CommandError("--locked needs \(inputs.lockPath); run 'wgpm lock' and commit it")
+        }
+        let recorded = try inventory.map(RecordedInventory.load)
+        let result = try reconciler.plan(manifest: inputs.manifest, catalog: inputs.catalog, refresh: refresh, prune: prune,
+                                         lock: inputs.lock, lockPath: inputs.lockPath, locked: locked, recorded: recorded)
+        let manifest = inputs.manifest
         for warning in result.warnings { printError("wgpm: warning: \(warning)") }
         let stats: [String: Any] = [
             "hub_requests": result.metadata.hubRequests,

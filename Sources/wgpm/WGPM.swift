@@ -11,5 +11,6 @@ struct WGPM: ParsableCommand {
             """,
         version: "wgpm 0.1.0",
         subcommands: [PlanCommand.self, ApplyCommand.self, WorkerCommand.self, QueueCommand.self,
-                      ModelsCommand.self, ShowCommand.self, IndexCommand.self])
+                      ModelsCommand.self, ShowCommand.self, IndexCommand.self, LockCommand.self,
+                      InventoryCommand.self, InitCommand.self, DoctorCommand.self])
 }

@@ -1,0 +1,127 @@
+import Catalog
+import Foundation
+import HubClient
+import Inventory
+import Manifest
+import Reuse
+import State
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One line of `wgpm doctor`: what was checked, whether it is fine, and what to do if not.
+public struct Check: Sendable {
+    public enum Status: String, Sendable { case ok, warn, fail }
+    public var status: Status
+    public var subject: String
+    public var detail: String
+}
+
+extension Reconciler {
+    /// Checks config, paths, the Wan2GP directory, databases, the Hub and its token (never
+    /// shown), link support per filesystem and free space. Changes nothing but temporary probes.
+    public func diagnose() -> [Check] {
+        var checks: [Check] = []
+        func add(_ s: Check.Status, _ subject: String, _ detail: String) { checks.append(Check(status: s, subject: subject, detail: detail)) }
+        add(.ok, "config", config.file.map { "read \($0)" } ?? "no config file; defaults in use")
+
+        do {
+            let catalog = try loadCatalog()
+            add(catalog.warnings.isEmpty ? .ok : .warn, "wan2gp_directory",
+                "\(config.wan2gpDirectory): \(catalog.models.count) model definitions" + (catalog.warnings.isEmpty ? "" : "; \(catalog.warnings.count) warning(s): \(catalog.warnings[0])"))
+        } catch {
+            add(.fail, "wan2gp_directory", "\(error)")
+        }
+
+        for (name, dir) in [("ckpts_directory", config.ckptsDirectory), ("loras_directory", config.lorasDirectory)] {
+            var isDir: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
+                add(.warn, name, "\(dir) does not exist yet; apply creates it")
+            } else if !isDir.boolValue {
+                add(.fail, name, "\(dir) is not a folder; fix \(name) in the config")
+            } else if access(dir, W_OK) != 0 {
+                add(.fail, name, "\(dir) is not writable (\(String(cString: strerror(errno)))); apply could not place files")
+            } else {
+                add(.ok, name, dir)
+            }
+        }
+
+        if let type = filesystemType(of: config.stateDirectory),
+           ["nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "lustre", "gpfs", "ceph", "glusterfs"].contains(type) {
+            add(.warn, "state_directory", "\(config.stateDirectory) is on a network filesystem; SQLite locking and WAL are not safe there: use a local disk")
+        } else {
+            add(.ok, "state_directory", "\(state.path) opens")
+        }
+
+        for source in config.sources {
+            switch source {
+            case .invokeai(let db, let models):
+                var warnings: [String] = []
+                let rows = InvokeAISource(database: db, modelsDirectory: models).readRows(warn: { warnings.append($0) })
+                if let rows { add(.ok, "invokeai", "\(db): \(rows.count) models readable (read-only)") }
+                else { add(.fail, "invokeai", warnings.first ?? "cannot read \(db)") }
+                if !FileManager.default.fileExists(atPath: models) { add(.fail, "invokeai", "models_dir \(models) does not exist; fix sources.invokeai.models_dir") }
+            case .hfCache(let root):
+                add(FileManager.default.fileExists(atPath: root) ? .ok : .warn, "hf_cache", FileManager.default.fileExists(atPath: root) ? root : "\(root) does not exist; nothing to reuse from it")
+            case .directory(let root):
+                add(FileManager.default.fileExists(atPath: root) ? .ok : .fail, "directory", FileManager.default.fileExists(atPath: root) ? root : "\(root) does not exist; fix or remove this source")
+            }
+        }
+
+        // The Hub: reachable, and the token (if any) accepted. The token itself is never shown.
+        let probe = HubClient(endpoint: config.hubEndpoint, token: config.token, transport: context.transport,
+                              sleeper: context.sleeper, maxAttempts: 1)
+        let tokenNote = config.token == nil ? "no token (public repos only)" : "a token is configured"
+        do {
+            _ = try probe.resolveCommit(HubReference(repo: "DeepBeepMeep/Wan2.1", revision: "main", path: ""))
+            add(.ok, "hub", "\(config.hubEndpoint) answers; \(tokenNote)")
+        } catch HubError.invalidToken {
+            add(.fail, "hub", "\(config.hubEndpoint) rejected the token; check \(config.tokenEnv) or $HF_HOME/token")
+        } catch {
+            add(.fail, "hub", "\(error)")
+        }
+
+        // Link support on the ckpts filesystem, and hardlinks from each source.
+        let probeDir = FileManager.default.fileExists(atPath: config.ckptsDirectory) ? config.ckptsDirectory : config.stateDirectory
+        let base = probeDir + "/.wgpm-doctor-\(getpid())"
+        if FileManager.default.createFile(atPath: base, contents: Data("probe".utf8)) {
+            let sym = symlink(base, base + ".sym") == 0
+            let hard = link(base, base + ".hard") == 0
+            unlink(base + ".sym"); unlink(base + ".hard"); unlink(base)
+            add(sym ? .ok : .warn, "links", "\(probeDir): symlink \(sym ? "ok" : "not supported"), hardlink \(hard ? "ok" : "not supported")"
+                + (sym ? "" : "; use link_mode copy"))
+        } else {
+            add(.warn, "links", "cannot create a probe file in \(probeDir)")
+        }
+        let ckptsFS = context.fileSystem.filesystem(of: config.ckptsDirectory)
+        for case .directory(let root) in config.sources {
+            if let fs = context.fileSystem.filesystem(of: root), let target = ckptsFS, config.linkMode.rawValue == "hardlink", fs.id != target.id {
+                add(.warn, "links", "\(root) is on another filesystem than ckpts/: hardlinks fall back to copies")
+            }
+        }
+
+        // Free space against min_free_gb.
+        var seen: Set<String> = []
+        for dir in [config.ckptsDirectory, config.lorasDirectory, config.stateDirectory] {
+            guard let fs = context.fileSystem.filesystem(of: dir), seen.insert(fs.id).inserted else { continue }
+            let reserve = Int64(config.minFreeGB) * 1_000_000_000
+            let gb = String(format: "%.1f GB", Double(fs.freeBytes) / 1e9)
+            add(fs.freeBytes > reserve ? .ok : .warn, "free space", "\(fs.mountPoint): \(gb) free" + (fs.freeBytes > reserve ? "" : ", below min_free_gb \(config.minFreeGB): downloads will be refused"))
+        }
+        return checks
+    }
+}
+
+/// The filesystem type of the mount that holds `path`, from /proc/self/mounts.
+func filesystemType(of path: String) -> String? {
+    guard let text = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return nil }
+    var best: (String, String)?
+    for line in text.split(separator: "\n") {
+        let f = line.split(separator: " ")
+        guard f.count >= 3 else { continue }
+        let mount = String(f[1]).replacingOccurrences(of: "\\040", with: " ")
+        let inside = path == mount || path.hasPrefix(mount.hasSuffix("/") ? mount : mount + "/")
+        if inside, mount.count >= (best?.0.count ?? -1) { best = (mount, String(f[2])) }
+    }
+    return best?.1
+}

@@ -1,0 +1,24 @@
+import ArgumentParser
+import Foundation
+import Reconciler
+import Rendering
+
+struct InventoryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inventory",
+        abstract: "Record this machine's ckpts/ and loras/ (paths, sizes, hashes) for 'wgpm plan --inventory'.")
+
+    @OptionGroup var configOptions: ConfigOptions
+
+    @Flag(help: "Print JSON (format_version 1); the only format for now.")
+    var json = false
+
+    @Option(name: .short, help: "Write to this file instead of standard output.")
+    var out: String?
+
+    func run() throws {
+        let reconciler = try configOptions.reconciler()
+        let text = try renderJSON(try reconciler.recordInventory().jsonObject())
+        if let out { try writeAtomically(text, to: out) } else { print(text, terminator: "") }
+    }
+}

@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import Planner
+import Manifest
+import Reconciler
+
+struct LockCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lock",
+        abstract: "Write or refresh the lock file: every desired file with its commit, hash and size.")
+
+    @OptionGroup var configOptions: ConfigOptions
+
+    @Option(name: [.short, .customLong("manifest")], help: "The manifest; the lock is written next to it (wgpm.yaml -> wgpm.lock).")
+    var manifest = "wgpm.yaml"
+
+    @Flag(help: "Resolve again on the Hub instead of keeping the pinned commits (all files, or those of MODEL…).")
+    var update = false
+
+    @Argument(help: "With --update: only the files of these model ids (and files: entries with 'files:').")
+    var models: [String] = []
+
+    func validate() throws {
+        if !models.isEmpty && !update { throw ValidationError("naming models needs --update") }
+    }
+
+    func run() throws {
+        let reconciler = try configOptions.reconciler()
+        let catalog = try reconciler.loadCatalog()
+        let manifest = try Manifest.load(path: self.manifest, knownModels: catalog.ids)
+        let lockPath = LockFile.path(forManifest: self.manifest)
+        var existing = try LockFile.load(lockPath)
+        if update {
+            if models.isEmpty {
+                existing = nil
+            } else {
+                for id in models where !catalog.ids.contains(id) && id != "files:" {
+                    throw CommandError("unknown model id '\(id)'" + (catalog.suggestion(for: id).map { "; did you mean \($0)?" } ?? ""))
+                }
+                // Forget the pins of files only the named models want; the rest stay pinned.
+                existing?.files.removeAll { !$0.wantedBy.isEmpty && Set($0.wantedBy).isSubset(of: Set(models)) }
+            }
+        }
+        // Pinned entries are reused, the rest are resolved on the Hub now (a fresh look at main).
+        let desired = try reconciler.desiredState(manifest: manifest, catalog: catalog, refresh: update,
+                                                  lock: existing.map { LockFile(manifestSHA256: "", files: $0.files) },
+                                                  lockPath: lockPath)
+        let missing = desired.files.filter { $0.commit == nil && $0.expected.sha256 == nil && $0.expected.gitSHA1 == nil }
+        for f in missing { printError("wgpm: warning: \(f.path): no identity known (not a Hub URL and no sha256 in the manifest)") }
+        let lock = LockFile(manifestSHA256: LockFile.digest(manifest.text), files: desired.files)
+        let previous = (try? LockFile.load(lockPath)) ?? nil
+        try lock.write(to: lockPath)
+        let before = Dictionary((previous?.files ?? []).map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        let changed = lock.files.filter { before[$0.path] != $0 }.count
+        let removed = Set(before.keys).subtracting(lock.files.map(\.path)).count
+        print("Wrote \(lockPath): \(lock.files.count) files (\(changed) new or changed, \(removed) removed), \(desired.stats.hubRequests) Hub requests.")
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import Testing
+import TestSupport
+
+@Test func lockRoundTripAndLockedFailures() throws {
+    let m = try Machine(manifest: "version: 1\nmodels:\n  - t2v\n")
+    let made = try m.wgpmRun(["lock"])
+    #expect(made.status == 0, "\(made.stderr)")
+    #expect(made.stdout.contains("Wrote wgpm.lock: 37 files"))
+    let first = try String(contentsOfFile: m.dir.file("wgpm.lock"), encoding: .utf8)
+    let lock = try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any] ?? [:]
+    let files = lock["files"] as? [[String: Any]] ?? []
+    #expect(lock["format_version"] as? Int == 1 && files.count == 37)
+    #expect(files.map { $0["path"] as! String } == files.map { $0["path"] as! String }.sorted())
+    #expect(files.allSatisfy { ($0["commit"] as? String)?.count == 40 && $0["size"] is Int && ($0["sha256"] != nil || $0["git_sha1"] != nil) })
+    _ = try m.wgpmRun(["lock"])
+    #expect(try String(contentsOfFile: m.dir.file("wgpm.lock"), encoding: .utf8) == first, "stable, diff-friendly")
+
+    // With the lock, plan needs no Hub at all.
+    let before = m.hub.requests().count
+    let offline = try run(wgpm, ["plan", "--locked", "--detailed-exitcode"], environment: ["HF_ENDPOINT": "http://127.0.0.1:9", "HOME": m.dir.path], cwd: m.dir.path)
+    #expect(offline.status == 2, "\(offline.stderr)")
+    #expect(offline.stdout.contains("Plan: 37 to download"))
+    #expect(m.hub.requests().count == before)
+
+    // Downloads use the pinned commit.
+    #expect(try m.wgpmRun(["apply", "--yes", "--locked"]).status == 0)
+    let commit = files[0]["commit"] as! String
+    #expect(m.hub.requests().filter { $0.path.contains("/resolve/") }.allSatisfy { $0.path.contains("/resolve/\(commit)/") })
+
+    // --locked fails when manifest and lock disagree, naming the differences.
+    try m.dir.write("wgpm.yaml", "version: 1\nmodels:\n  - t2v\n  - i2v_2_2\n")
+    let added = try m.wgpmRun(["plan", "--locked"])
+    #expect(added.status == 1)
+    #expect(added.stderr.contains("wgpm.lock does not match the manifest"), "\(added.stderr)")
+    #expect(added.stderr.contains("ckpts/wan2.2_image2video_14B_high_quanto_mbf16_int8.safetensors: wanted by the manifest, not in the lock"))
+    let unlocked = try m.wgpmRun(["plan"])
+    #expect(unlocked.status == 0 && unlocked.stderr.contains("wgpm.lock is out of date"), "\(unlocked.stderr)")
+    try m.dir.write("wgpm.yaml", "version: 1\nmodels:\n  - i2v_2_2\n")
+    try FileManager.default.removeItem(atPath: m.dir.file("wgpm.yaml"))
+    try m.dir.write("wgpm.yaml", "version: 1\nmodels: []\nfiles:\n  - url: https://huggingface.co/DeepBeepMeep/Wan2.1/resolve/main/Wan2.1_VAE.safetensors\n    path: ckpts/Wan2.1_VAE.safetensors\n")
+    let removed = try m.wgpmRun(["plan", "--locked"])
+    #expect(removed.stderr.contains("in the lock, no longer wanted by the manifest"), "\(removed.stderr)")
+    let updated = try m.wgpmRun(["lock", "--update"])
+    #expect(updated.status == 0 && updated.stdout.contains("Wrote wgpm.lock: 1 files"))
+    #expect(try m.wgpmRun(["plan", "--locked"]).status == 0)
+}
+
+@Test func ciPreviewWithoutConfigModelsOrNetwork() throws {
+    let m = try Machine(manifest: "version: 1\nmodels:\n  - t2v\n")
+    #expect(try m.wgpmRun(["lock"]).status == 0)
+    #expect(try m.wgpmRun(["apply", "--yes"]).status == 0)
+    let inventory = try m.wgpmRun(["inventory", "--json", "-o", "render-box.json"])
+    #expect(inventory.status == 0, "\(inventory.stderr)")
+    let recorded = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: m.dir.file("render-box.json")))) as? [String: Any] ?? [:]
+    #expect((recorded["entries"] as? [[String: Any]])?.count == 37)
+
+    // A CI checkout: manifest, lock and inventory only; no config, no ckpts, a dead Hub address.
+    let ci = try TempDir("ci")
+    defer { ci.remove() }
+    for name in ["wgpm.yaml", "wgpm.lock", "render-box.json"] {
+        try FileManager.default.copyItem(atPath: m.dir.file(name), toPath: ci.file(name))
+    }
+    let env = ["HF_ENDPOINT": "http://127.0.0.1:9", "HOME": ci.path]
+    let same = try run(wgpm, ["plan", "--locked", "--inventory", "render-box.json", "--detailed-exitcode"], environment: env, cwd: ci.path)
+    #expect(same.status == 0, "\(same.stdout) \(same.stderr)")
+    let bare = try run(wgpm, ["plan", "--locked", "--detailed-exitcode"], environment: env, cwd: ci.path)
+    #expect(bare.status == 2 && bare.stdout.contains("Plan: 37 to download"), "without the inventory: an empty machine")
+    // A manifest change without a new lock is caught, even without the catalog.
+    try ci.write("wgpm.yaml", "version: 1\nmodels:\n  - t2v\n  - flux\n")
+    let changed = try run(wgpm, ["plan", "--locked", "--inventory", "render-box.json"], environment: env, cwd: ci.path)
+    #expect(changed.status == 1 && changed.stderr.contains("no wgpm.lock made from this manifest"), "\(changed.stderr)")
+
+    // The JSON plan validates against the documented schema.
+    let json = try run(wgpm, ["plan", "--locked", "--json"], environment: env, cwd: m.dir.path)
+    try m.dir.write("plan.json", json.stdout)
+    let check = try run("/usr/bin/env", ["python3", "-c", """
+        import json, sys, jsonschema
+        jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))
+        print("valid")
+        """, m.dir.file("plan.json"), repositoryRoot + "/docs/plan.schema.json"])
+    #expect(check.stdout.contains("valid"), "\(check.stderr)")
+}
+
+@Test func initAdoptsCompleteModels() throws {
+    let m = try Machine(manifest: "version: 1\nmodels:\n  - t2v\n")
+    #expect(try m.wgpmRun(["apply", "--yes"]).status == 0)
+    try m.place("ckpts/wan2.2_image2video_14B_high_quanto_mbf16_int8.safetensors",
+                from: "DeepBeepMeep/Wan2.2/wan2.2_image2video_14B_high_quanto_mbf16_int8.safetensors")
+    let r = try m.wgpmRun(["init", "--from-ckpts", "-m", "adopted.yaml"])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout.contains("  complete  t2v  (37 files)"))
+    #expect(r.stdout.contains("  partial   i2v_2_2  (37 of 38 files)"))
+    let written = try String(contentsOfFile: m.dir.file("adopted.yaml"), encoding: .utf8)
+    #expect(written.contains("models:\n  - t2v\n"))
+    let plan = try m.wgpmRun(["plan", "-m", "adopted.yaml", "--detailed-exitcode"])
+    #expect(plan.status == 0, "the adopted manifest needs no download")
+    let again = try m.wgpmRun(["init", "-m", "adopted.yaml"])
+    #expect(again.status == 1 && again.stderr.contains("exists; not overwritten"))
+    let fresh = try m.wgpmRun(["init", "-m", "new.yaml"])
+    #expect(fresh.status == 0)
+    #expect(try m.wgpmRun(["plan", "-m", "new.yaml"]).status == 0, "the starter manifest is valid")
+}
+
+@Test func doctorReportsWhatToFix() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    try m.dir.write("ckpts", "a file where the folder belongs")
+    try m.dir.write("config.yaml", """
+        wan2gp_directory: \(m.wan2gp)
+        ckpts_directory: ckpts
+        loras_directory: loras
+        state_directory: state
+        sources:
+          - directory: no-such-folder
+          - invokeai: { db: missing/invokeai.db, models_dir: missing/models }
+        """)
+    let bad = try m.wgpmRun(["doctor"], env: ["HF_TOKEN": "hf_doctor_secret"])
+    #expect(bad.status == 1)
+    #expect(bad.stdout.contains("FAIL  ckpts_directory:") && bad.stdout.contains("is not a folder"))
+    #expect(bad.stdout.contains("FAIL  directory:") && bad.stdout.contains("no-such-folder does not exist"))
+    #expect(bad.stdout.contains("FAIL  invokeai:"))
+    #expect(bad.stdout.contains("FAIL  hub:") && bad.stdout.contains("rejected the token"), "\(bad.stdout)")
+    #expect(!bad.stdout.contains("hf_doctor_secret") && !bad.stderr.contains("hf_doctor_secret"))
+    try FileManager.default.removeItem(atPath: m.dir.file("ckpts"))
+    try m.dir.write("config.yaml", "wan2gp_directory: \(m.wan2gp)\nckpts_directory: ckpts\nloras_directory: loras\nstate_directory: state\n")
+    let good = try m.wgpmRun(["doctor"])
+    #expect(good.status == 0, "\(good.stdout)")
+    #expect(good.stdout.contains("ok    hub:") && good.stdout.contains("No problems found."))
+}

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import HubClient
+import Inventory
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -140,10 +141,6 @@ final class PartialFile: TransferSink, @unchecked Sendable {
     func sync() throws {
         guard fsync(fd) == 0 else { throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
     }
-}
-
-func hexString<D: Sequence>(_ d: D) -> String where D.Element == UInt8 {
-    d.map { String(format: "%02x", $0) }.joined()
 }
 
 /// fsync of a directory, so a rename inside it survives a crash.

@@ -86,7 +86,7 @@ public struct LocalFileSystem: FileSystem {
             if wantSHA { sha.update(bufferPointer: chunk) }
             if wantSHA1 { sha1.update(bufferPointer: chunk) }
         }
-        return (wantSHA ? hex(sha.finalize()) : nil, wantSHA1 ? hex(sha1.finalize()) : nil)
+        return (wantSHA ? hexString(sha.finalize()) : nil, wantSHA1 ? hexString(sha1.finalize()) : nil)
     }
 
     public func filesystem(of path: String) -> (id: String, mountPoint: String, freeBytes: Int64)? {
@@ -123,7 +123,8 @@ private func sysStat(_ path: String, _ buf: UnsafeMutablePointer<stat>) -> Int32
     stat(path, buf)
 }
 
-func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+/// Lower-case hexadecimal of a digest's bytes.
+public func hexString<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
     let digits = Array("0123456789abcdef".utf8)
     var out = [UInt8]()
     out.reserveCapacity(64)

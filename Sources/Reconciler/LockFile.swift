@@ -1,6 +1,8 @@
 import Crypto
 import Foundation
+import Inventory
 import Manifest
+import Rendering
 import Planner
 
 /// Errors of the lock stage.
@@ -42,7 +44,7 @@ public struct LockFile: Sendable, Equatable {
     }
 
     public static func digest(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        hexString(SHA256.hash(data: Data(text.utf8)))
     }
 
     /// Reads a lock file; nil when there is none.
@@ -70,13 +72,8 @@ public struct LockFile: Sendable, Equatable {
 
     public func render() throws -> String {
         let entries: [[String: Any]] = files.map { f in
-            var o: [String: Any] = ["path": f.path, "url": f.url, "wanted_by": f.wantedBy]
-            if let r = f.repo { o["repo"] = r }
-            if let c = f.commit { o["commit"] = c }
-            if let s = f.expected.size { o["size"] = s }
-            if let h = f.expected.sha256 { o["sha256"] = h }
-            if let h = f.expected.gitSHA1 { o["git_sha1"] = h }
-            if !f.downloadable { o["wan2gp_downloads"] = false }
+            var o = desiredFileJSON(f)
+            o["path"] = f.path
             return o
         }
         let object: [String: Any] = ["format_version": Self.formatVersion, "manifest_sha256": manifestSHA256,

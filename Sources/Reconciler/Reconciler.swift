@@ -127,10 +127,10 @@ public struct Reconciler: Sendable {
             desiredHash.update(data: Data("\(f.path) \(f.url) \(f.expected.size ?? -1) \(f.expected.sha256 ?? f.expected.gitSHA1 ?? "-")\n".utf8))
         }
         return [
-            "manifest_sha256": digest(SHA256.hash(data: Data(manifest.text.utf8))),
-            "catalog_sha256": digest(catalogHash.finalize()),
-            "desired_sha256": digest(desiredHash.finalize()),
-            "observed_sha256": digest(observedHash.finalize()),
+            "manifest_sha256": hexString(SHA256.hash(data: Data(manifest.text.utf8))),
+            "catalog_sha256": hexString(catalogHash.finalize()),
+            "desired_sha256": hexString(desiredHash.finalize()),
+            "observed_sha256": hexString(observedHash.finalize()),
         ]
     }
 }
@@ -146,6 +146,3 @@ public func describe(_ observation: Observation) -> String {
     }
 }
 
-func digest<D: Sequence>(_ d: D) -> String where D.Element == UInt8 {
-    d.map { String(format: "%02x", $0) }.joined()
-}

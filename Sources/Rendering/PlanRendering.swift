@@ -78,21 +78,24 @@ private func origin(_ file: DesiredFile?) -> String {
     return "  \(repo)" + (file.commit.map { "@\($0.prefix(7))" } ?? "")
 }
 
+/// A desired file's URL, origin, identity and wanters, as plans and lock files write them.
+public func desiredFileJSON(_ f: DesiredFile) -> [String: Any] {
+    var o: [String: Any] = ["url": f.url, "wanted_by": f.wantedBy]
+    if let r = f.repo { o["repo"] = r }
+    if let c = f.commit { o["commit"] = c }
+    if let s = f.expected.size { o["size"] = s }
+    if let h = f.expected.sha256 { o["sha256"] = h }
+    if let h = f.expected.gitSHA1 { o["git_sha1"] = h }
+    if !f.downloadable { o["wan2gp_downloads"] = false }
+    return o
+}
+
 /// The machine-readable plan: versioned, sorted by path, stable across runs.
 public func planJSONObject(_ plan: Plan, extra: [String: Any] = [:]) -> [String: Any] {
     var actions: [[String: Any]] = []
     for a in plan.actions {
         var o: [String: Any] = ["action": a.kind.rawValue, "path": a.path, "reason": a.reason]
-        if let f = a.file {
-            o["url"] = f.url
-            o["wanted_by"] = f.wantedBy
-            if let r = f.repo { o["repo"] = r }
-            if let c = f.commit { o["commit"] = c }
-            if let s = f.expected.size { o["size"] = s }
-            if let h = f.expected.sha256 { o["sha256"] = h }
-            if let h = f.expected.gitSHA1 { o["git_sha1"] = h }
-            if !f.downloadable { o["wan2gp_downloads"] = false }
-        }
+        if let f = a.file { o.merge(desiredFileJSON(f)) { a, _ in a } }
         switch a.fetch {
         case .download(let url, let size)?:
             o["fetch"] = ["kind": "download", "url": url, "size": size as Any]

@@ -215,6 +215,9 @@ public struct InvokeAISource: LocalSource {
 
     public func scan(fileSystem fs: FileSystem, warn: (String) -> Void) -> [SourceFile] {
         guard let rows = readRows(warn: warn) else { return [] }
+        if fs.stat(modelsDirectory)?.kind != .directory {
+            warn("invokeai: models_dir \(modelsDirectory) does not exist; only rows with absolute paths can be used (check sources.invokeai.models_dir)")
+        }
         var out: [SourceFile] = []
         for row in rows {
             if row.path.hasPrefix("external://") || row.fileSize == 0 { continue }

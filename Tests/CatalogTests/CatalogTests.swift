@@ -220,3 +220,65 @@ func wholeCatalogUnion(_ q: ModelSettings.Quantization) throws {
     #expect(files.filter { $0.role == .module }.count == 3)
     #expect(files.filter { $0.role == .textEncoder }.count == 2)
 }
+
+/// A Wan2GP directory with a few real defaults and finetunes over them.
+func wan2gpWithFinetunes(_ finetunes: [String: String]) throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wan2gp-\(UUID().uuidString)").path
+    for sub in ["defaults", "finetunes"] { try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true) }
+    for id in ["t2v", "vace_14B", "i2v_2_2"] {
+        try FileManager.default.copyItem(atPath: wan2gpFixture + "/defaults/\(id).json", toPath: dir + "/defaults/\(id).json")
+    }
+    for (name, text) in finetunes { try text.write(toFile: dir + "/finetunes/" + name, atomically: true, encoding: .utf8) }
+    return dir
+}
+
+@Test func finetunesMergeOverDefaultsAndNewIdsAreModels() throws {
+    let dir = try wan2gpWithFinetunes([
+        "t2v.json": #"{"model": {"visible": false}}"#,
+        "vace_14B.json": #"{"model": {"URLs": ["https://huggingface.co/me/ft/resolve/main/my_vace_quanto_mbf16_int8.safetensors"]}}"#,
+        "my_t2v.json": #"{"model": {"name": "Mine", "architecture": "t2v", "URLs": "t2v", "loras": ["https://huggingface.co/me/ft/resolve/main/l/style.safetensors"]}}"#,
+        "broken.json": "{ not json",
+    ])
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let c = try Catalog.load(wan2gpDirectory: dir)
+    #expect(c.ids == ["i2v_2_2", "my_t2v", "t2v", "vace_14B"])
+    #expect(c.models["t2v"]?.visible == false, "a finetune with the same id merges key by key")
+    #expect(c.models["t2v"]?.model["URLs"]?.array?.count == 3, "keys it does not contain are inherited")
+    let vace = try c.expand("vace_14B", settings: ModelSettings(sharedFiles: false))
+    #expect(vace.contains { $0.path == "ckpts/my_vace_quanto_mbf16_int8.safetensors" })
+    #expect(vace.contains { $0.path == "ckpts/wan2.1_Vace_14B_module_quanto_mbf16_int8.safetensors" }, "modules kept from defaults")
+    let mine = try c.expand("my_t2v", settings: ModelSettings())
+    #expect(mine.contains { $0.path == "ckpts/wan2.1_text2video_14B_quanto_mbf16_int8.safetensors" })
+    #expect(mine.contains { $0.path == "loras/wan/style.safetensors" })
+    #expect(mine.contains { $0.path == "ckpts/umt5-xxl/models_t5_umt5-xxl-enc-quanto_int8.safetensors" }, "handler defaults apply to a new id")
+    #expect(c.warnings.contains { $0.contains("broken.json") && $0.contains("ignored") })
+}
+
+@Test func referenceCyclesAndBadReferencesAreClearErrors() throws {
+    let dir = try wan2gpWithFinetunes([
+        "a.json": #"{"model": {"architecture": "t2v", "URLs": "t2v", "preload_URLs": "b"}}"#,
+        "b.json": #"{"model": {"architecture": "t2v", "URLs": "t2v", "preload_URLs": "a"}}"#,
+        "c.json": #"{"model": {"architecture": "t2v", "URLs": "t2v", "loras": "nobody"}}"#,
+        "d.json": #"{"model": {"architecture": "t2v", "URLs": "nobody", "modules": ["i2v_2_2"]}}"#,
+        "e.json": #"{"model": {"architecture": "t2v", "URLs": ["https://huggingface.co/a/b/resolve/main/x.safetensors|../up"]}}"#,
+    ])
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let c = try Catalog.load(wan2gpDirectory: dir)
+    do {
+        _ = try c.expand("a", settings: ModelSettings())
+        Issue.record("a cycle expanded")
+    } catch let error as CatalogError {
+        guard case .circularReference(let model, let key, _) = error else { Issue.record("\(error)"); return }
+        #expect(model == "a" && key == "preload_URLs")
+        #expect(error.description.contains("circular reference"))
+    }
+    #expect(throws: CatalogError.unknownReference(model: "c", key: "loras", reference: "nobody")) {
+        try c.expand("c", settings: ModelSettings())
+    }
+    #expect(throws: CatalogError.badModule(model: "d", message: "module 'i2v_2_2' must have a 'modules' list with exactly one entry")) {
+        try c.expand("d", settings: ModelSettings())
+    }
+    #expect(throws: CatalogError.badAltFolder(model: "e", url: "https://huggingface.co/a/b/resolve/main/x.safetensors|../up")) {
+        try c.expand("e", settings: ModelSettings())
+    }
+}

@@ -21,6 +21,7 @@ struct Case: CustomTestStringConvertible, Sendable {
     var desired: [DesiredFile]
     var observed: ObservedState
     var prune = false
+    var linkMode: LinkMode = .symlink
     /// Expected (kind, path, fragment of the reason or basis)
     var actions: [(ActionKind, String, String)]
     var unchanged: [String] = []
@@ -92,6 +93,11 @@ let cases: [Case] = [
          observed: ObservedState(paths: ["ckpts/model.safetensors": .file(FileContent(size: 3))],
                                  candidates: ["ckpts/model.safetensors": [ReuseCandidate(source: "hf_cache", path: "/c/blob", content: good)]]),
          actions: [(.replace, "ckpts/model.safetensors", "symlink from hf_cache (sha256)")]),
+    Case(name: "a hardlink across filesystems becomes a copy, and the plan says why", desired: [lfs()],
+         observed: ObservedState(candidates: ["ckpts/model.safetensors": [
+            ReuseCandidate(source: "dir", path: "/other/x.bin", content: good, filesystemID: "dev:2")]],
+                                 filesystemOf: ["ckpts/model.safetensors": FilesystemInfo(id: "dev:1", mountPoint: "/", freeBytes: 1000)]),
+         linkMode: .hardlink, actions: [(.link, "ckpts/model.safetensors", "copy from dir (sha256); a hardlink cannot cross filesystems")]),
     Case(name: "prune removes only wgpm's own paths that are no longer wanted", desired: [lfs()],
          observed: ObservedState(paths: ["ckpts/model.safetensors": .file(good), "ckpts/old.safetensors": .file(FileContent(size: 1)),
                                          "ckpts/gone.safetensors": .missing],
@@ -109,7 +115,7 @@ let cases: [Case] = [
 
 @Test(arguments: cases)
 func plannerCase(_ c: Case) {
-    let plan = makePlan(desired: c.desired, observed: c.observed, options: PlanOptions(prune: c.prune))
+    let plan = makePlan(desired: c.desired, observed: c.observed, options: PlanOptions(prune: c.prune, linkMode: c.linkMode))
     #expect(plan.actions.count == c.actions.count, "\(plan.actions.map { "\($0.kind) \($0.path): \($0.reason)" })")
     for (action, (kind, path, fragment)) in zip(plan.actions, c.actions) {
         #expect(action.kind == kind)

@@ -211,3 +211,38 @@ final class CountingFS: FileSystem, @unchecked Sendable {
     #expect(apiSiblings(dataclass)["ae.safetensors"]?.size == 1)
     #expect(apiSiblings(dict).mapValues(\.sha256) == ["vae/x.bin": String(repeating: "b", count: 64)])
 }
+
+/// InvokeAI 4.0–5.9 had no file_size column; columns are selected by name, so it still reads.
+@Test func invokeAIBeforeFileSizeColumn() throws {
+    let dir = try TempDir("invoke4")
+    defer { dir.remove() }
+    let db = dir.file("invokeai.db")
+    let queue = try DatabaseQueue(path: db)
+    let content = bytes(1234, 5)
+    try queue.writeWithoutTransaction { db in
+        try db.execute(sql: """
+            CREATE TABLE models (
+                id TEXT NOT NULL PRIMARY KEY,
+                hash TEXT GENERATED ALWAYS AS (json_extract(config, '$.hash')) VIRTUAL NOT NULL,
+                path TEXT GENERATED ALWAYS AS (json_extract(config, '$.path')) VIRTUAL NOT NULL,
+                source TEXT GENERATED ALWAYS AS (json_extract(config, '$.source')) VIRTUAL NOT NULL,
+                source_type TEXT GENERATED ALWAYS AS (json_extract(config, '$.source_type')) VIRTUAL NOT NULL,
+                source_api_response TEXT GENERATED ALWAYS AS (json_extract(config, '$.source_api_response')) VIRTUAL,
+                config TEXT NOT NULL, created_at DATETIME, updated_at DATETIME);
+            CREATE TABLE migrations (version INTEGER PRIMARY KEY);
+            INSERT INTO migrations VALUES (12);
+            """)
+        try db.execute(sql: "INSERT INTO models (id, config) VALUES ('k1', ?)", arguments: [
+            #"{"hash": "sha256:\#(sha256Hex(content))", "path": "sdxl/lora/style.safetensors", "source": "org/repo:old/sub.safetensors", "source_type": "hf_repo_id"}"#])
+    }
+    try dir.write("models/sdxl/lora/style.safetensors", content)
+    var warnings: [String] = []
+    let files = InvokeAISource(database: db, modelsDirectory: dir.file("models")).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }
+    #expect(warnings.isEmpty, "\(warnings)")
+    #expect(files.count == 1)
+    #expect(files.first?.sha256 == sha256Hex(content))
+    #expect(files.first?.urls == ["https://huggingface.co/org/repo/resolve/main/old/sub.safetensors"], "≤ 4.2.8 'repo:subfolder' form")
+    var missing: [String] = []
+    _ = InvokeAISource(database: db, modelsDirectory: dir.file("nope")).scan(fileSystem: LocalFileSystem()) { missing.append($0) }
+    #expect(missing.contains { $0.contains("models_dir") && $0.contains("does not exist") })
+}

@@ -102,6 +102,7 @@ public struct CurlDownload: Sendable {
         var headers: [String: String] = [:]
         var written: Int64 = 0
         var failure: Error?
+        var cancelled = false
         init(sink: TransferSink, offset: Int64, handle: UnsafeMutableRawPointer,
              cancel: CancelFlag?, limiter: BandwidthLimiter?, progress: (@Sendable (Int64) -> Void)?) {
             self.sink = sink
@@ -170,6 +171,7 @@ public struct CurlDownload: Sendable {
                 }
             }
             guard ctx.accept else { return ctx.failure == nil ? n : 0 }  // error bodies are dropped
+            if ctx.cancel?.isSet == true { ctx.cancelled = true; return 0 }
             guard let ptr else { return n }
             do {
                 try ctx.sink.write(UnsafeRawBufferPointer(start: ptr, count: n))
@@ -178,14 +180,16 @@ public struct CurlDownload: Sendable {
                 return 0
             }
             ctx.written += Int64(n)
+            // Reported here rather than from the progress callback: libcurl calls that only
+            // between batches of reads, which with 512 KiB buffers can be seconds apart.
+            ctx.progress?(ctx.written)
             ctx.limiter?.consume(n)
             return n
         }
         _ = ccurl_setopt_ptr(h, CURLOPT_WRITEDATA, opaque)
         _ = ccurl_setopt_long(h, CURLOPT_NOPROGRESS, 0)
-        _ = ccurl_setopt_xferinfo_cb(h) { c, _, now, _, _ in
+        _ = ccurl_setopt_xferinfo_cb(h) { c, _, _, _, _ in
             let ctx = Unmanaged<Context>.fromOpaque(c!).takeUnretainedValue()
-            ctx.progress?(Int64(now))
             return ctx.cancel?.isSet == true ? 1 : 0
         }
         _ = ccurl_setopt_ptr(h, CURLOPT_XFERINFODATA, opaque)
@@ -197,7 +201,7 @@ public struct CurlDownload: Sendable {
             if failure is TransportError { return .networkError("\(failure)") }
             return .networkError("writing the partial file failed: \(failure)")
         }
-        if code == CURLE_ABORTED_BY_CALLBACK { return .cancelled }
+        if code == CURLE_ABORTED_BY_CALLBACK || ctx.cancelled { return .cancelled }
         if status == 416 {
             let total = ctx.headers["content-range"].flatMap { $0.split(separator: "/").last.flatMap { Int64($0) } }
             return .rangeNotSatisfiable(totalSize: total)

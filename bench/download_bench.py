@@ -108,7 +108,7 @@ def main():
 
         def curl_run(files):
             d = fresh("curl")
-            cmd = ["curl", "-sfL", "--parallel", "--parallel-max", "2"]
+            cmd = ["curl", "-sfL"] + (["--parallel", "--parallel-max", "2"] if len(files) > 1 else [])
             for repo, name in files:
                 cmd += ["-o", os.path.join(d, name), "%s/%s/resolve/main/%s" % (hub, repo, name)]
             return sh(cmd, env=env)
@@ -127,10 +127,18 @@ def main():
         clients = [("curl -o", curl_run), ("wgpm apply", wgpm_run), ("huggingface_hub", hf_run)]
         results = {}
         for label, files, size in scenarios:
-            for client, fn in clients:
-                runs = [fn(files) for _ in range(args.rounds)]
-                results[(label, client)] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs), size)
-                print("%-24s %-16s %s" % (label, client, ", ".join("%.2fs/%dMiB" % (w, m // 1024) for w, m in runs)), file=sys.stderr)
+            # Clients take turns within each round, so drifts of the machine (page cache, tmpfs,
+            # the other core) hit them alike; one unrecorded warm-up round comes first.
+            runs = {client: [] for client, _ in clients}
+            for round_no in range(args.rounds + 1):
+                for client, fn in clients:
+                    r = fn(files)
+                    if round_no > 0:
+                        runs[client].append(r)
+            for client, _ in clients:
+                rs = runs[client]
+                results[(label, client)] = (statistics.median(r[0] for r in rs), max(r[1] for r in rs), size)
+                print("%-24s %-16s %s" % (label, client, ", ".join("%.2fs/%dMiB" % (w, m // 1024) for w, m in rs)), file=sys.stderr)
         lines = ["| scenario | client | median wall | throughput | peak RSS | wgpm speed ÷ this |", "|---|---|---|---|---|---|"]
         for label, _, size in scenarios:
             wg = results[(label, "wgpm apply")][0]

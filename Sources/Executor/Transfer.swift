@@ -31,11 +31,20 @@ final class HashPipeline: @unchecked Sendable {
     }
 
     deinit {
+        // Every slot must be back before the semaphore goes: libdispatch traps when a semaphore
+        // is released with a count below the one it was created with.
+        if current != nil { free.signal() }
         queue.sync {}
         for b in buffers { b.deallocate() }
     }
 
     func reset() {
+        if current != nil {  // drop what was gathered for the old stream
+            lock.withLock { freeSlots.append(current!) }
+            free.signal()
+            current = nil
+            filled = 0
+        }
         queue.sync {
             sha = SHA256()
             sha1 = Insecure.SHA1()
@@ -43,27 +52,47 @@ final class HashPipeline: @unchecked Sendable {
         }
     }
 
+    /// The slot being filled and how much of it is used; chunks from curl are gathered into full
+    /// slots so the hash thread is woken once per MiB, not once per network read.
+    private var current: Int?
+    private var filled = 0
+
     func feed(_ bytes: UnsafeRawBufferPointer) {
         var offset = 0
         while offset < bytes.count {
-            let n = min(Self.slotSize, bytes.count - offset)
-            free.wait()
-            let slot = lock.withLock { freeSlots.removeLast() }
-            buffers[slot].copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
-            queue.async { [self] in
-                let chunk = UnsafeRawBufferPointer(start: buffers[slot], count: n)
-                sha.update(bufferPointer: chunk)
-                if wantSHA1 { sha1.update(bufferPointer: chunk) }
-                lock.withLock { freeSlots.append(slot) }
-                free.signal()
+            if current == nil {
+                free.wait()
+                current = lock.withLock { freeSlots.removeLast() }
+                filled = 0
             }
+            let slot = current!
+            let n = min(Self.slotSize - filled, bytes.count - offset)
+            (buffers[slot] + filled).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
+            filled += n
             offset += n
+            if filled == Self.slotSize { flush() }
+        }
+    }
+
+    /// Hands the partly filled slot to the hash thread.
+    private func flush() {
+        guard let slot = current else { return }
+        let n = filled
+        current = nil
+        filled = 0
+        queue.async { [self] in
+            let chunk = UnsafeRawBufferPointer(start: buffers[slot], count: n)
+            sha.update(bufferPointer: chunk)
+            if wantSHA1 { sha1.update(bufferPointer: chunk) }
+            lock.withLock { freeSlots.append(slot) }
+            free.signal()
         }
     }
 
     /// Waits for every fed chunk, then returns the digests of everything fed since the last reset.
     func digests() -> (sha256: String, gitSHA1: String?) {
-        queue.sync { (hexString(sha.finalize()), wantSHA1 ? hexString(sha1.finalize()) : nil) }
+        flush()
+        return queue.sync { (hexString(sha.finalize()), wantSHA1 ? hexString(sha1.finalize()) : nil) }
     }
 }
 

@@ -103,6 +103,7 @@ public struct CurlDownload: Sendable {
         var written: Int64 = 0
         var failure: Error?
         var cancelled = false
+        var reported: Int64 = 0
         init(sink: TransferSink, offset: Int64, handle: UnsafeMutableRawPointer,
              cancel: CancelFlag?, limiter: BandwidthLimiter?, progress: (@Sendable (Int64) -> Void)?) {
             self.sink = sink
@@ -182,7 +183,11 @@ public struct CurlDownload: Sendable {
             ctx.written += Int64(n)
             // Reported here rather than from the progress callback: libcurl calls that only
             // between batches of reads, which with 512 KiB buffers can be seconds apart.
-            ctx.progress?(ctx.written)
+            // Once per MiB is plenty for a display and cheap on the hot path.
+            if ctx.written - ctx.reported >= 1 << 20 {
+                ctx.reported = ctx.written
+                ctx.progress?(ctx.written)
+            }
             ctx.limiter?.consume(n)
             return n
         }

@@ -14,6 +14,8 @@ final class HashPipeline: @unchecked Sendable {
     private let queue = DispatchQueue(label: "wgpm.hash")
     private let free: DispatchSemaphore
     private let lock = NSLock()
+    private let region: UnsafeMutableRawPointer?
+    private let regionSize: Int
     private let buffers: [UnsafeMutableRawPointer]
     private var freeSlots: [Int]
     private var sha = SHA256()
@@ -23,7 +25,12 @@ final class HashPipeline: @unchecked Sendable {
 
     init(slots: Int = 8, gitSHA1Size: Int64?) {
         free = DispatchSemaphore(value: slots)
-        buffers = (0..<slots).map { _ in UnsafeMutableRawPointer.allocate(byteCount: Self.slotSize, alignment: 4096) }
+        // One mapping for all slots, unmapped in deinit: malloc would keep freed 1 MiB blocks in
+        // its arenas, and a run of many files would grow the process a pipeline per file.
+        region = mmap(nil, slots * Self.slotSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        regionSize = slots * Self.slotSize
+        precondition(region != UnsafeMutableRawPointer(bitPattern: -1), "cannot map \(regionSize) bytes for hashing")
+        buffers = (0..<slots).map { [region] in region! + $0 * Self.slotSize }
         freeSlots = Array(0..<slots)
         wantSHA1 = gitSHA1Size != nil
         sha1Prefix = gitSHA1Size.map { Array("blob \($0)\0".utf8) } ?? []
@@ -35,7 +42,7 @@ final class HashPipeline: @unchecked Sendable {
         // is released with a count below the one it was created with.
         if current != nil { free.signal() }
         queue.sync {}
-        for b in buffers { b.deallocate() }
+        munmap(region, regionSize)
     }
 
     func reset() {

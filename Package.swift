@@ -52,7 +52,7 @@ let package = Package(
             "Reconciler", "Executor", "Reuse",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
-        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .target(name: "TestSupport", dependencies: ["Inventory", "HubClient"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "PlannerTests", dependencies: ["Planner"], swiftSettings: swiftSettings),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: swiftSettings),
         .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Catalog"], swiftSettings: swiftSettings),

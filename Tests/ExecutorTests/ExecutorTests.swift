@@ -8,13 +8,6 @@ import Testing
 import TestSupport
 @testable import Executor
 
-final class RecordingSleeper: Sleeper, @unchecked Sendable {
-    private let lock = NSLock()
-    private var _waits: [Double] = []
-    var waits: [Double] { lock.lock(); defer { lock.unlock() }; return _waits }
-    func sleep(seconds: Double) { lock.lock(); _waits.append(seconds); lock.unlock() }
-}
-
 func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined() }
 
 /// Deterministic bytes that are not all alike, so a flipped or shifted byte changes the hash.

@@ -4,14 +4,6 @@ import Testing
 import TestSupport
 @testable import HubClient
 
-/// Records waits instead of sleeping, so retry tests are fast and can assert on the delays.
-final class RecordingSleeper: Sleeper, @unchecked Sendable {
-    private let lock = NSLock()
-    private var _waits: [Double] = []
-    var waits: [Double] { lock.lock(); defer { lock.unlock() }; return _waits }
-    func sleep(seconds: Double) { lock.lock(); _waits.append(seconds); lock.unlock() }
-}
-
 func withHub(_ config: [String: Any] = ["tokens": ["hf_good"]], _ body: (FakeHub, TempDir) throws -> Void) throws {
     let dir = try TempDir("hub")
     defer { dir.remove() }

@@ -6,21 +6,6 @@ import Testing
 import TestSupport
 @testable import Inventory
 
-/// Counts hash calls and fails loudly on paths it was not told about.
-final class CountingFileSystem: FileSystem, @unchecked Sendable {
-    let real = LocalFileSystem()
-    let lock = NSLock()
-    var hashed: [String] = []
-    func lstat(_ path: String) -> FileStatus? { real.lstat(path) }
-    func stat(_ path: String) -> FileStatus? { real.stat(path) }
-    func readlink(_ path: String) -> String? { real.readlink(path) }
-    func hash(_ path: String, sha256: Bool, gitSHA1: Bool) throws -> (sha256: String?, gitSHA1: String?) {
-        lock.lock(); hashed.append(path); lock.unlock()
-        return try real.hash(path, sha256: sha256, gitSHA1: gitSHA1)
-    }
-    func filesystem(of path: String) -> (id: String, mountPoint: String, freeBytes: Int64)? { real.filesystem(of: path) }
-}
-
 func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined() }
 
 @Test func observesEveryKindOfPathAndHashesOnlyWhatCanMatch() throws {

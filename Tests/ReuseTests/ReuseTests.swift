@@ -156,21 +156,6 @@ struct InvokeAIFixture {
     #expect(missing.first?.contains("not a readable folder") == true)
 }
 
-/// Counts hashing so the test can assert that only size-matching candidates are read.
-final class CountingFS: FileSystem, @unchecked Sendable {
-    let real = LocalFileSystem()
-    let lock = NSLock()
-    var hashed: [String] = []
-    func lstat(_ path: String) -> FileStatus? { real.lstat(path) }
-    func stat(_ path: String) -> FileStatus? { real.stat(path) }
-    func readlink(_ path: String) -> String? { real.readlink(path) }
-    func hash(_ path: String, sha256: Bool, gitSHA1: Bool) throws -> (sha256: String?, gitSHA1: String?) {
-        lock.withLock { hashed.append(path) }
-        return try real.hash(path, sha256: sha256, gitSHA1: gitSHA1)
-    }
-    func filesystem(of path: String) -> (id: String, mountPoint: String, freeBytes: Int64)? { real.filesystem(of: path) }
-}
-
 @Test func tenThousandFilesThreeCandidatesHashesThree() throws {
     let dir = try TempDir("tenk")
     defer { dir.remove() }
@@ -182,7 +167,7 @@ final class CountingFS: FileSystem, @unchecked Sendable {
     try dir.write("store/x/right.bin", wanted)
     try dir.write("store/y/wrong1.bin", bytes(4321, 1))
     try dir.write("store/z/wrong2.bin", bytes(4321, 2))
-    let fs = CountingFS()
+    let fs = CountingFileSystem()
     let state = try StateDatabase(directory: dir.file("state"))
     let index = HashIndex(sources: [DirectorySource(root: dir.file("store"))], state: state, fileSystem: fs, workers: 2)
     let files = try index.sync(warn: { _ in })

@@ -79,20 +79,29 @@ public struct HashIndex: Sendable {
             try state.storeHash(files[i].stamp, sha256: sha, gitSHA1: nil)
             try state.updateIndexedHash(path: files[i].path, sha256: sha)
         }
+        // Look-ups by hash, URL and name, so each wanted file costs a few dictionary reads rather
+        // than a pass over every indexed file.
+        var bySHA: [String: [Int]] = [:], bySHA1: [String: [Int]] = [:], byURL: [String: [Int]] = [:], byName: [String: [Int]] = [:]
+        for i in files.indices {
+            if let h = files[i].sha256 { bySHA[h, default: []].append(i) }
+            if let h = files[i].gitSHA1 { bySHA1[h, default: []].append(i) }
+            for u in files[i].urls { byURL[u, default: []].append(i) }
+            byName[(files[i].path as NSString).lastPathComponent, default: []].append(i)
+        }
         var out: [String: [ReuseCandidate]] = [:]
         for want in wanted {
             let url = normalizeURL(want.url)
             let name = (want.path as NSString).lastPathComponent
+            var hits = want.expected.sha256.map { bySHA[$0] ?? [] } ?? []
+            hits += want.expected.gitSHA1.map { bySHA1[$0] ?? [] } ?? []
+            hits += byURL[url] ?? []
+            hits += byName[name] ?? []
             var seen: Set<Int> = []
             var list: [ReuseCandidate] = []
-            for i in files.indices {
+            for i in hits.sorted() where seen.insert(i).inserted {
                 let f = files[i]
-                let sameSize = want.expected.size == nil || f.size == want.expected.size
-                let hashHit = (want.expected.sha256 != nil && f.sha256 == want.expected.sha256)
-                    || (want.expected.gitSHA1 != nil && f.gitSHA1 == want.expected.gitSHA1)
+                guard want.expected.size == nil || f.size == want.expected.size else { continue }
                 let urlHit = f.urls.contains(url)
-                let nameHit = sameSize && (f.path as NSString).lastPathComponent == name
-                guard sameSize, hashHit || urlHit || nameHit, seen.insert(i).inserted else { continue }
                 list.append(ReuseCandidate(source: f.source, path: f.path,
                                            content: FileContent(size: f.size, sha256: f.sha256, gitSHA1: f.gitSHA1),
                                            sourceURL: urlHit ? url : f.urls.first, filesystemID: "dev:\(f.stamp.device)"))

@@ -6,9 +6,9 @@ import Inventory
 import Glibc
 #endif
 
-/// SHA-256 (and git blob sha1) of a stream, computed on its own thread so that hashing overlaps
-/// with receiving: the transfer thread copies each chunk into one of a few fixed buffers and
-/// moves on. Memory stays bounded (slots x slot size) whatever the file size.
+/// Writes and hashes a stream on its own thread, so that both overlap with receiving: the
+/// transfer thread only copies each chunk into one of a few fixed buffers and moves on. The
+/// queue is serial, so writes land in order. Memory stays bounded (slots x slot size).
 final class HashPipeline: @unchecked Sendable {
     static let slotSize = 1 << 20
     private let queue = DispatchQueue(label: "wgpm.hash")
@@ -22,6 +22,8 @@ final class HashPipeline: @unchecked Sendable {
     private var sha1 = Insecure.SHA1()
     private let wantSHA1: Bool
     private let sha1Prefix: [UInt8]
+    /// errno of a failed write on the pipeline thread, reported on the next feed or drain.
+    private var writeError: Int32 = 0
 
     init(slots: Int = 8, gitSHA1Size: Int64?) {
         free = DispatchSemaphore(value: slots)
@@ -53,6 +55,7 @@ final class HashPipeline: @unchecked Sendable {
             filled = 0
         }
         queue.sync {
+            writeError = 0
             sha = SHA256()
             sha1 = Insecure.SHA1()
             if wantSHA1 { sha1.update(data: sha1Prefix) }
@@ -62,9 +65,14 @@ final class HashPipeline: @unchecked Sendable {
     /// The slot being filled and how much of it is used; chunks from curl are gathered into full
     /// slots so the hash thread is woken once per MiB, not once per network read.
     private var current: Int?
+    private var currentFD: Int32 = -1
     private var filled = 0
 
-    func feed(_ bytes: UnsafeRawBufferPointer) {
+    /// Takes a chunk; with `fd`, the chunk is also written to it (in order, on the pipeline thread).
+    func feed(_ bytes: UnsafeRawBufferPointer, writeTo fd: Int32 = -1) throws {
+        if let e = lock.withLock({ writeError != 0 ? writeError : nil }) { throw POSIXError(POSIXErrorCode(rawValue: e) ?? .EIO) }
+        if current != nil && currentFD != fd { flush() }
+        currentFD = fd
         var offset = 0
         while offset < bytes.count {
             if current == nil {
@@ -85,15 +93,36 @@ final class HashPipeline: @unchecked Sendable {
     private func flush() {
         guard let slot = current else { return }
         let n = filled
+        let fd = currentFD
         current = nil
         filled = 0
         queue.async { [self] in
             let chunk = UnsafeRawBufferPointer(start: buffers[slot], count: n)
+            if fd >= 0 {
+                var done = 0
+                while done < n {
+                    let w = Glibc.write(fd, chunk.baseAddress! + done, n - done)
+                    if w < 0 {
+                        if errno == EINTR { continue }
+                        let e = errno
+                        lock.withLock { if writeError == 0 { writeError = e } }
+                        break
+                    }
+                    done += w
+                }
+            }
             sha.update(bufferPointer: chunk)
             if wantSHA1 { sha1.update(bufferPointer: chunk) }
             lock.withLock { freeSlots.append(slot) }
             free.signal()
         }
+    }
+
+    /// Waits until everything fed is written and hashed; throws a write error that happened.
+    func drain() throws {
+        flush()
+        queue.sync {}
+        if let e = lock.withLock({ writeError != 0 ? writeError : nil }) { throw POSIXError(POSIXErrorCode(rawValue: e) ?? .EIO) }
     }
 
     /// Waits for every fed chunk, then returns the digests of everything fed since the last reset.
@@ -129,7 +158,10 @@ final class PartialFile: TransferSink, @unchecked Sendable {
         }
     }
 
-    deinit { close(fd) }
+    deinit {
+        try? hasher.drain()  // queued writes go to this descriptor: finish them before closing it
+        close(fd)
+    }
 
     /// Hashes what an earlier run left, so the stream can continue after it.
     private func absorbExisting(_ size: Int64) throws {
@@ -142,7 +174,7 @@ final class PartialFile: TransferSink, @unchecked Sendable {
             let n = read(fd, buffer.baseAddress, min(buffer.count, Int(size - done)))
             if n < 0 { if errno == EINTR { continue }; throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
             if n == 0 { break }
-            hasher.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            try hasher.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             done += Int64(n)
         }
         _ = hasher.digests()  // wait: the buffer is reused below
@@ -152,29 +184,25 @@ final class PartialFile: TransferSink, @unchecked Sendable {
     }
 
     func restart() throws {
+        hasher.reset()  // first: pending writes must not land after the truncation
         guard ftruncate(fd, 0) == 0 else { throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
         lseek(fd, 0, SEEK_SET)
         length = 0
-        hasher.reset()
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno)))
-            }
-            offset += n
+        do {
+            try hasher.feed(bytes, writeTo: fd)
+        } catch {
+            throw ExecutorError.cannotWrite(path: path, reason: "\(error)")
         }
-        hasher.feed(bytes)
         length += Int64(bytes.count)
     }
 
     func digests() -> (sha256: String, gitSHA1: String?) { hasher.digests() }
 
     func sync() throws {
+        do { try hasher.drain() } catch { throw ExecutorError.cannotWrite(path: path, reason: "\(error)") }
         guard fsync(fd) == 0 else { throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
     }
 }

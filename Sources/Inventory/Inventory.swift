@@ -133,27 +133,59 @@ public struct Inventory: Sendable {
 
     /// Hashes files over `workers` threads; results in job order.
     func hashAll(_ jobs: [HashJob]) throws -> [(sha256: String?, gitSHA1: String?)] {
-        guard !jobs.isEmpty else { return [] }
-        let box = ResultBox(count: jobs.count)
-        let fs = fileSystem
-        DispatchQueue.concurrentPerform(iterations: min(workers, jobs.count)) { worker in
-            var i = worker
-            while i < jobs.count {
-                let job = jobs[i]
-                box.set(i, Result { try fs.hash(job.path, sha256: job.sha256, gitSHA1: job.gitSHA1) })
-                i += min(workers, jobs.count)
-            }
-        }
-        return try box.values.map { try $0!.get() }
+        try hashFiles(jobs.map { HashRequest(path: $0.path, sha256: $0.sha256, gitSHA1: $0.gitSHA1) },
+                      fileSystem: fileSystem, workers: workers).map { try $0.get() }
     }
+}
+
+/// One file to hash and which digests to compute.
+public struct HashRequest: Sendable {
+    public var path: String
+    public var sha256: Bool
+    public var gitSHA1: Bool
+
+    public init(path: String, sha256: Bool, gitSHA1: Bool) {
+        self.path = path
+        self.sha256 = sha256
+        self.gitSHA1 = gitSHA1
+    }
+}
+
+/// Hashes files over `workers` threads, each taking the next file as it finishes one; results in
+/// request order. `progress` is called with (done, total) after each file.
+public func hashFiles(_ requests: [HashRequest], fileSystem fs: FileSystem, workers: Int,
+                      progress: (@Sendable (Int, Int) -> Void)? = nil) -> [Result<(sha256: String?, gitSHA1: String?), Error>] {
+    guard !requests.isEmpty else { return [] }
+    let box = ResultBox(count: requests.count)
+    DispatchQueue.concurrentPerform(iterations: min(max(1, workers), requests.count)) { _ in
+        while let i = box.claim() {
+            let r = requests[i]
+            let done = box.set(i, Result { try fs.hash(r.path, sha256: r.sha256, gitSHA1: r.gitSHA1) })
+            progress?(done, requests.count)
+        }
+    }
+    return box.values.map { $0! }
 }
 
 /// Per-index results written from several threads; each index is written once.
 final class ResultBox: @unchecked Sendable {
     private let lock = NSLock()
     private(set) var values: [Result<(sha256: String?, gitSHA1: String?), Error>?]
+    private var next = 0
+    private var done = 0
     init(count: Int) { values = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ r: Result<(sha256: String?, gitSHA1: String?), Error>) {
-        lock.lock(); values[i] = r; lock.unlock()
+
+    /// The next index nobody has taken yet.
+    func claim() -> Int? {
+        lock.withLock {
+            guard next < values.count else { return nil }
+            next += 1
+            return next - 1
+        }
+    }
+
+    /// Stores a result; returns how many are done.
+    func set(_ i: Int, _ r: Result<(sha256: String?, gitSHA1: String?), Error>) -> Int {
+        lock.withLock { values[i] = r; done += 1; return done }
     }
 }

@@ -114,31 +114,8 @@ public struct HashIndex: Sendable {
 
     /// SHA-256 of each file over `workers` threads; nil for a file that vanished or is unreadable.
     func hashAll(_ paths: [String], progress: (@Sendable (Int, Int) -> Void)?) -> [String?] {
-        guard !paths.isEmpty else { return [] }
-        let box = Box(count: paths.count)
-        let fs = fileSystem
-        let n = min(workers, paths.count)
-        DispatchQueue.concurrentPerform(iterations: n) { worker in
-            var i = worker
-            while i < paths.count {
-                box.set(i, try? fs.hash(paths[i], sha256: true, gitSHA1: false).sha256)
-                if let progress { box.tick(paths.count, progress) }
-                i += n
-            }
-        }
-        return box.values
-    }
-
-    final class Box: @unchecked Sendable {
-        let lock = NSLock()
-        var values: [String?]
-        var done = 0
-        init(count: Int) { values = Array(repeating: nil, count: count) }
-        func set(_ i: Int, _ v: String??) { lock.lock(); values[i] = v ?? nil; lock.unlock() }
-        func tick(_ total: Int, _ report: @Sendable (Int, Int) -> Void) {
-            lock.lock(); done += 1; let d = done; lock.unlock()
-            report(d, total)
-        }
+        hashFiles(paths.map { HashRequest(path: $0, sha256: true, gitSHA1: false) }, fileSystem: fileSystem,
+                  workers: workers, progress: progress).map { (try? $0.get())?.sha256 ?? nil }
     }
 
     /// Hashes every indexed file whose sha256 is unknown (`wgpm index update`).

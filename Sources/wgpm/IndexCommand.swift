@@ -3,6 +3,7 @@ import Foundation
 import Reconciler
 import Rendering
 import Reuse
+import State
 
 struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,25 +38,34 @@ struct IndexCommand: ParsableCommand {
             if !json { print("Hashed \(stats.filesHashed) file(s), \(formatBytes(stats.bytesHashed)).") }
         }
         let files = try reconciler.state.indexedFilesAll()
-        let hashed = files.filter { $0.sha256 != nil || $0.gitSHA1 != nil }
-        let bySource = Dictionary(grouping: files, by: \.source)
+        let total = IndexCounts(files)
+        let perSource = Dictionary(grouping: files, by: \.source).map { ($0.key, IndexCounts($0.value)) }.sorted { $0.0 < $1.0 }
         if json {
-            var sources: [[String: Any]] = []
-            for (name, list) in bySource.sorted(by: { $0.key < $1.key }) {
-                sources.append(["source": name, "files": list.count, "hashed": list.filter { $0.sha256 != nil || $0.gitSHA1 != nil }.count,
-                                "bytes": list.reduce(Int64(0)) { $0 + $1.stamp.size }])
-            }
-            print(try renderJSON(["format_version": 1, "files": files.count, "hashed": hashed.count,
-                                  "pending": files.count - hashed.count,
-                                  "bytes": files.reduce(Int64(0)) { $0 + $1.stamp.size }, "sources": sources]), terminator: "")
+            var object = total.json
+            object["format_version"] = 1
+            object["sources"] = perSource.map { name, c in c.json.merging(["source": name]) { a, _ in a } }
+            print(try renderJSON(object), terminator: "")
             return
         }
-        for (name, list) in bySource.sorted(by: { $0.key < $1.key }) {
-            let h = list.filter { $0.sha256 != nil || $0.gitSHA1 != nil }.count
-            print("  \(name): \(list.count) files, \(h) hashed, \(list.count - h) pending, \(formatBytes(list.reduce(Int64(0)) { $0 + $1.stamp.size }))")
-        }
-        print("Index: \(files.count) files, \(hashed.count) hashed, \(files.count - hashed.count) pending, \(formatBytes(files.reduce(Int64(0)) { $0 + $1.stamp.size })).")
+        for (name, c) in perSource { print("  \(name): \(c.text)") }
+        print("Index: \(total.text).")
     }
+}
+
+/// Files, hashed, pending and bytes of a set of indexed files.
+struct IndexCounts {
+    var files: Int
+    var hashed: Int
+    var bytes: Int64
+
+    init(_ list: [IndexedFile]) {
+        files = list.count
+        hashed = list.filter { $0.sha256 != nil || $0.gitSHA1 != nil }.count
+        bytes = list.reduce(0) { $0 + $1.stamp.size }
+    }
+
+    var json: [String: Any] { ["files": files, "hashed": hashed, "pending": files - hashed, "bytes": bytes] }
+    var text: String { "\(files) files, \(hashed) hashed, \(files - hashed) pending, \(formatBytes(bytes))" }
 }
 
 /// A one-line hashing progress bar on a terminal; a line every 10 % elsewhere.

@@ -3,10 +3,16 @@
 
 Serves one large file and a set of medium files from tools/fakehub on 127.0.0.1 (file host on
 localhost), then downloads them with each client in turn, several rounds, and reports median wall
-time, throughput and peak memory (GNU time's max RSS), with ratios against the peers measured in
-the same run. Writes a Markdown table to stdout (and to --out).
+time, throughput, CPU time and peak memory (GNU time's), with ratios against the peers measured
+in the same run. Writes a Markdown table to stdout (and to --out).
 
-Usage: bench/download_bench.py --wgpm PATH [--big-mb 2048] [--set 8x128] [--rounds 3] [--out FILE]
+With --links, the large file is also fetched across a network: the server runs in a network
+namespace of its own behind a veth pair (Hub and file host on two addresses of it), and each
+given rate caps the link with a token bucket (`tc tbf`); "veth" leaves it uncapped. Needs root
+and iproute2; the namespace is removed at the end.
+
+Usage: bench/download_bench.py --wgpm PATH [--big-mb 2048] [--set 8x128] [--rounds 3]
+                               [--links 2500,5000,8000,veth] [--out FILE]
 """
 import argparse
 import json
@@ -21,14 +27,65 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def sh(cmd, env=None, cwd=None):
-    """Runs a command under /usr/bin/time; returns (seconds, max RSS in KiB)."""
+    """Runs a command under /usr/bin/time; returns (seconds, max RSS in KiB, CPU seconds)."""
     timefile = "/tmp/wgpm-bench-time.txt"
-    full = ["/usr/bin/time", "-o", timefile, "-f", "%e %M"] + cmd
+    full = ["/usr/bin/time", "-o", timefile, "-f", "%e %M %U %S"] + cmd
     start = time.monotonic()
     subprocess.run(full, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.monotonic() - start
-    _, rss = open(timefile).read().split()[-2:]
-    return wall, int(rss)
+    _, rss, user, system = open(timefile).read().split()[-4:]
+    return wall, int(rss), float(user) + float(system)
+
+
+NETNS = "wgpm-bench"
+LINK_HOST, LINK_HUB, LINK_CDN = "10.201.0.1", "10.201.0.2", "10.201.0.3"
+
+
+def ip(*args, netns=False):
+    subprocess.run((["ip", "netns", "exec", NETNS] if netns else []) + list(args), check=True)
+
+
+def make_link():
+    """A namespace for the server, joined to this one by a veth pair (wgpmb0 here, wgpmb1 there)."""
+    drop_link()
+    ip("ip", "netns", "add", NETNS)
+    ip("ip", "link", "add", "wgpmb0", "type", "veth", "peer", "name", "wgpmb1")
+    ip("ip", "link", "set", "wgpmb1", "netns", NETNS)
+    ip("ip", "addr", "add", LINK_HOST + "/24", "dev", "wgpmb0")
+    ip("ip", "link", "set", "wgpmb0", "up")
+    for addr in (LINK_HUB, LINK_CDN):
+        ip("ip", "addr", "add", addr + "/24", "dev", "wgpmb1", netns=True)
+    ip("ip", "link", "set", "wgpmb1", "up", netns=True)
+    ip("ip", "link", "set", "lo", "up", netns=True)
+
+
+def set_rate(mbit):
+    """Caps what the server sends (the download direction); None removes the cap."""
+    subprocess.run(["ip", "netns", "exec", NETNS, "tc", "qdisc", "del", "dev", "wgpmb1", "root"],
+                   stderr=subprocess.DEVNULL)
+    if mbit:
+        ip("tc", "qdisc", "add", "dev", "wgpmb1", "root", "tbf", "rate", "%dmbit" % mbit,
+           "burst", "8mb", "latency", "50ms", netns=True)
+
+
+def drop_link():
+    subprocess.run(["ip", "netns", "del", NETNS], stderr=subprocess.DEVNULL)
+    subprocess.run(["ip", "link", "del", "wgpmb0"], stderr=subprocess.DEVNULL)
+
+
+def start_server(hub_root, ready, in_netns):
+    if os.path.exists(ready):
+        os.remove(ready)
+    cmd = [sys.executable, os.path.join(ROOT, "tools/fakehub/fakehub.py"), "--root", hub_root,
+           "--ready-file", ready, "--lifetime", "3600"]
+    if in_netns:
+        cmd = ["ip", "netns", "exec", NETNS] + cmd + ["--host", LINK_HUB, "--cdn-host", LINK_CDN, "--cdn-bind", LINK_CDN]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.exists(ready):
+            break
+        time.sleep(0.05)
+    return server, json.load(open(ready))["hub"]
 
 
 def make_file(path, size):
@@ -55,6 +112,7 @@ def main():
     ap.add_argument("--set", default="8x128", help="COUNTxMB")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--python", default=sys.executable, help="a Python with huggingface_hub installed")
+    ap.add_argument("--links", default="", help="comma-separated link rates in Mbit/s, or veth (uncapped)")
     ap.add_argument("--out")
     args = ap.parse_args()
     work = args.work
@@ -67,92 +125,116 @@ def main():
         make_file(os.path.join(hub_root, "bench", "set", "part-%02d.safetensors" % i), each_mb << 20)
 
     ready = os.path.join(work, "hub.json")
-    if os.path.exists(ready):
-        os.remove(ready)
-    server = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools/fakehub/fakehub.py"), "--root", hub_root,
-                               "--ready-file", ready, "--lifetime", "3600"], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            if os.path.exists(ready):
-                break
-            time.sleep(0.05)
-        hub = json.load(open(ready))["hub"]
-        # Warm the server's identity cache (it hashes each file once) and the page cache.
+    links = [x for x in args.links.split(",") if x]
+    set_files = ["part-%02d.safetensors" % i for i in range(count)]
+    big_files = [("bench/big", "model.safetensors")]
+    servers = []
+
+    def client_env(hub):
+        env = dict(os.environ, HF_ENDPOINT=hub, HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1",
+                   HF_HUB_ENABLE_HF_TRANSFER="0", NO_COLOR="1", CI="1")
+        env.pop("HF_TOKEN", None)
+        return env
+
+    def fresh(name):
+        d = os.path.join(out_dir, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        return d
+
+    def wgpm_run(hub, files):
+        d = fresh("wgpm")
+        with open(os.path.join(d, "config.yaml"), "w") as f:
+            f.write("wan2gp_directory: %s/fixtures/wan2gp\nckpts_directory: %s/ckpts\nloras_directory: %s/loras\n"
+                    "state_directory: %s/state\nparallel_downloads: 2\nmin_free_gb: 0\n" % (ROOT, d, d, d))
+        with open(os.path.join(d, "wgpm.yaml"), "w") as f:
+            f.write("version: 1\nfiles:\n")
+            for repo, name in files:
+                f.write("  - url: https://huggingface.co/%s/resolve/main/%s\n    path: ckpts/%s\n" % (repo, name, name))
+        return sh([args.wgpm, "apply", "--yes"], env=client_env(hub), cwd=d)
+
+    def curl_run(hub, files):
+        d = fresh("curl")
+        cmd = ["curl", "-sfL"] + (["--parallel", "--parallel-max", "2"] if len(files) > 1 else [])
+        for repo, name in files:
+            cmd += ["-o", os.path.join(d, name), "%s/%s/resolve/main/%s" % (hub, repo, name)]
+        return sh(cmd, env=client_env(hub))
+
+    def hf_run(hub, files):
+        d = fresh("hf")
+        code = ("import sys\nfrom concurrent.futures import ThreadPoolExecutor\n"
+                "from huggingface_hub import hf_hub_download\n"
+                "files = %r\n"
+                "with ThreadPoolExecutor(2) as ex:\n"
+                "    list(ex.map(lambda f: hf_hub_download(f[0], f[1], cache_dir=%r), files))\n") % (files, d)
+        return sh([args.python, "-c", code], env=client_env(hub))
+
+    def warm(hub):
+        # The server's identity cache (it hashes each file once) and the page cache.
         for repo in ("bench/big", "bench/set"):
             subprocess.run(["curl", "-s", "-o", "/dev/null", "%s/api/models/%s/tree/main?recursive=true" % (hub, repo)], check=True)
-        set_files = ["part-%02d.safetensors" % i for i in range(count)]
         for name in set_files:
             subprocess.run(["curl", "-sI", "-o", "/dev/null", "%s/bench/set/resolve/main/%s" % (hub, name)], check=True)
         subprocess.run(["curl", "-sL", "-o", "/dev/null", "%s/bench/big/resolve/main/model.safetensors" % hub], check=True)
 
-        env = dict(os.environ, HF_ENDPOINT=hub, HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1",
-                   HF_HUB_ENABLE_HF_TRANSFER="0", NO_COLOR="1", CI="1")
-        env.pop("HF_TOKEN", None)
+    clients = [("curl -o", curl_run), ("wgpm apply", wgpm_run), ("huggingface_hub", hf_run)]
+    results = {}
 
-        def fresh(name):
-            d = os.path.join(out_dir, name)
-            shutil.rmtree(d, ignore_errors=True)
-            os.makedirs(d)
-            return d
+    def measure(label, hub, files, size):
+        # Clients take turns within each round, so drifts of the machine (page cache, tmpfs,
+        # the other core) hit them alike; one unrecorded warm-up round comes first.
+        runs = {client: [] for client, _ in clients}
+        for round_no in range(args.rounds + 1):
+            for client, fn in clients:
+                r = fn(hub, files)
+                if round_no > 0:
+                    runs[client].append(r)
+        for client, _ in clients:
+            rs = runs[client]
+            results[(label, client)] = (statistics.median(r[0] for r in rs), max(r[1] for r in rs),
+                                        statistics.median(r[2] for r in rs), size)
+            print("%-32s %-16s %s" % (label, client, " ".join("%.2f" % r[0] for r in rs)), file=sys.stderr)
 
-        def wgpm_run(files):
-            d = fresh("wgpm")
-            with open(os.path.join(d, "config.yaml"), "w") as f:
-                f.write("wan2gp_directory: %s/fixtures/wan2gp\nckpts_directory: %s/ckpts\nloras_directory: %s/loras\n"
-                        "state_directory: %s/state\nparallel_downloads: 2\nmin_free_gb: 0\n" % (ROOT, d, d, d))
-            with open(os.path.join(d, "wgpm.yaml"), "w") as f:
-                f.write("version: 1\nfiles:\n")
-                for repo, name in files:
-                    f.write("  - url: https://huggingface.co/%s/resolve/main/%s\n    path: ckpts/%s\n" % (repo, name, name))
-            return sh([args.wgpm, "apply", "--yes"], env=env, cwd=d)
-
-        def curl_run(files):
-            d = fresh("curl")
-            cmd = ["curl", "-sfL"] + (["--parallel", "--parallel-max", "2"] if len(files) > 1 else [])
-            for repo, name in files:
-                cmd += ["-o", os.path.join(d, name), "%s/%s/resolve/main/%s" % (hub, repo, name)]
-            return sh(cmd, env=env)
-
-        def hf_run(files):
-            d = fresh("hf")
-            code = ("import sys\nfrom concurrent.futures import ThreadPoolExecutor\n"
-                    "from huggingface_hub import hf_hub_download\n"
-                    "files = %r\n"
-                    "with ThreadPoolExecutor(2) as ex:\n"
-                    "    list(ex.map(lambda f: hf_hub_download(f[0], f[1], cache_dir=%r), files))\n") % (files, d)
-            return sh([args.python, "-c", code], env=env)
-
-        scenarios = [("one %d MiB file" % args.big_mb, [("bench/big", "model.safetensors")], args.big_mb << 20),
-                     ("%d files of %d MiB" % (count, each_mb), [("bench/set", n) for n in set_files], count * (each_mb << 20))]
-        clients = [("curl -o", curl_run), ("wgpm apply", wgpm_run), ("huggingface_hub", hf_run)]
-        results = {}
-        for label, files, size in scenarios:
-            # Clients take turns within each round, so drifts of the machine (page cache, tmpfs,
-            # the other core) hit them alike; one unrecorded warm-up round comes first.
-            runs = {client: [] for client, _ in clients}
-            for round_no in range(args.rounds + 1):
-                for client, fn in clients:
-                    r = fn(files)
-                    if round_no > 0:
-                        runs[client].append(r)
-            for client, _ in clients:
-                rs = runs[client]
-                results[(label, client)] = (statistics.median(r[0] for r in rs), max(r[1] for r in rs), size)
-                print("%-24s %-16s %s" % (label, client, ", ".join("%.2fs/%dMiB" % (w, m // 1024) for w, m in rs)), file=sys.stderr)
-        lines = ["| scenario | client | median wall | throughput | peak RSS | wgpm speed ÷ this |", "|---|---|---|---|---|---|"]
-        for label, _, size in scenarios:
+    scenarios = []
+    try:
+        server, hub = start_server(hub_root, ready, in_netns=False)
+        servers.append(server)
+        warm(hub)
+        for label, files, size in [("one %d MiB file, loopback" % args.big_mb, big_files, args.big_mb << 20),
+                                   ("%d files of %d MiB, loopback" % (count, each_mb),
+                                    [("bench/set", n) for n in set_files], count * (each_mb << 20))]:
+            measure(label, hub, files, size)
+            scenarios.append((label, size))
+        server.terminate()
+        if links:
+            make_link()
+            server, hub = start_server(hub_root, ready, in_netns=True)
+            servers.append(server)
+            warm(hub)
+            for link in links:
+                mbit = None if link == "veth" else int(link)
+                set_rate(mbit)
+                label = "one %d MiB file, %s" % (args.big_mb, "veth, uncapped" if mbit is None else "veth at %d Mbit/s" % mbit)
+                measure(label, hub, big_files, args.big_mb << 20)
+                scenarios.append((label, args.big_mb << 20))
+        lines = ["| scenario | client | median wall | throughput | CPU time | peak RSS | wgpm speed ÷ this |",
+                 "|---|---|---|---|---|---|---|"]
+        for label, size in scenarios:
             wg = results[(label, "wgpm apply")][0]
             for client, _ in clients:
-                wall, rss, size = results[(label, client)]
-                lines.append("| %s | %s | %.2f s | %.0f MB/s | %.0f MiB | %.2f |" % (
-                    label, client, wall, size / wall / 1e6, rss / 1024, wall / wg))
+                wall, rss, cpu, size = results[(label, client)]
+                lines.append("| %s | %s | %.2f s | %.0f MB/s | %.2f s | %.0f MiB | %.2f |" % (
+                    label, client, wall, size / wall / 1e6, cpu, rss / 1024, wall / wg))
         table = "\n".join(lines)
         print(table)
         if args.out:
             with open(args.out, "w") as f:
                 f.write(table + "\n")
     finally:
-        server.terminate()
+        for server in servers:
+            server.terminate()
+        if links:
+            drop_link()
         shutil.rmtree(out_dir, ignore_errors=True)
 
 

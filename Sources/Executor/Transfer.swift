@@ -6,23 +6,32 @@ import Inventory
 import Glibc
 #endif
 
-/// Writes and hashes a stream on its own thread, so that both overlap with receiving: the
-/// transfer thread only copies each chunk into one of a few fixed buffers and moves on. The
-/// queue is serial, so writes land in order. Memory stays bounded (slots x slot size).
+/// Writes and hashes a stream on two threads of its own, so that receiving, writing and hashing
+/// all overlap: the transfer thread only copies each chunk into one of a few fixed buffers and
+/// moves on; a writer and a hasher then both read that buffer, side by side. Each stage is a
+/// serial queue, so writes land in order and the hash sees the bytes in order. A slot returns to
+/// the free list only when both stages are done with it. Memory stays bounded (slots x slot size).
+///
+/// Why two stages rather than one: on the machines measured (BENCHMARKS.md) write(2) into fresh
+/// page-cache pages is the slowest step, and SHA-256 costs about as much again; done one after
+/// the other on one thread they made wgpm slower than `curl -o`, which only writes.
 final class HashPipeline: @unchecked Sendable {
     static let slotSize = 1 << 20
-    private let queue = DispatchQueue(label: "wgpm.hash")
+    private let writer = DispatchQueue(label: "wgpm.write")
+    private let hasher = DispatchQueue(label: "wgpm.hash")
     private let free: DispatchSemaphore
     private let lock = NSLock()
     private let region: UnsafeMutableRawPointer?
     private let regionSize: Int
     private let buffers: [UnsafeMutableRawPointer]
     private var freeSlots: [Int]
+    /// Stages still reading each slot (guarded by `lock`).
+    private var readers: [Int]
     private var sha = SHA256()
     private var sha1 = Insecure.SHA1()
     private let wantSHA1: Bool
     private let sha1Prefix: [UInt8]
-    /// errno of a failed write on the pipeline thread, reported on the next feed or drain.
+    /// errno of a failed write on the writer thread, reported on the next feed or drain.
     private var writeError: Int32 = 0
 
     init(slots: Int = 8, gitSHA1Size: Int64?) {
@@ -34,6 +43,7 @@ final class HashPipeline: @unchecked Sendable {
         precondition(region != UnsafeMutableRawPointer(bitPattern: -1), "cannot map \(regionSize) bytes for hashing")
         buffers = (0..<slots).map { [region] in region! + $0 * Self.slotSize }
         freeSlots = Array(0..<slots)
+        readers = Array(repeating: 0, count: slots)
         wantSHA1 = gitSHA1Size != nil
         sha1Prefix = gitSHA1Size.map { Array("blob \($0)\0".utf8) } ?? []
         reset()
@@ -43,7 +53,8 @@ final class HashPipeline: @unchecked Sendable {
         // Every slot must be back before the semaphore goes: libdispatch traps when a semaphore
         // is released with a count below the one it was created with.
         if current != nil { free.signal() }
-        queue.sync {}
+        writer.sync {}
+        hasher.sync {}
         munmap(region, regionSize)
     }
 
@@ -54,8 +65,8 @@ final class HashPipeline: @unchecked Sendable {
             current = nil
             filled = 0
         }
-        queue.sync {
-            writeError = 0
+        writer.sync { lock.withLock { writeError = 0 } }
+        hasher.sync {
             sha = SHA256()
             sha1 = Insecure.SHA1()
             if wantSHA1 { sha1.update(data: sha1Prefix) }
@@ -63,12 +74,12 @@ final class HashPipeline: @unchecked Sendable {
     }
 
     /// The slot being filled and how much of it is used; chunks from curl are gathered into full
-    /// slots so the hash thread is woken once per MiB, not once per network read.
+    /// slots so the other threads are woken once per MiB, not once per network read.
     private var current: Int?
     private var currentFD: Int32 = -1
     private var filled = 0
 
-    /// Takes a chunk; with `fd`, the chunk is also written to it (in order, on the pipeline thread).
+    /// Takes a chunk; with `fd`, the chunk is also written to it (in order, on the writer thread).
     func feed(_ bytes: UnsafeRawBufferPointer, writeTo fd: Int32 = -1) throws {
         if let e = lock.withLock({ writeError != 0 ? writeError : nil }) { throw POSIXError(POSIXErrorCode(rawValue: e) ?? .EIO) }
         if current != nil && currentFD != fd { flush() }
@@ -89,51 +100,68 @@ final class HashPipeline: @unchecked Sendable {
         }
     }
 
-    /// Hands the partly filled slot to the hash thread.
+    /// Called by a stage when it has finished reading `slot`; the last one frees it.
+    private func done(with slot: Int) {
+        let last = lock.withLock {
+            readers[slot] -= 1
+            if readers[slot] == 0 { freeSlots.append(slot); return true }
+            return false
+        }
+        if last { free.signal() }
+    }
+
+    /// Hands the partly filled slot to the writer and the hasher.
     private func flush() {
         guard let slot = current else { return }
         let n = filled
         let fd = currentFD
         current = nil
         filled = 0
-        queue.async { [self] in
-            let chunk = UnsafeRawBufferPointer(start: buffers[slot], count: n)
-            if fd >= 0 {
-                var done = 0
-                while done < n {
-                    let w = Glibc.write(fd, chunk.baseAddress! + done, n - done)
+        lock.withLock { readers[slot] = fd >= 0 ? 2 : 1 }
+        if fd >= 0 {
+            writer.async { [self] in
+                let base = buffers[slot]
+                var written = 0
+                // After a failed write nothing more is written: the stream already has a hole.
+                while written < n && lock.withLock({ writeError == 0 }) {
+                    let w = Glibc.write(fd, base + written, n - written)
                     if w < 0 {
                         if errno == EINTR { continue }
                         let e = errno
                         lock.withLock { if writeError == 0 { writeError = e } }
                         break
                     }
-                    done += w
+                    written += w
                 }
+                done(with: slot)
             }
+        }
+        hasher.async { [self] in
+            let chunk = UnsafeRawBufferPointer(start: buffers[slot], count: n)
             sha.update(bufferPointer: chunk)
             if wantSHA1 { sha1.update(bufferPointer: chunk) }
-            lock.withLock { freeSlots.append(slot) }
-            free.signal()
+            done(with: slot)
         }
     }
 
     /// Waits until everything fed is written and hashed; throws a write error that happened.
     func drain() throws {
         flush()
-        queue.sync {}
+        writer.sync {}
+        hasher.sync {}
         if let e = lock.withLock({ writeError != 0 ? writeError : nil }) { throw POSIXError(POSIXErrorCode(rawValue: e) ?? .EIO) }
     }
 
     /// Waits for every fed chunk, then returns the digests of everything fed since the last reset.
     func digests() -> (sha256: String, gitSHA1: String?) {
         flush()
-        return queue.sync { (hexString(sha.finalize()), wantSHA1 ? hexString(sha1.finalize()) : nil) }
+        writer.sync {}
+        return hasher.sync { (hexString(sha.finalize()), wantSHA1 ? hexString(sha1.finalize()) : nil) }
     }
 }
 
-/// The partial file of one download: written with write(2) and hashed as it grows (on a
-/// pipeline thread), so the final check needs no second read. On resume the bytes already on
+/// The partial file of one download: written with write(2) and hashed as it grows (on
+/// pipeline threads), so the final check needs no second read. On resume the bytes already on
 /// disk are hashed first.
 /// Used by one thread at a time: the transfer that owns it (curl calls back on that thread).
 final class PartialFile: TransferSink, @unchecked Sendable {

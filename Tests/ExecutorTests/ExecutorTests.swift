@@ -260,3 +260,104 @@ final class Rig: @unchecked Sendable {
     let second = try runner.run(cancel: CancelFlag(), board: nil)
     #expect(second.failed.isEmpty && second.completed == ["ckpts/big.safetensors"])
 }
+
+/// Bytes with no period, so a slot overwritten by a later MiB cannot go unnoticed (`payload`
+/// repeats every 128 KiB).
+func noise(_ count: Int, seed: UInt64) -> Data {
+    var state = seed | 1
+    var bytes = [UInt8](repeating: 0, count: count)
+    for i in 0..<count {
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17  // xorshift64
+        bytes[i] = UInt8(truncatingIfNeeded: state)
+    }
+    return Data(bytes)
+}
+
+/// Chunks of every size, crossing the pipeline's 1 MiB slots at odd offsets, land in order in
+/// the file, and both digests equal a one-shot hash of the whole: writing and hashing run on
+/// separate threads over the same slots, so an early-freed slot would show up here.
+@Test func partialFileWritesAndHashesInOrderAcrossSlots() throws {
+    let dir = try TempDir("partial")
+    defer { dir.remove() }
+    let data = noise((9 << 20) + 12_345, seed: 9)
+    var sha1 = Insecure.SHA1()
+    sha1.update(data: Data("blob \(data.count)\0".utf8))
+    sha1.update(data: data)
+    let wantSHA1 = sha1.finalize().map { String(format: "%02x", $0) }.joined()
+
+    let path = dir.file("a.part")
+    let file = try PartialFile(path: path, expectedSize: Int64(data.count), wantGitSHA1: true)
+    var offset = 0
+    var size = 1
+    try data.withUnsafeBytes { raw in
+        while offset < data.count {
+            let n = min(size, data.count - offset)
+            try file.write(UnsafeRawBufferPointer(rebasing: raw[offset..<offset + n]))
+            offset += n
+            size = size * 3 + 7  // 1, 10, 37, … up to several MiB, then again
+            if size > 3 << 20 { size = 1 }
+        }
+    }
+    try file.sync()
+    let digests = file.digests()
+    #expect(digests.sha256 == sha256Hex(data))
+    #expect(digests.gitSHA1 == wantSHA1)
+    #expect(file.length == Int64(data.count))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == data)
+
+    // Reopened, the bytes already there are hashed first and the stream continues from them.
+    let half = data.count / 2
+    let cut = dir.file("b.part")
+    try data.prefix(half).write(to: URL(fileURLWithPath: cut))
+    let resumed = try PartialFile(path: cut, expectedSize: Int64(data.count), wantGitSHA1: false)
+    #expect(resumed.length == Int64(half))
+    try data.withUnsafeBytes { try resumed.write(UnsafeRawBufferPointer(rebasing: $0[half...])) }
+    try resumed.sync()
+    #expect(resumed.digests().sha256 == sha256Hex(data))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: cut)) == data)
+}
+
+/// A write that fails on the writer thread (here ENOSPC, from /dev/full) surfaces as a clear
+/// error on the transfer side instead of a file that silently misses bytes.
+@Test func fullDiskIsReportedByThePartialFile() throws {
+    let file = try PartialFile(path: "/dev/full", expectedSize: 4 << 20, wantGitSHA1: false)
+    var failure: Error?
+    do {
+        try payload(4 << 20).withUnsafeBytes { raw in
+            for start in stride(from: 0, to: raw.count, by: 256 << 10) {
+                try file.write(UnsafeRawBufferPointer(rebasing: raw[start..<min(start + (256 << 10), raw.count)]))
+            }
+        }
+        try file.sync()
+    } catch {
+        failure = error
+    }
+    guard case .cannotWrite(let path, let reason)? = failure as? ExecutorError else {
+        Issue.record("expected cannotWrite, got \(String(describing: failure))")
+        return
+    }
+    #expect(path == "/dev/full")
+    #expect(reason.localizedCaseInsensitiveContains("space"), "reason: \(reason)")
+}
+
+/// With only two slots the transfer side waits for a slot on almost every MiB, so a slot handed
+/// back before both the writer and the hasher are done with it would be overwritten under one
+/// of them: the file or the digest would differ.
+@Test func pipelineSlotsAreReusedOnlyWhenBothStagesAreDone() throws {
+    let dir = try TempDir("pipeline")
+    defer { dir.remove() }
+    let data = noise(32 << 20, seed: 5)
+    let path = dir.file("out")
+    let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    #expect(fd >= 0)
+    defer { close(fd) }
+    let pipeline = HashPipeline(slots: 2, gitSHA1Size: nil)
+    try data.withUnsafeBytes { raw in
+        for start in stride(from: 0, to: raw.count, by: 300_000) {
+            try pipeline.feed(UnsafeRawBufferPointer(rebasing: raw[start..<min(start + 300_000, raw.count)]), writeTo: fd)
+        }
+    }
+    try pipeline.drain()
+    #expect(pipeline.digests().sha256 == sha256Hex(data))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == data)
+}

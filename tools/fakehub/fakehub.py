@@ -464,6 +464,11 @@ def main():
     ap.add_argument("--ready-file")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--cdn-port", type=int, default=0)
+    # The defaults give two host names on loopback; a benchmark across a network namespace binds
+    # the two hosts to two addresses of its own interface instead.
+    ap.add_argument("--host", default="127.0.0.1", help="address the Hub binds to and names itself by")
+    ap.add_argument("--cdn-host", default="localhost", help="host name of the file host")
+    ap.add_argument("--cdn-bind", default="127.0.0.1", help="address the file host binds to")
     ap.add_argument("--lifetime", type=float, default=3600, help="exit after this many seconds")
     args = ap.parse_args()
     # A parent's worker thread may have blocked signals; its mask is inherited. Unblock them so
@@ -472,11 +477,11 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     ROOT = os.path.abspath(args.root)
     LOG_PATH = args.log
-    hub = ThreadingHTTPServer(("127.0.0.1", args.port), HubHandler)
-    cdn = ThreadingHTTPServer(("127.0.0.1", args.cdn_port), CDNHandler)
+    hub = ThreadingHTTPServer((args.host, args.port), HubHandler)
+    cdn = ThreadingHTTPServer((args.cdn_bind, args.cdn_port), CDNHandler)
     hub.daemon_threads = cdn.daemon_threads = True
-    HUB_URL = "http://127.0.0.1:%d" % hub.server_address[1]
-    CDN_URL = "http://localhost:%d" % cdn.server_address[1]
+    HUB_URL = "http://%s:%d" % (args.host, hub.server_address[1])
+    CDN_URL = "http://%s:%d" % (args.cdn_host, cdn.server_address[1])
     for server in (hub, cdn):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     ready = json.dumps({"hub": HUB_URL, "cdn": CDN_URL, "pid": os.getpid()})

@@ -12,6 +12,11 @@ public struct Downloader: Sendable {
     public var sleeper: Sleeper
     /// Attempts without progress before a job fails (an attempt that moved bytes resets it).
     public var maxAttempts: Int
+    /// Files larger than this are fetched in bounded `Range: bytes=N-M` requests of `chunkSize`:
+    /// the Hub's file hosts do not serve a single plain GET for files over 50 GB
+    /// (huggingface-hub.md §6, "Very large files").
+    public var chunkThreshold: Int64 = 50_000_000_000
+    public var chunkSize: Int64 = 8 << 30
 
     public init(hub: HubClient, transfer: CurlDownload = CurlDownload(), sleeper: Sleeper = RealSleeper(), maxAttempts: Int = 6) {
         self.hub = hub
@@ -66,8 +71,10 @@ public struct Downloader: Sendable {
                 }
             }
             let before = partial.length
+            // Chunks sit on a fixed grid, so a chunk cut short is resumed up to its own end.
+            let end = spec.size.flatMap { size in size > chunkThreshold ? min((before / chunkSize + 1) * chunkSize, size) - 1 : nil }
             let headers = source.sendToken ? hub.authorization(for: source.url) : []
-            let outcome = transfer.fetch(url: source.url, headers: headers, offset: partial.length,
+            let outcome = transfer.fetch(url: source.url, headers: headers, offset: partial.length, through: end,
                                          followRedirects: !source.sendToken, sink: partial, cancel: cancel,
                                          progress: { [partial] _ in progress(partial.length) })
             progress(partial.length)
@@ -77,6 +84,7 @@ public struct Downloader: Sendable {
                 throw ExecutorError.cancelled
             case .completed:
                 if let size = spec.size, partial.length < size {
+                    if let end, partial.length == end + 1 { continue }  // a whole chunk: the next one follows
                     failures += 1
                     lastReason = "the connection ended after \(partial.length) of \(size) bytes"
                     wait(failures - 1, nil, spec, notice)

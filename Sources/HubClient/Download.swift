@@ -115,9 +115,10 @@ public struct CurlDownload: Sendable {
         }
     }
 
-    /// GETs `url` from byte `offset`. Follows redirects only for requests that carry no token.
-    public func fetch(url: String, headers: [(String, String)], offset: Int64, followRedirects: Bool,
-                      sink: TransferSink, cancel: CancelFlag? = nil,
+    /// GETs `url` from byte `offset` (through byte `end` when given, for chunked downloads).
+    /// Follows redirects only for requests that carry no token.
+    public func fetch(url: String, headers: [(String, String)], offset: Int64, through end: Int64? = nil,
+                      followRedirects: Bool, sink: TransferSink, cancel: CancelFlag? = nil,
                       progress: (@Sendable (Int64) -> Void)? = nil) -> TransferOutcome {
         guard let h = curl_easy_init() else { return .networkError("libcurl could not start") }
         defer { curl_easy_cleanup(h) }
@@ -132,7 +133,7 @@ public struct CurlDownload: Sendable {
         _ = ccurl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, lowSpeedTime)
         _ = ccurl_setopt_long(h, CURLOPT_BUFFERSIZE, 512 * 1024)
         _ = ccurl_setopt_str(h, CURLOPT_USERAGENT, "wgpm/0.1")
-        if offset > 0 { _ = ccurl_setopt_str(h, CURLOPT_RANGE, "\(offset)-") }
+        if offset > 0 || end != nil { _ = ccurl_setopt_str(h, CURLOPT_RANGE, "\(offset)-\(end.map(String.init) ?? "")") }
         var list: UnsafeMutablePointer<curl_slist>?
         for (name, value) in headers + [("Accept-Encoding", "identity")] { list = curl_slist_append(list, "\(name): \(value)") }
         defer { curl_slist_free_all(list) }

@@ -188,3 +188,59 @@ func partialSize(_ m: Machine) -> Int {
     #expect(result.stderr.contains("cannot write ckpts/"), "\(result.stderr)")
     #expect(try String(contentsOfFile: mine, encoding: .utf8) == "the user's own file, wrong for the manifest")
 }
+
+/// Runs wgpm with a pseudo-terminal as its stdin, stdout and stderr (through util-linux
+/// `script`), typing `input`; returns the exit status and everything the terminal showed.
+func runOnTerminal(_ m: Machine, _ args: [String], input: String, env: [String: String] = [:]) throws -> (status: Int32, screen: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+    let command = ([wgpm] + args).map { "'\($0)'" }.joined(separator: " ")
+    p.arguments = ["-q", "-e", "-c", command, "/dev/null"]
+    var environment = ProcessInfo.processInfo.environment
+    for key in ["HF_TOKEN", "WGPM_CONFIG", "NO_COLOR", "CI", "GITHUB_ACTIONS"] { environment[key] = nil }
+    environment["HF_ENDPOINT"] = m.hub.hubURL
+    environment["HOME"] = m.dir.path
+    environment["TERM"] = "xterm"
+    for (k, v) in env { environment[k] = v }
+    p.environment = environment
+    p.currentDirectoryURL = URL(fileURLWithPath: m.dir.path)
+    let stdin = Pipe(), out = Pipe()
+    p.standardInput = stdin
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    // The terminal buffers the typed line until wgpm reads it; the pipe stays open until the end
+    // (an end of input would reach wgpm as a closed terminal).
+    stdin.fileHandleForWriting.write(Data(input.utf8))
+    let screen = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    try? stdin.fileHandleForWriting.close()
+    return (p.terminationStatus, String(decoding: screen, as: UTF8.self))
+}
+
+/// On a terminal, apply shows the plan and asks; anything but "yes" changes nothing; "yes"
+/// applies while redrawing a per-file bar and a total line, and clears them at the end.
+@Test func applyAsksOnATerminalAndDrawsBars() throws {
+    let (m, data) = try slowMachine(size: 4 << 20, limitKB: 2000)
+    let declined = try runOnTerminal(m, ["apply"], input: "no\n")
+    #expect(declined.status == 1, "\(declined.screen)")
+    #expect(declined.screen.contains("\u{1B}[32m+ download"), "colour on a terminal")
+    let text = declined.screen.replacingOccurrences(of: "\u{1B}\\[[0-9;]*m", with: "", options: .regularExpression)
+    #expect(text.contains("+ download  ckpts/big.safetensors"))
+    #expect(text.contains("Apply these changes? Only 'yes' is accepted:"))
+    #expect(text.contains("Apply cancelled; nothing was changed."))
+    let plain = try runOnTerminal(m, ["apply"], input: "\n", env: ["NO_COLOR": "1"])
+    #expect(plain.status == 1)
+    #expect(plain.screen.contains("+ download  ckpts/big.safetensors") && !plain.screen.contains("\u{1B}["), "NO_COLOR is honoured")
+    #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts/big.safetensors")))
+    #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts/.wgpm-partial")), "no download started")
+
+    let accepted = try runOnTerminal(m, ["apply"], input: "yes\n")
+    #expect(accepted.status == 0, "\(accepted.screen)")
+    #expect(FileManager.default.contents(atPath: m.dir.file("ckpts/big.safetensors")) == data)
+    #expect(accepted.screen.contains("] "), "a bar was drawn: \(accepted.screen)")
+    #expect(accepted.screen.contains("% ") && accepted.screen.contains("ckpts/big.safetensors"))
+    #expect(accepted.screen.contains("  total "))
+    #expect(accepted.screen.contains("\u{1B}[1A\u{1B}[2K"), "bars are redrawn in place, not scrolled")
+    #expect(!accepted.screen.contains("progress: "), "no plain CI lines on a terminal")
+}

@@ -98,6 +98,37 @@ final class Rig: @unchecked Sendable {
     #expect(gets.last?.status == 206)
 }
 
+/// Files over the threshold come in bounded Range requests, one chunk after another, and a chunk
+/// cut short resumes inside its own bounds.
+@Test func veryLargeFilesAreFetchedInBoundedChunks() throws {
+    let rig = try Rig()
+    try rig.fault(["listener": "cdn", "method": "GET", "type": "drop", "after_bytes": 600_000, "count": 1])
+    var downloader = rig.downloader()
+    downloader.chunkThreshold = 2 << 20  // the 3 MiB file counts as very large here
+    downloader.chunkSize = 1 << 20
+    try downloader.run(rig.bigSpec(), cancel: CancelFlag(), progress: { _ in }, notice: { _ in })
+    #expect(FileManager.default.contents(atPath: rig.dir.file("ckpts/big.safetensors")) == rig.big)
+    #expect(rig.cdnGets.map(\.range) == ["bytes=0-1048575", "bytes=600000-1048575", "bytes=1048576-2097151", "bytes=2097152-3145727"])
+    #expect(rig.cdnGets.dropFirst().allSatisfy { $0.status == 206 })
+    #expect(rig.sleeper.waits.count == 1, "only the dropped connection waited")
+}
+
+/// A file host that stops sending without closing the connection is given up on after the
+/// low-speed window (below 1 KB/s; 60 s in use, 1 s here), and the download resumes from the
+/// bytes on disk instead of hanging.
+@Test func aStalledTransferIsAbandonedAndResumed() throws {
+    let rig = try Rig()
+    try rig.fault(["listener": "cdn", "method": "GET", "type": "stall", "after_bytes": 700_000, "seconds": 30, "count": 1])
+    var downloader = rig.downloader()
+    downloader.transfer = CurlDownload(lowSpeedTime: 1)
+    let started = Date()
+    try downloader.run(rig.bigSpec(), cancel: CancelFlag(), progress: { _ in }, notice: { _ in })
+    #expect(Date().timeIntervalSince(started) < 20, "did not wait for the stalled server")
+    #expect(FileManager.default.contents(atPath: rig.dir.file("ckpts/big.safetensors")) == rig.big)
+    #expect(rig.cdnGets.last?.range == "bytes=700000-")
+    #expect(rig.sleeper.waits.count == 1)
+}
+
 @Test func aTwoHundredToARangeRequestRestartsFromZero() throws {
     let rig = try Rig()
     try rig.hub.setConfig(["tokens": ["hf_tok"], "faults": [

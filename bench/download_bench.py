@@ -115,6 +115,7 @@ def main():
     ap.add_argument("--links", default="", help="comma-separated link rates in Mbit/s, or veth (uncapped)")
     ap.add_argument("--out")
     args = ap.parse_args()
+    args.wgpm = os.path.abspath(args.wgpm)
     work = args.work
     out_dir = args.out_dir or os.path.join(work, "out")
     hub_root = os.path.join(work, "hub")
@@ -160,6 +161,18 @@ def main():
             cmd += ["-o", os.path.join(d, name), "%s/%s/resolve/main/%s" % (hub, repo, name)]
         return sh(cmd, env=client_env(hub))
 
+    def curl_verify_run(hub, files):
+        # What people do by hand: download, then check the sha256 (a second read, from the page
+        # cache here). openssl uses SHA-NI like wgpm; sha256sum (coreutils 9.1) does not.
+        d = fresh("curl-verify")
+        cmd = ["curl", "-sfL"] + (["--parallel", "--parallel-max", "2"] if len(files) > 1 else [])
+        for repo, name in files:
+            cmd += ["-o", os.path.join(d, name), "%s/%s/resolve/main/%s" % (hub, repo, name)]
+        paths = " ".join(os.path.join(d, name) for _, name in files)
+        script = "%s && printf '%%s\\n' %s | xargs -P 2 -n %d openssl dgst -sha256 >/dev/null" % (
+            " ".join("'%s'" % c for c in cmd), paths, max(1, (len(files) + 1) // 2))
+        return sh(["sh", "-c", script], env=client_env(hub))
+
     def hf_run(hub, files):
         d = fresh("hf")
         code = ("import sys\nfrom concurrent.futures import ThreadPoolExecutor\n"
@@ -177,7 +190,8 @@ def main():
             subprocess.run(["curl", "-sI", "-o", "/dev/null", "%s/bench/set/resolve/main/%s" % (hub, name)], check=True)
         subprocess.run(["curl", "-sL", "-o", "/dev/null", "%s/bench/big/resolve/main/model.safetensors" % hub], check=True)
 
-    clients = [("curl -o", curl_run), ("wgpm apply", wgpm_run), ("huggingface_hub", hf_run)]
+    clients = [("curl -o", curl_run), ("wgpm apply", wgpm_run), ("curl -o, then openssl sha256", curl_verify_run),
+               ("huggingface_hub", hf_run)]
     results = {}
 
     def measure(label, hub, files, size):
@@ -193,7 +207,7 @@ def main():
             rs = runs[client]
             results[(label, client)] = (statistics.median(r[0] for r in rs), max(r[1] for r in rs),
                                         statistics.median(r[2] for r in rs), size)
-            print("%-32s %-16s %s" % (label, client, " ".join("%.2f" % r[0] for r in rs)), file=sys.stderr)
+            print("%-40s %-30s %s" % (label, client, " ".join("%.2f" % r[0] for r in rs)), file=sys.stderr)
 
     scenarios = []
     try:

@@ -46,6 +46,38 @@ import TestSupport
     #expect(try m.wgpmRun(["plan", "--locked"]).status == 0)
 }
 
+/// The lock pins commits: after `main` moves on (a file re-uploaded with other bytes), apply
+/// with the lock still fetches and verifies the pinned content, from the pinned commit; plans
+/// keep following the lock until `lock --update` moves it to the new commit.
+@Test func lockedApplyFetchesThePinnedCommitAfterMainMoved() throws {
+    let m = try Machine(manifest: """
+        version: 1
+        files:
+          - url: https://huggingface.co/extra/weights/resolve/main/model.safetensors
+            path: ckpts/model.safetensors
+        """)
+    let old = Data(repeating: 7, count: 300_000)
+    try m.hub.addFile(repo: "extra/weights", path: "model.safetensors", old)
+    #expect(try m.wgpmRun(["lock"]).status == 0)
+    let pinned = try m.hub.keepCurrentCommit(repo: "extra/weights")
+    try m.hub.addFile(repo: "extra/weights", path: "model.safetensors", Data(repeating: 8, count: 310_000))
+
+    let applied = try m.wgpmRun(["apply", "--yes", "--locked"])
+    #expect(applied.status == 0, "\(applied.stderr)")
+    #expect(FileManager.default.contents(atPath: m.dir.file("ckpts/model.safetensors")) == old)
+    let resolves = m.hub.requests().filter { $0.path.contains("/resolve/") }
+    #expect(!resolves.isEmpty && resolves.allSatisfy { $0.path.contains("/resolve/\(pinned)/") })
+    #expect(try m.wgpmRun(["plan", "--locked", "--detailed-exitcode"]).status == 0)
+
+    #expect(try m.wgpmRun(["plan", "--detailed-exitcode", "--refresh"]).status == 0, "the lock still rules")
+
+    #expect(try m.wgpmRun(["lock", "--update"]).status == 0)
+    let moved = try m.wgpmRun(["plan", "--detailed-exitcode"])
+    #expect(moved.status == 2, "main has other bytes now: \(moved.stdout)")
+    #expect(moved.stdout.contains("replace") && moved.stdout.contains("ckpts/model.safetensors"), "\(moved.stdout)")
+    #expect(!moved.stdout.contains(pinned.prefix(7)), "planned from the new commit")
+}
+
 @Test func ciPreviewWithoutConfigModelsOrNetwork() throws {
     let m = try Machine(manifest: "version: 1\nmodels:\n  - t2v\n")
     #expect(try m.wgpmRun(["lock"]).status == 0)

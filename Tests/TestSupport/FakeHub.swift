@@ -102,6 +102,31 @@ public final class FakeHub: @unchecked Sendable {
         return p
     }
 
+    /// Keeps the repo's current commit reachable by its id (under `_history`), as the real Hub
+    /// does, so a test can move `main` and still download what a lock pinned. Returns the id.
+    @discardableResult
+    public func keepCurrentCommit(repo: String) throws -> String {
+        // Asked over HTTP through Python: Foundation on Linux fetches no http URLs without
+        // FoundationNetworking, which the tests do not otherwise need.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import json, sys, urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]))['sha'])",
+                       "\(hubURL)/api/models/\(repo)/revision/main"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let commit = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard p.terminationStatus == 0, commit.count == 40 else {
+            throw NSError(domain: "FakeHub", code: 2, userInfo: [NSLocalizedDescriptionKey: "no commit for \(repo)"])
+        }
+        let target = "\(root)/_history/\(repo)/\(commit)"
+        try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(root)/\(repo)", toPath: target)
+        return commit
+    }
+
     /// Builds synthetic repos for every Hub URL in `text` (tools/fakehub/generate.py).
     public func generate(from text: String) throws {
         let p = Process()

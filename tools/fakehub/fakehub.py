@@ -7,7 +7,9 @@ files, sha256 for LFS files), deterministic commit ids, tree and paths-info APIs
 resolve redirects as huggingface.co sends them, Range, the Hub's error codes, 429, and a JSONL
 request log. Faults are switchable per test through <root>/_config.json, re-read on every request.
 
-Repos live at <root>/<org>/<name>/<files>. _config.json (optional):
+Repos live at <root>/<org>/<name>/<files>; that tree is `main`. Earlier commits stay reachable
+by their id when a copy of the repo as it was sits at <root>/_history/<org>/<name>/<commit>/
+(tests make one before they move main). _config.json (optional):
   {"tokens": ["hf_good"],
    "repos": {"org/name": {"private": true, "gated": "manual", "granted": ["hf_good"]}},
    "page_size": 1000,
@@ -103,8 +105,8 @@ def file_identity(full):
     return info
 
 
-def repo_files(repo):
-    base = os.path.join(ROOT, repo)
+def repo_files(repo, base=None):
+    base = base or os.path.join(ROOT, repo)
     out = {}
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames.sort()
@@ -228,6 +230,9 @@ class Handler(BaseHTTPRequestHandler):
         files = repo_files(repo)
         commit = repo_commit(files)
         if rev not in ("main", commit):
+            old = os.path.join(ROOT, "_history", repo, rev)
+            if len(rev) == 40 and os.path.isdir(old):
+                return repo_files(repo, old), rev
             self.error(404, "RevisionNotFound", "Invalid rev id: %s" % rev, head=head)
             return None, None
         return files, commit

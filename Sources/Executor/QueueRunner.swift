@@ -122,13 +122,14 @@ public struct QueueRunner: Sendable {
     public func run(cancel: CancelFlag, board: ProgressBoard?, follow: Bool = false) throws -> RunSummary {
         try state.recoverAbandonedJobs(at: clock())
         try checkFreeSpace()
+        let gate = SpaceGate(checked: Set(try state.jobs().map(\.id)))
         let summary = SummaryBox()
         let group = DispatchGroup()
         for _ in 0..<workers {
             group.enter()
             let thread = Thread { [self] in
                 defer { group.leave() }
-                workLoop(cancel: cancel, board: board, follow: follow, summary: summary)
+                workLoop(cancel: cancel, board: board, follow: follow, gate: gate, summary: summary)
             }
             thread.stackSize = 1 << 20
             thread.start()
@@ -139,9 +140,36 @@ public struct QueueRunner: Sendable {
         return result
     }
 
-    private func workLoop(cancel: CancelFlag, board: ProgressBoard?, follow: Bool, summary: SummaryBox) {
+    /// Jobs enqueued while the queue runs (`apply --enqueue-only` beside `worker --follow`, or a
+    /// second apply) get the same free-space check as the ones there at the start, before any
+    /// of them is claimed. New downloads that do not fit fail with the reason; `queue retry`
+    /// brings them back once space is freed.
+    private func admitNewJobs(_ gate: SpaceGate, summary: SummaryBox) {
+        gate.lock.withLock {
+            guard let jobs = try? state.jobs() else { return }
+            let new = jobs.filter { $0.state == .pending && !gate.checked.contains($0.id) }
+            guard !new.isEmpty else { return }
+            do {
+                try checkFreeSpace()
+                gate.checked.formUnion(new.map(\.id))
+            } catch {
+                // Not marked as checked: after `queue retry` they are checked again.
+                let message = "\(error)"
+                notice(message)
+                for job in new {
+                    guard (try? JobSpec.decode(job.spec))?.kind == .download else { gate.checked.insert(job.id); continue }
+                    try? state.failJob(job.id, error: message, at: clock())
+                    summary.fail(job.path, message)
+                    onJobEnd(job.path, message)
+                }
+            }
+        }
+    }
+
+    private func workLoop(cancel: CancelFlag, board: ProgressBoard?, follow: Bool, gate: SpaceGate, summary: SummaryBox) {
         let pid = getpid()
         while !cancel.isSet {
+            admitNewJobs(gate, summary: summary)
             let job: JobRecord?
             do { job = try state.claimNextJob(pid: pid, at: clock()) } catch {
                 notice("queue: \(error)")
@@ -209,6 +237,13 @@ final class LastWrite: @unchecked Sendable {
         if now - last >= 1 { last = now; return true }
         return false
     }
+}
+
+/// The jobs whose space has been checked (guarded by `lock`).
+final class SpaceGate: @unchecked Sendable {
+    let lock = NSLock()
+    var checked: Set<String>
+    init(checked: Set<String>) { self.checked = checked }
 }
 
 final class SummaryBox: @unchecked Sendable {

@@ -11,6 +11,13 @@ import State
 let interruption = CancelFlag()
 
 func installInterruptHandlers() {
+    // A parent may have started wgpm with these signals blocked (the mask survives exec, and
+    // some supervisors and test runners do block them): Ctrl-C and kill must still stop it.
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGINT)
+    sigaddset(&set, SIGTERM)
+    pthread_sigmask(SIG_UNBLOCK, &set, nil)
     for sig in [SIGINT, SIGTERM] {
         signal(sig) { _ in
             if interruption.isSet { _exit(130) }  // a second Ctrl-C stops at once

@@ -244,3 +244,37 @@ func runOnTerminal(_ m: Machine, _ args: [String], input: String, env: [String: 
     #expect(accepted.screen.contains("\u{1B}[1A\u{1B}[2K"), "bars are redrawn in place, not scrolled")
     #expect(!accepted.screen.contains("progress: "), "no plain CI lines on a terminal")
 }
+
+/// The two-process workflow: a `worker --follow` waits for work; `apply --enqueue-only` (which
+/// needs no queue lock) adds the jobs; the worker carries them out and keeps waiting until
+/// Ctrl-C; `queue status` shows them done and `queue clear` removes them.
+@Test func enqueueOnlyWithAFollowingWorker() throws {
+    let (m, data) = try slowMachine(size: 1 << 20, limitKB: 100_000)
+    let (worker, workerErr) = try startWGPM(m, ["worker", "--follow"])
+    defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL) } }
+    Thread.sleep(forTimeInterval: 0.5)
+    let enqueued = try m.wgpmRun(["apply", "--yes", "--enqueue-only", "--lock-timeout", "5"])
+    #expect(enqueued.status == 0, "\(enqueued.stderr)")
+    #expect(enqueued.stdout.contains("Enqueued 1 new job (1 in this plan); run 'wgpm worker' to carry them out."), "\(enqueued.stdout)")
+    #expect(waitFor(30) { FileManager.default.contents(atPath: m.dir.file("ckpts/big.safetensors")) == data })
+    #expect(worker.isRunning, "a following worker keeps waiting for work")
+
+    let status = try m.wgpmRun(["queue", "status"])
+    #expect(status.stdout.contains("done") && status.stdout.contains("ckpts/big.safetensors"), "\(status.stdout)")
+    #expect(status.stdout.contains("Queue: 0 pending, 0 running, 1 done, 0 failed."), "\(status.stdout)")
+
+    kill(worker.processIdentifier, SIGINT)
+    // Started by this test process, the worker inherits its blocked signals; it must unblock
+    // SIGINT itself. Bounded, so a regression fails here instead of hanging the suite.
+    #expect(waitFor(20) { !worker.isRunning }, "Ctrl-C stops a following worker")
+    if worker.isRunning { kill(worker.processIdentifier, SIGKILL) }
+    worker.waitUntilExit()
+    let text = String(decoding: workerErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(worker.terminationStatus == 130, "\(text)")
+    #expect(text.contains("done    ckpts/big.safetensors"), "\(text)")
+
+    let cleared = try m.wgpmRun(["queue", "clear"])
+    #expect(cleared.stdout.contains("Removed 1 finished job(s)."))
+    #expect(try m.wgpmRun(["queue", "status"]).stdout.contains("Queue: 0 pending, 0 running, 0 done, 0 failed."))
+    #expect(try m.wgpmRun(["plan", "--detailed-exitcode"]).status == 0)
+}

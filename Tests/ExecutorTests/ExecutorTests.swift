@@ -4,6 +4,7 @@ import HubClient
 import Inventory
 import Planner
 import State
+import Synchronization
 import Testing
 import TestSupport
 @testable import Executor
@@ -391,4 +392,57 @@ func noise(_ count: Int, seed: UInt64) -> Data {
     try pipeline.drain()
     #expect(pipeline.digests().sha256 == sha256Hex(data))
     #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == data)
+}
+
+/// A following worker checks the space of jobs enqueued after it started, as `run` does for the
+/// ones there at the start (all of a batch or none, as for apply): a download that does not fit
+/// fails with the reason and is never fetched; a later one that fits is carried out.
+@Test func jobsEnqueuedWhileFollowingAreCheckedForSpace() throws {
+    let rig = try Rig()
+    let state = try StateDatabase(directory: rig.dir.file("state"))
+    // 2 MiB free: the 3 MiB file cannot fit, the small one can.
+    let runner = QueueRunner(state: state, downloader: rig.downloader(), workers: 1, minFreeBytes: 0,
+                             fileSystem: FixedFreeSpace(freeBytes: 2 << 20), notice: { _ in }, onJobEnd: { _, _ in })
+    let cancel = CancelFlag()
+    let finished = DispatchSemaphore(value: 0)
+    let result = Mutex<RunSummary?>(nil)
+    Thread {
+        let summary = try? runner.run(cancel: cancel, board: nil, follow: true)
+        result.withLock { $0 = summary }
+        finished.signal()
+    }.start()
+    Thread.sleep(forTimeInterval: 0.3)  // the worker is idle and following
+    func settle(_ path: String) -> JobRecord.State? {
+        for _ in 0..<100 {
+            if let job = try? state.jobs().first(where: { $0.path == path }), job.state == .done || job.state == .failed { return job.state }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return nil
+    }
+    let big = rig.bigSpec(), small = rig.smallSpec()
+    try state.enqueue([(big.id, big.kind.rawValue, big.path, big.encoded(), big.size)], at: 2)
+    #expect(settle(big.path) == .failed)
+    try state.enqueue([(small.id, small.kind.rawValue, small.path, small.encoded(), small.size)], at: 3)
+    #expect(settle(small.path) == .done, "a later job that fits runs; the failed one no longer counts")
+    cancel.set()
+    finished.wait()
+    let failed = try #require(try state.jobs().first { $0.path == big.path })
+    #expect(failed.lastError?.contains("not enough space") == true, "\(failed)")
+    #expect(!rig.cdnGets.contains { $0.path.contains(big.sha256 ?? "-") }, "the big file was never fetched")
+    #expect(result.withLock { $0?.failed.map(\.path) } == [big.path])
+}
+
+/// The real file system, except that every filesystem reports the same free space.
+struct FixedFreeSpace: FileSystem {
+    var freeBytes: Int64
+    let real = LocalFileSystem()
+    func lstat(_ path: String) -> FileStatus? { real.lstat(path) }
+    func stat(_ path: String) -> FileStatus? { real.stat(path) }
+    func readlink(_ path: String) -> String? { real.readlink(path) }
+    func hash(_ path: String, sha256: Bool, gitSHA1: Bool) throws -> (sha256: String?, gitSHA1: String?) {
+        try real.hash(path, sha256: sha256, gitSHA1: gitSHA1)
+    }
+    func filesystem(of path: String) -> (id: String, mountPoint: String, freeBytes: Int64)? {
+        real.filesystem(of: path).map { ($0.id, $0.mountPoint, freeBytes) }
+    }
 }

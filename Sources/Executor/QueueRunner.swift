@@ -21,8 +21,10 @@ public final class ProgressBoard: @unchecked Sendable {
     private var entries: [String: Entry] = [:]
     private var finishedBytes: Int64 = 0
     private var finishedFiles = 0
-    public let totalBytes: Int64
-    public let totalFiles: Int
+    private var totalBytes: Int64
+    private var totalFiles: Int
+    /// The jobs counted in the totals; nil when the totals are fixed.
+    private var counted: Set<String>?
     let started = Date()
 
     public init(totalBytes: Int64, totalFiles: Int) {
@@ -30,8 +32,22 @@ public final class ProgressBoard: @unchecked Sendable {
         self.totalFiles = totalFiles
     }
 
+    /// Totals from the jobs waiting now; a job that begins later (enqueued while a worker
+    /// follows the queue) is added to them, so the total line never passes 100 %.
+    public init(jobs: [(id: String, bytes: Int64?)]) {
+        totalBytes = jobs.reduce(0) { $0 + ($1.bytes ?? 0) }
+        totalFiles = jobs.count
+        counted = Set(jobs.map(\.id))
+    }
+
     func begin(_ id: String, path: String, total: Int64?) {
-        lock.lock(); entries[id] = Entry(path: path, done: 0, total: total, startDone: -1, started: Date()); lock.unlock()
+        lock.lock()
+        entries[id] = Entry(path: path, done: 0, total: total, startDone: -1, started: Date())
+        if counted != nil, counted?.insert(id).inserted == true {
+            totalBytes += total ?? 0
+            totalFiles += 1
+        }
+        lock.unlock()
     }
 
     func update(_ id: String, done: Int64) {
@@ -57,6 +73,8 @@ public final class ProgressBoard: @unchecked Sendable {
         public var doneBytes: Int64
         public var doneFiles: Int
         public var speed: Double
+        public var totalBytes: Int64
+        public var totalFiles: Int
     }
 
     public func snapshot() -> Snapshot {
@@ -72,7 +90,7 @@ public final class ProgressBoard: @unchecked Sendable {
         let done = finishedBytes + entries.values.reduce(0) { $0 + $1.done }
         let elapsed = max(now.timeIntervalSince(started), 0.001)
         return Snapshot(active: active, doneBytes: done, doneFiles: finishedFiles,
-                        speed: Double(finishedBytes + transferred) / elapsed)
+                        speed: Double(finishedBytes + transferred) / elapsed, totalBytes: totalBytes, totalFiles: totalFiles)
     }
 }
 

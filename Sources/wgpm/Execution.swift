@@ -47,7 +47,7 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool) throws
     let downloader = Downloader(hub: reconciler.hub, transfer: CurlDownload(limiter: limiter),
                                 sleeper: reconciler.context.sleeper)
     let pending = try reconciler.state.jobs().filter { $0.state == .pending || $0.state == .running }
-    let board = ProgressBoard(totalBytes: pending.reduce(0) { $0 + ($1.bytesTotal ?? 0) }, totalFiles: pending.count)
+    let board = ProgressBoard(jobs: pending.map { ($0.id, $0.bytesTotal) })
     let printer = ProgressPrinter(board: board, terminal: isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil)
     let runner = QueueRunner(
         state: reconciler.state, downloader: downloader, workers: parallel,
@@ -113,8 +113,8 @@ final class ProgressPrinter: @unchecked Sendable {
     }
 
     private func summaryText(_ s: ProgressBoard.Snapshot) -> String {
-        let eta = s.speed > 0 && board.totalBytes > s.doneBytes ? " ETA \(Int(Double(board.totalBytes - s.doneBytes) / s.speed)) s" : ""
-        return "\(s.doneFiles)/\(board.totalFiles) files, \(formatBytes(s.doneBytes)) / \(formatBytes(board.totalBytes)), \(formatBytes(Int64(s.speed)))/s\(eta)"
+        let eta = s.speed > 0 && s.totalBytes > s.doneBytes ? " ETA \(Int(Double(s.totalBytes - s.doneBytes) / s.speed)) s" : ""
+        return "\(s.doneFiles)/\(s.totalFiles) files, \(formatBytes(s.doneBytes)) / \(formatBytes(s.totalBytes)), \(formatBytes(Int64(s.speed)))/s\(eta)"
     }
 
     private func draw() {
@@ -129,7 +129,7 @@ final class ProgressPrinter: @unchecked Sendable {
                 let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
                 lines.append("  [\(bar)] \(String(format: "%3.0f", fraction * 100))% \(formatBytes(Int64(a.speed)))/s  \(a.path)")
             }
-            let total = board.totalBytes > 0 ? Double(s.doneBytes) / Double(board.totalBytes) : 0
+            let total = s.totalBytes > 0 ? Double(s.doneBytes) / Double(s.totalBytes) : 0
             lines.append("  total \(String(format: "%3.0f", total * 100))%  " + summaryText(s))
             FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
             drawn = lines.count

@@ -446,3 +446,19 @@ struct FixedFreeSpace: FileSystem {
         real.filesystem(of: path).map { ($0.id, $0.mountPoint, freeBytes) }
     }
 }
+
+/// Totals grow with jobs that were not waiting when the run began (a following worker), and a
+/// job counted at the start is not counted twice.
+@Test func progressTotalsGrowWithJobsEnqueuedLater() {
+    let board = ProgressBoard(jobs: [("a", 100), ("b", nil)])
+    board.begin("a", path: "ckpts/a", total: 100)
+    board.update("a", done: 100)
+    board.end("a", bytes: 100)
+    var s = board.snapshot()
+    #expect(s.totalBytes == 100 && s.totalFiles == 2 && s.doneBytes == 100 && s.doneFiles == 1)
+    board.begin("c", path: "ckpts/c", total: 50)
+    board.update("c", done: 20)
+    s = board.snapshot()
+    #expect(s.totalBytes == 150 && s.totalFiles == 3 && s.doneBytes == 120)
+    #expect(s.active.map(\.path) == ["ckpts/c"])
+}

@@ -462,3 +462,15 @@ struct FixedFreeSpace: FileSystem {
     #expect(s.totalBytes == 150 && s.totalFiles == 3 && s.doneBytes == 120)
     #expect(s.active.map(\.path) == ["ckpts/c"])
 }
+
+/// Early write-back depends on finding sync_file_range at run time; if the lookup silently
+/// failed, downloads would still work but every fsync would flush the whole file at the end.
+@Test func syncFileRangeIsFoundAndAcceptsAFile() throws {
+    let dir = try TempDir("writeback")
+    defer { dir.remove() }
+    let fd = open(dir.file("f"), O_RDWR | O_CREAT, 0o644)
+    defer { close(fd) }
+    let call = try #require(syncFileRange)
+    #expect(write(fd, "x", 1) == 1)
+    #expect(call(fd, 0, 0, 1 | 2) == 0)
+}

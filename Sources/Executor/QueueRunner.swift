@@ -6,6 +6,22 @@ import State
 import Glibc
 #endif
 
+/// Throws `notEnoughSpace` when the bytes the downloads among `specs` still need (less what
+/// their partial files already hold) do not fit on a filesystem with `reserve` bytes to spare.
+public func checkSpace(for specs: [JobSpec], fileSystem: FileSystem, reserve: Int64) throws {
+    var need: [String: (mount: String, free: Int64, bytes: Int64)] = [:]
+    for spec in specs where spec.kind == .download {
+        guard let size = spec.size else { continue }
+        let dir = spec.partialDirectory ?? (spec.target as NSString).deletingLastPathComponent
+        guard let fs = fileSystem.filesystem(of: dir) else { continue }
+        let already = fileSystem.stat(dir + "/" + Downloader.partialName(spec))?.size ?? 0
+        need[fs.id, default: (fs.mountPoint, fs.freeBytes, 0)].bytes += max(0, size - already)
+    }
+    for (_, n) in need.sorted(by: { $0.key < $1.key }) where n.bytes > 0 && n.free - n.bytes < reserve {
+        throw ExecutorError.notEnoughSpace(mountPoint: n.mount, needed: n.bytes, free: n.free, reserve: reserve)
+    }
+}
+
 /// What a run of the queue did.
 public struct RunSummary: Sendable {
     public var completed: [String] = []
@@ -124,17 +140,8 @@ public struct QueueRunner: Sendable {
     /// Bytes still to download per filesystem must fit with `min_free_gb` to spare; checked
     /// before any transfer starts.
     public func checkFreeSpace() throws {
-        var need: [String: (mount: String, free: Int64, bytes: Int64)] = [:]
-        for job in try state.jobs() where job.state == .pending || job.state == .running {
-            guard let spec = try? JobSpec.decode(job.spec), spec.kind == .download, let size = spec.size else { continue }
-            let dir = spec.partialDirectory ?? (spec.target as NSString).deletingLastPathComponent
-            guard let fs = fileSystem.filesystem(of: dir) else { continue }
-            let already = fileSystem.stat(dir + "/" + Downloader.partialName(spec))?.size ?? 0
-            need[fs.id, default: (fs.mountPoint, fs.freeBytes, 0)].bytes += max(0, size - already)
-        }
-        for (_, n) in need.sorted(by: { $0.key < $1.key }) where n.bytes > 0 && n.free - n.bytes < minFreeBytes {
-            throw ExecutorError.notEnoughSpace(mountPoint: n.mount, needed: n.bytes, free: n.free, reserve: minFreeBytes)
-        }
+        let waiting = try state.jobs().filter { $0.state == .pending || $0.state == .running }
+        try checkSpace(for: waiting.compactMap { try? JobSpec.decode($0.spec) }, fileSystem: fileSystem, reserve: minFreeBytes)
     }
 
     public func run(cancel: CancelFlag, board: ProgressBoard?, follow: Bool = false) throws -> RunSummary {

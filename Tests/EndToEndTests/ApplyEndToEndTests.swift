@@ -278,3 +278,23 @@ func runOnTerminal(_ m: Machine, _ args: [String], input: String, env: [String: 
     #expect(try m.wgpmRun(["queue", "status"]).stdout.contains("Queue: 0 pending, 0 running, 0 done, 0 failed."))
     #expect(try m.wgpmRun(["plan", "--detailed-exitcode"]).status == 0)
 }
+
+/// Free space is checked before anything is enqueued: a plan that cannot fit leaves no jobs for
+/// a worker to trip over, with or without --enqueue-only, and nothing is downloaded.
+@Test func aPlanThatDoesNotFitIsNotEnqueued() throws {
+    let (m, _) = try slowMachine(size: 1 << 20, limitKB: 100_000)
+    try m.dir.write("config.yaml", """
+        wan2gp_directory: \(m.wan2gp)
+        ckpts_directory: ckpts
+        loras_directory: loras
+        state_directory: state
+        min_free_gb: 100000000
+        """)
+    for extra in [["--enqueue-only"], []] {
+        let r = try m.wgpmRun(["apply", "--yes"] + extra)
+        #expect(r.status == 1, "\(r.stdout)")
+        #expect(r.stderr.contains("not enough space on") && r.stderr.contains("min_free_gb"), "\(r.stderr)")
+        #expect(try m.wgpmRun(["queue", "status"]).stdout.contains("Queue: 0 pending, 0 running, 0 done, 0 failed."))
+    }
+    #expect(m.hub.requests().filter { $0.listener == "cdn" }.isEmpty, "nothing was downloaded")
+}

@@ -124,6 +124,25 @@ def repo_commit(files):
     return h.hexdigest()
 
 
+BLOBS = {}  # sha256 -> path, rebuilt by a walk of the root when a lookup misses or is stale
+
+
+def find_blob(sha):
+    full = BLOBS.get(sha)
+    if full and os.path.exists(full) and file_identity(full)["sha256"] == sha:
+        return full
+    found = {}
+    for dirpath, _, filenames in os.walk(ROOT):
+        for name in filenames:
+            if name != "_config.json":
+                path = os.path.join(dirpath, name)
+                found.setdefault(file_identity(path)["sha256"], path)
+    with OID_LOCK:
+        BLOBS.clear()
+        BLOBS.update(found)
+    return found.get(sha)
+
+
 def entry(rel, info):
     e = {"type": "file", "oid": info["oid"], "size": info["size"], "path": rel}
     if info["lfs"]:
@@ -359,16 +378,11 @@ class Handler(BaseHTTPRequestHandler):
         if expires < time.time():
             return self.reply(403, {"Content-Type": "application/xml"}, b"<Error><Code>AccessDenied</Code></Error>", head)
         sha = parts[1]
-        for dirpath, _, filenames in os.walk(ROOT):
-            for name in filenames:
-                if name == "_config.json":
-                    continue
-                full = os.path.join(dirpath, name)
-                info = file_identity(full)
-                if info["sha256"] == sha:
-                    etag = '"%s"' % hashlib.md5(sha.encode()).hexdigest()  # not the sha256, as on the real host
-                    return self.send_file(full, info, {"ETag": etag}, head)
-        return self.reply(404, {}, b"NoSuchKey", head)
+        full = find_blob(sha)
+        if not full:
+            return self.reply(404, {}, b"NoSuchKey", head)
+        etag = '"%s"' % hashlib.md5(sha.encode()).hexdigest()  # not the sha256, as on the real host
+        return self.send_file(full, file_identity(full), {"ETag": etag}, head)
 
     def send_file(self, full, info, headers, head):
         size = info["size"]

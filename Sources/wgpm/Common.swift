@@ -38,18 +38,23 @@ struct Inputs {
     init(reconciler: Reconciler, manifestPath: String) throws {
         lockPath = LockFile.path(forManifest: manifestPath)
         lock = try LockFile.load(lockPath)
+        // Read once: the text the lock vouches for is the text that is parsed.
         let text = try? String(contentsOfFile: manifestPath, encoding: .utf8)
         let lockVouches = lock != nil && text.map { LockFile.digest($0) } == lock?.manifestSHA256
+        func parse(_ known: [String]?) throws -> Manifest {
+            guard let text else { return try Manifest.load(path: manifestPath, knownModels: known) }  // says why it is unreadable
+            return try Manifest.parse(text, file: manifestPath, knownModels: known)
+        }
         if reconciler.config.wan2gpDirectory.isEmpty {
             guard lockVouches else {
                 throw CommandError("no config file found and no \(lockPath) made from this manifest: set wan2gp_directory in a config (see config.yaml.example), or commit the lock that 'wgpm lock' writes")
             }
             catalog = nil
-            manifest = try Manifest.load(path: manifestPath, knownModels: nil)
+            manifest = try parse(nil)
         } else {
             let c = try reconciler.loadCatalog()
             catalog = c
-            manifest = try Manifest.load(path: manifestPath, knownModels: c.ids)
+            manifest = try parse(c.ids)
         }
     }
 }

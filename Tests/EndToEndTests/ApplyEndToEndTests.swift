@@ -15,7 +15,7 @@ let bigURL = "https://huggingface.co/extra/big/resolve/main/weights/big.safetens
 
 /// A machine whose manifest wants t2v plus one large file that the fake Hub serves slowly enough
 /// (through bandwidth_limit_kb) to be interrupted.
-func slowMachine(size: Int = 12 << 20, limitKB: Int = 2000) throws -> (Machine, Data) {
+func slowMachine(size: Int = 12 << 20, limitKB: Int = 2000, minFreeGB: Int = 0) throws -> (Machine, Data) {
     let m = try Machine(manifest: """
         version: 1
         files:
@@ -31,7 +31,7 @@ func slowMachine(size: Int = 12 << 20, limitKB: Int = 2000) throws -> (Machine, 
         state_directory: state
         parallel_downloads: 1
         bandwidth_limit_kb: \(limitKB)
-        min_free_gb: 0
+        min_free_gb: \(minFreeGB)
         """)
     return (m, data)
 }
@@ -282,14 +282,7 @@ func runOnTerminal(_ m: Machine, _ args: [String], input: String, env: [String: 
 /// Free space is checked before anything is enqueued: a plan that cannot fit leaves no jobs for
 /// a worker to trip over, with or without --enqueue-only, and nothing is downloaded.
 @Test func aPlanThatDoesNotFitIsNotEnqueued() throws {
-    let (m, _) = try slowMachine(size: 1 << 20, limitKB: 100_000)
-    try m.dir.write("config.yaml", """
-        wan2gp_directory: \(m.wan2gp)
-        ckpts_directory: ckpts
-        loras_directory: loras
-        state_directory: state
-        min_free_gb: 100000000
-        """)
+    let (m, _) = try slowMachine(size: 1 << 20, limitKB: 100_000, minFreeGB: 100_000_000)
     for extra in [["--enqueue-only"], []] {
         let r = try m.wgpmRun(["apply", "--yes"] + extra)
         #expect(r.status == 1, "\(r.stdout)")

@@ -128,9 +128,13 @@ public enum LinkMode: String, Sendable, Codable, CaseIterable {
 public struct PlanOptions: Sendable {
     public var prune: Bool
     public var linkMode: LinkMode
+    /// Bytes each filesystem must keep free after the downloads (`min_free_gb`); apply refuses
+    /// a plan that would go below it, so the summary says so first.
+    public var reserveBytes: Int64
 
-    public init(prune: Bool = false, linkMode: LinkMode = .symlink) {
+    public init(prune: Bool = false, linkMode: LinkMode = .symlink, reserveBytes: Int64 = 0) {
         self.prune = prune
         self.linkMode = linkMode
+        self.reserveBytes = reserveBytes
     }
 }

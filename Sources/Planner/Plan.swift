@@ -50,7 +50,10 @@ public struct Action: Hashable, Sendable {
 public struct FilesystemUsage: Hashable, Sendable {
     public var filesystem: FilesystemInfo
     public var downloadBytes: Int64
-    public var fits: Bool { downloadBytes <= filesystem.freeBytes }
+    /// What must stay free after the downloads (`min_free_gb`).
+    public var reserveBytes: Int64 = 0
+    /// The same rule apply enforces before it enqueues anything.
+    public var fits: Bool { filesystem.freeBytes - downloadBytes >= reserveBytes }
 }
 
 public struct PlanSummary: Hashable, Sendable {

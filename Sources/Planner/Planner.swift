@@ -66,7 +66,7 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
 
     actions.sort { $0.path < $1.path }
     return Plan(actions: actions, unchanged: unchanged,
-                summary: summarize(actions: actions, unchanged: unchanged.count, observed: observed))
+                summary: summarize(actions: actions, unchanged: unchanged.count, observed: observed, reserve: options.reserveBytes))
 }
 
 /// Why `content` is not the expected file, or nil when it is.
@@ -141,7 +141,7 @@ public func satisfies(_ observation: Observation, _ expected: FileIdentity) -> B
     }
 }
 
-func summarize(actions: [Action], unchanged: Int, observed: ObservedState) -> PlanSummary {
+func summarize(actions: [Action], unchanged: Int, observed: ObservedState, reserve: Int64) -> PlanSummary {
     var counts: [ActionKind: Int] = [:]
     var download: Int64 = 0
     var reused: Int64 = 0
@@ -154,7 +154,7 @@ func summarize(actions: [Action], unchanged: Int, observed: ObservedState) -> Pl
         if size == nil { unknown += 1 }
         download += size ?? 0
         if let fs = observed.filesystemOf[action.path] {
-            perFS[fs.id, default: FilesystemUsage(filesystem: fs, downloadBytes: 0)].downloadBytes += size ?? 0
+            perFS[fs.id, default: FilesystemUsage(filesystem: fs, downloadBytes: 0, reserveBytes: reserve)].downloadBytes += size ?? 0
         }
     }
     return PlanSummary(counts: counts, unchanged: unchanged, downloadBytes: download,

@@ -68,7 +68,8 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
     lines.append(summary)
     for fs in s.filesystems where fs.downloadBytes > 0 {
         let text = "  \(fs.filesystem.mountPoint): \(formatBytes(fs.downloadBytes)) to download, \(formatBytes(fs.filesystem.freeBytes)) free"
-        lines.append(fs.fits ? text : style.paint(text + " — NOT ENOUGH SPACE", "1;31"))
+        let short = fs.reserveBytes > 0 ? " — NOT ENOUGH SPACE (min_free_gb keeps \(formatBytes(fs.reserveBytes)) free)" : " — NOT ENOUGH SPACE"
+        lines.append(fs.fits ? text : style.paint(text + short, "1;31"))
     }
     return lines.joined(separator: "\n") + "\n"
 }
@@ -121,7 +122,7 @@ public func planJSONObject(_ plan: Plan, extra: [String: Any] = [:]) -> [String:
             "reused_bytes": s.reusedBytes,
             "filesystems": s.filesystems.map {
                 ["id": $0.filesystem.id, "mount_point": $0.filesystem.mountPoint, "free_bytes": $0.filesystem.freeBytes,
-                 "download_bytes": $0.downloadBytes, "fits": $0.fits] as [String: Any]
+                 "download_bytes": $0.downloadBytes, "reserve_bytes": $0.reserveBytes, "fits": $0.fits] as [String: Any]
             },
         ] as [String: Any],
     ]

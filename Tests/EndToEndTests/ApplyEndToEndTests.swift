@@ -283,6 +283,8 @@ func runOnTerminal(_ m: Machine, _ args: [String], input: String, env: [String: 
 /// a worker to trip over, with or without --enqueue-only, and nothing is downloaded.
 @Test func aPlanThatDoesNotFitIsNotEnqueued() throws {
     let (m, _) = try slowMachine(size: 1 << 20, limitKB: 100_000, minFreeGB: 100_000_000)
+    let preview = try m.wgpmRun(["plan"])
+    #expect(preview.stdout.contains("NOT ENOUGH SPACE (min_free_gb keeps 100000.0 TB free)"), "the plan says so first: \(preview.stdout)")
     for extra in [["--enqueue-only"], []] {
         let r = try m.wgpmRun(["apply", "--yes"] + extra)
         #expect(r.status == 1, "\(r.stdout)")

@@ -141,6 +141,15 @@ func plannerCase(_ c: Case) {
     #expect(plan.summary.filesystems.count == 1)
     #expect(plan.summary.filesystems[0].downloadBytes == 180)
     #expect(plan.summary.filesystems[0].fits == false)
+
+    // min_free_gb counts: 180 bytes fit in 200 free, but not while 50 must stay free.
+    let roomy = FilesystemInfo(id: "dev:1", mountPoint: "/srv", freeBytes: 200)
+    let spacious = ObservedState(filesystemOf: ["ckpts/a.safetensors": roomy, "loras/wan/b.safetensors": roomy])
+    let desiredTwo = Array(desired.prefix(2))
+    #expect(makePlan(desired: desiredTwo, observed: spacious).summary.filesystems[0].fits)
+    #expect(makePlan(desired: desiredTwo, observed: spacious, options: PlanOptions(reserveBytes: 20)).summary.filesystems[0].fits)
+    let tight = makePlan(desired: desiredTwo, observed: spacious, options: PlanOptions(reserveBytes: 21)).summary.filesystems[0]
+    #expect(!tight.fits && tight.reserveBytes == 21)
 }
 
 /// A small deterministic generator (SplitMix64) so the property test is reproducible.

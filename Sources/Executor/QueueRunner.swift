@@ -22,6 +22,14 @@ public func checkSpace(for specs: [JobSpec], fileSystem: FileSystem, reserve: In
     }
 }
 
+/// The check apply makes before it enqueues `jobs`: they and the jobs already waiting in
+/// `state` must fit together, so a plan that cannot fit leaves no jobs behind for a worker.
+public func checkSpace(enqueuing jobs: [JobSpec], into state: StateDatabase, fileSystem: FileSystem, reserve: Int64) throws {
+    let waiting = try state.jobs().filter { $0.state == .pending || $0.state == .running }.compactMap { try? JobSpec.decode($0.spec) }
+    let known = Set(waiting.map(\.id))
+    try checkSpace(for: waiting + jobs.filter { !known.contains($0.id) }, fileSystem: fileSystem, reserve: reserve)
+}
+
 /// What a run of the queue did.
 public struct RunSummary: Sendable {
     public var completed: [String] = []

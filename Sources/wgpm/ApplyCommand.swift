@@ -67,11 +67,7 @@ struct ApplyCommand: ParsableCommand {
             }
         }
         let jobs = JobSpec.from(plan.plan, mapper: reconciler.mapper)
-        // Checked before enqueuing, so a plan that cannot fit leaves no jobs behind for a worker.
-        let waiting = try reconciler.state.jobs().filter { $0.state == .pending || $0.state == .running }
-            .compactMap { try? JobSpec.decode($0.spec) }
-        let known = Set(waiting.map(\.id))
-        try checkSpace(for: waiting + jobs.filter { !known.contains($0.id) }, fileSystem: reconciler.context.fileSystem,
+        try checkSpace(enqueuing: jobs, into: reconciler.state, fileSystem: reconciler.context.fileSystem,
                        reserve: Int64(reconciler.config.minFreeGB) * 1_000_000_000)
         let added = try reconciler.state.enqueue(
             jobs.map { ($0.id, $0.kind.rawValue, $0.path, $0.encoded(), $0.size) }, at: Date().timeIntervalSince1970)

@@ -24,11 +24,7 @@ func slowMachine(size: Int = 12 << 20, limitKB: Int = 2000, minFreeGB: Int = 0) 
         """)
     let data = bigPayload(size)
     try m.hub.addFile(repo: "extra/big", path: "weights/big.safetensors", data)
-    try m.dir.write("config.yaml", """
-        wan2gp_directory: \(m.wan2gp)
-        ckpts_directory: ckpts
-        loras_directory: loras
-        state_directory: state
+    try m.writeConfig("""
         parallel_downloads: 1
         bandwidth_limit_kb: \(limitKB)
         min_free_gb: \(minFreeGB)

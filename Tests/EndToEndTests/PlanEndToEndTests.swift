@@ -28,13 +28,19 @@ final class Machine: @unchecked Sendable {
             }
         }
         try hub.generate(from: urls.joined(separator: "\n"))
+        try writeConfig()
+        try dir.write("wgpm.yaml", manifest)
+    }
+
+    /// Writes config.yaml: the machine's folders, then `extra` lines (YAML, unindented).
+    func writeConfig(_ extra: String = "") throws {
         try dir.write("config.yaml", """
             wan2gp_directory: \(wan2gp)
             ckpts_directory: ckpts
             loras_directory: loras
             state_directory: state
-            """)
-        try dir.write("wgpm.yaml", manifest)
+
+            """ + extra)
     }
 
     deinit { hub.stop(); dir.remove() }

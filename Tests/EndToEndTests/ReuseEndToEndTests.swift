@@ -11,11 +11,7 @@ import TestSupport
     let te = try Data(contentsOf: URL(fileURLWithPath: hubTE))
     let teSHA = sha256Hex(te)
     try m.dir.write("hf/hub/models--DeepBeepMeep--Wan2.1/blobs/\(teSHA)", te)
-    try m.dir.write("config.yaml", """
-        wan2gp_directory: \(m.wan2gp)
-        ckpts_directory: ckpts
-        loras_directory: loras
-        state_directory: state
+    try m.writeConfig("""
         link_mode: symlink
         sources:
           - hf_cache: auto
@@ -56,11 +52,7 @@ import TestSupport
     let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
     let hubVAE = m.hub.root + "/DeepBeepMeep/Wan2.1/Wan2.1_VAE.safetensors"
     try m.dir.write("store/vae.bin", try Data(contentsOf: URL(fileURLWithPath: hubVAE)))
-    try m.dir.write("config.yaml", """
-        wan2gp_directory: \(m.wan2gp)
-        ckpts_directory: ckpts
-        loras_directory: loras
-        state_directory: state
+    try m.writeConfig("""
         sources:
           - directory: store
         """)

@@ -137,11 +137,7 @@ import TestSupport
 @Test func doctorReportsWhatToFix() throws {
     let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
     try m.dir.write("ckpts", "a file where the folder belongs")
-    try m.dir.write("config.yaml", """
-        wan2gp_directory: \(m.wan2gp)
-        ckpts_directory: ckpts
-        loras_directory: loras
-        state_directory: state
+    try m.writeConfig("""
         sources:
           - directory: no-such-folder
           - invokeai: { db: missing/invokeai.db, models_dir: missing/models }
@@ -154,7 +150,7 @@ import TestSupport
     #expect(bad.stdout.contains("FAIL  hub:") && bad.stdout.contains("rejected the token"), "\(bad.stdout)")
     #expect(!bad.stdout.contains("hf_doctor_secret") && !bad.stderr.contains("hf_doctor_secret"))
     try FileManager.default.removeItem(atPath: m.dir.file("ckpts"))
-    try m.dir.write("config.yaml", "wan2gp_directory: \(m.wan2gp)\nckpts_directory: ckpts\nloras_directory: loras\nstate_directory: state\n")
+    try m.writeConfig()
     let good = try m.wgpmRun(["doctor"])
     #expect(good.status == 0, "\(good.stdout)")
     #expect(good.stdout.contains("ok    hub:") && good.stdout.contains("No problems found."))

@@ -50,6 +50,8 @@ public struct MachineConfig: Sendable {
     public var parallelHashWorkers: Int
     public var linkMode: LinkModeSetting
     public var minFreeGB: Int
+    /// `min_free_gb` in bytes (decimal gigabytes, as free space is shown).
+    public var minFreeBytes: Int64 { Int64(minFreeGB) * 1_000_000_000 }
     public var sources: [SourceConfig]
 
     static let keys = ["wan2gp_directory", "ckpts_directory", "loras_directory", "state_directory", "hub",

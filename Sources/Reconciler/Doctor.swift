@@ -104,7 +104,7 @@ extension Reconciler {
         var seen: Set<String> = []
         for dir in [config.ckptsDirectory, config.lorasDirectory, config.stateDirectory] {
             guard let fs = context.fileSystem.filesystem(of: dir), seen.insert(fs.id).inserted else { continue }
-            let reserve = Int64(config.minFreeGB) * 1_000_000_000
+            let reserve = config.minFreeBytes
             let gb = String(format: "%.1f GB", Double(fs.freeBytes) / 1e9)
             add(fs.freeBytes > reserve ? .ok : .warn, "free space", "\(fs.mountPoint): \(gb) free" + (fs.freeBytes > reserve ? "" : ", below min_free_gb \(config.minFreeGB): downloads will be refused"))
         }

@@ -90,7 +90,7 @@ public struct Reconciler: Sendable {
             (observed.candidates, reuse) = try index.candidates(for: needing, files: found)
         }
         let mode = LinkMode(rawValue: config.linkMode.rawValue) ?? .symlink
-        let options = PlanOptions(prune: prune, linkMode: mode, reserveBytes: Int64(config.minFreeGB) * 1_000_000_000)
+        let options = PlanOptions(prune: prune, linkMode: mode, reserveBytes: config.minFreeBytes)
         let plan = makePlan(desired: desired.files, observed: observed, options: options)
         return PlanResult(plan: plan, desired: desired.files, observed: observed, warnings: warnings,
                           metadata: desired.stats, inventory: stats, reuse: reuse,

@@ -68,7 +68,7 @@ struct ApplyCommand: ParsableCommand {
         }
         let jobs = JobSpec.from(plan.plan, mapper: reconciler.mapper)
         try checkSpace(enqueuing: jobs, into: reconciler.state, fileSystem: reconciler.context.fileSystem,
-                       reserve: Int64(reconciler.config.minFreeGB) * 1_000_000_000)
+                       reserve: reconciler.config.minFreeBytes)
         let added = try reconciler.state.enqueue(
             jobs.map { ($0.id, $0.kind.rawValue, $0.path, $0.encoded(), $0.size) }, at: Date().timeIntervalSince1970)
         let conflicts = plan.plan.actions.filter { $0.kind == .conflict }

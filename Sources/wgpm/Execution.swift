@@ -51,7 +51,7 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool) throws
     let printer = ProgressPrinter(board: board, terminal: isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil)
     let runner = QueueRunner(
         state: reconciler.state, downloader: downloader, workers: parallel,
-        minFreeBytes: Int64(config.minFreeGB) * 1_000_000_000, fileSystem: reconciler.context.fileSystem,
+        minFreeBytes: config.minFreeBytes, fileSystem: reconciler.context.fileSystem,
         notice: { printer.line("wgpm: \($0)") },
         onJobEnd: { path, error in printer.line(error.map { "  failed  \(path): \($0)" } ?? "  done    \(path)") })
     printer.start()

@@ -47,14 +47,9 @@ public final class ProgressBoard: @unchecked Sendable {
     private var finishedFiles = 0
     private var totalBytes: Int64
     private var totalFiles: Int
-    /// The jobs counted in the totals; nil when the totals are fixed.
-    private var counted: Set<String>?
+    /// The jobs counted in the totals.
+    private var counted: Set<String>
     let started = Date()
-
-    public init(totalBytes: Int64, totalFiles: Int) {
-        self.totalBytes = totalBytes
-        self.totalFiles = totalFiles
-    }
 
     /// Totals from the jobs waiting now; a job that begins later (enqueued while a worker
     /// follows the queue) is added to them, so the total line never passes 100 %.
@@ -67,7 +62,7 @@ public final class ProgressBoard: @unchecked Sendable {
     func begin(_ id: String, path: String, total: Int64?) {
         lock.lock()
         entries[id] = Entry(path: path, done: 0, total: total, startDone: -1, started: Date())
-        if counted != nil, counted?.insert(id).inserted == true {
+        if counted.insert(id).inserted {
             totalBytes += total ?? 0
             totalFiles += 1
         }

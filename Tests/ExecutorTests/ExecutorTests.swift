@@ -257,7 +257,7 @@ final class Rig: @unchecked Sendable {
     #expect(try state.recoverAbandonedJobs(at: 4) == 1)
     let runner = QueueRunner(state: state, downloader: rig.downloader(), workers: 2, minFreeBytes: 0,
                              notice: { _ in }, onJobEnd: { _, _ in })
-    let summary = try runner.run(cancel: CancelFlag(), board: ProgressBoard(totalBytes: 0, totalFiles: 2))
+    let summary = try runner.run(cancel: CancelFlag(), board: ProgressBoard(jobs: specs.map { ($0.id, $0.size) }))
     #expect(summary.failed.isEmpty)
     #expect(Set(summary.completed) == ["ckpts/big.safetensors", "ckpts/tok/tokenizer.json"])
     #expect(try state.jobs().allSatisfy { $0.state == .done })

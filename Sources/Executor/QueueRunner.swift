@@ -150,7 +150,8 @@ public struct QueueRunner: Sendable {
     public func run(cancel: CancelFlag, board: ProgressBoard?, follow: Bool = false) throws -> RunSummary {
         try state.recoverAbandonedJobs(at: clock())
         try checkFreeSpace()
-        let gate = SpaceGate(checked: Set(try state.jobs().map(\.id)))
+        // Only what that check counted; a failed job retried later is checked when it returns.
+        let gate = SpaceGate(checked: Set(try state.jobs().filter { $0.state == .pending || $0.state == .running }.map(\.id)))
         let summary = SummaryBox()
         let group = DispatchGroup()
         for _ in 0..<workers {

@@ -474,3 +474,33 @@ struct FixedFreeSpace: FileSystem {
     #expect(write(fd, "x", 1) == 1)
     #expect(call(fd, 0, 0, 1 | 2) == 0)
 }
+
+/// A job that had failed before the worker started, retried while it follows, is checked for
+/// space like any newcomer: the check at the start did not count it.
+@Test func aJobRetriedWhileFollowingIsCheckedForSpace() throws {
+    let rig = try Rig()
+    let state = try StateDatabase(directory: rig.dir.file("state"))
+    let big = rig.bigSpec()
+    try state.enqueue([(big.id, big.kind.rawValue, big.path, big.encoded(), big.size)], at: 1)
+    let claimed = try #require(try state.claimNextJob(pid: getpid(), at: 2))
+    try state.failJob(claimed.id, error: "HTTP 500", at: 3)
+    let runner = QueueRunner(state: state, downloader: rig.downloader(), workers: 1, minFreeBytes: 0,
+                             fileSystem: FixedFreeSpace(freeBytes: 2 << 20), notice: { _ in }, onJobEnd: { _, _ in })
+    let cancel = CancelFlag()
+    let finished = DispatchSemaphore(value: 0)
+    Thread {
+        _ = try? runner.run(cancel: cancel, board: nil, follow: true)
+        finished.signal()
+    }.start()
+    Thread.sleep(forTimeInterval: 0.3)
+    #expect(try state.retryFailedJobs(at: 4) == 1)
+    let settled = (0..<100).contains { _ in
+        Thread.sleep(forTimeInterval: 0.1)
+        return (try? state.jobs().first?.state) == .failed
+    }
+    cancel.set()
+    finished.wait()
+    #expect(settled)
+    #expect(try state.jobs().first?.lastError?.contains("not enough space") == true)
+    #expect(rig.cdnGets.isEmpty, "the retried file was not fetched")
+}

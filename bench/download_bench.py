@@ -156,20 +156,20 @@ def main():
                 f.write("  - url: https://huggingface.co/%s/resolve/main/%s\n    path: ckpts/%s\n" % (repo, name, name))
         return sh([args.wgpm, "apply", "--yes"], env=client_env(hub), cwd=d)
 
-    def curl_run(hub, files):
-        d = fresh("curl")
+    def curl_cmd(hub, files, d):
         cmd = ["curl", "-sfL"] + (["--parallel", "--parallel-max", "2"] if len(files) > 1 else [])
         for repo, name in files:
             cmd += ["-o", os.path.join(d, name), "%s/%s/resolve/main/%s" % (hub, repo, name)]
-        return sh(cmd, env=client_env(hub))
+        return cmd
+
+    def curl_run(hub, files):
+        return sh(curl_cmd(hub, files, fresh("curl")), env=client_env(hub))
 
     def curl_verify_run(hub, files):
         # What people do by hand: download, then check the sha256 (a second read, from the page
         # cache here). openssl uses SHA-NI like wgpm; sha256sum (coreutils 9.1) does not.
         d = fresh("curl-verify")
-        cmd = ["curl", "-sfL"] + (["--parallel", "--parallel-max", "2"] if len(files) > 1 else [])
-        for repo, name in files:
-            cmd += ["-o", os.path.join(d, name), "%s/%s/resolve/main/%s" % (hub, repo, name)]
+        cmd = curl_cmd(hub, files, d)
         paths = " ".join(os.path.join(d, name) for _, name in files)
         script = "%s && printf '%%s\\n' %s | xargs -P 2 -n %d openssl dgst -sha256 >/dev/null" % (
             " ".join("'%s'" % c for c in cmd), paths, max(1, (len(files) + 1) // 2))

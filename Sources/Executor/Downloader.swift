@@ -1,5 +1,6 @@
 import Foundation
 import HubClient
+import Inventory
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,19 +11,29 @@ public struct Downloader: Sendable {
     public var hub: HubClient
     public var transfer: CurlDownload
     public var sleeper: Sleeper
-    /// Attempts without progress before a job fails (an attempt that moved bytes resets it).
+    /// Attempts without progress before a job fails. Progress means the partial file grew
+    /// past the most it ever held in this run: a host that keeps sending the same short or
+    /// wrong start, or that makes the partial restart, does not reset the count.
     public var maxAttempts: Int
     /// Files larger than this are fetched in bounded `Range: bytes=N-M` requests of `chunkSize`:
     /// the Hub's file hosts do not serve a single plain GET for files over 50 GB
     /// (huggingface-hub.md §6, "Very large files").
     public var chunkThreshold: Int64 = 50_000_000_000
     public var chunkSize: Int64 = 8 << 30
+    /// The most a file of unknown size may grow to (no Hub metadata, no lock): a body that
+    /// never ends is cut here instead of filling the disk.
+    public var unknownSizeLimit: Int64 = 200_000_000_000
+    /// Where jobs may write; nil: inferred from each job's own path and target.
+    public var confinement: Confinement?
+    public var fileSystem: FileSystem = LocalFileSystem()
 
-    public init(hub: HubClient, transfer: CurlDownload = CurlDownload(), sleeper: Sleeper = RealSleeper(), maxAttempts: Int = 6) {
+    public init(hub: HubClient, transfer: CurlDownload = CurlDownload(), sleeper: Sleeper = RealSleeper(), maxAttempts: Int = 6,
+                confinement: Confinement? = nil) {
         self.hub = hub
         self.transfer = transfer
         self.sleeper = sleeper
         self.maxAttempts = maxAttempts
+        self.confinement = confinement
     }
 
     /// The partial file's name: keyed by the expected content, not the (signed, changing) URL.
@@ -36,22 +47,25 @@ public struct Downloader: Sendable {
     public func run(_ spec: JobSpec, cancel: CancelFlag, progress: @escaping @Sendable (Int64) -> Void,
                     notice: @escaping @Sendable (String) -> Void) throws -> Int64 {
         guard let url = spec.url else { throw ExecutorError.gaveUp(path: spec.path, reason: "no URL") }
-        let partialDir = spec.partialDirectory ?? ((spec.target as NSString).deletingLastPathComponent + "/.wgpm-partial")
-        let targetDir = (spec.target as NSString).deletingLastPathComponent
-        try makeDirectories(partialDir, for: spec.path)
-        try makeDirectories(targetDir, for: spec.path)
-        let partialPath = partialDir + "/" + Self.partialName(spec)
-        let partial = try PartialFile(path: partialPath, expectedSize: spec.size, wantGitSHA1: spec.sha256 == nil && spec.gitSHA1 != nil)
+        let confinement = self.confinement ?? .inferred(from: spec)
+        try confinement.check(spec)
+        let partialDir = try confinement.partialFolder(for: spec, fileSystem: fileSystem)
+        try confinement.makeFolders(partialDir, for: spec.path)
+        try confinement.makeFolders((spec.target as NSString).deletingLastPathComponent, for: spec.path)
+        let partial = try PartialFile(path: partialDir + "/" + Self.partialName(spec), expectedSize: spec.size,
+                                      wantGitSHA1: spec.sha256 == nil && spec.gitSHA1 != nil,
+                                      formatName: (spec.path as NSString).lastPathComponent)
         progress(partial.length)
         let ref = HubReference(url: url)
         var failures = 0
+        var best = partial.length
         var lastReason = ""
         while true {
             if cancel.isSet { throw ExecutorError.cancelled }
             if failures >= maxAttempts { throw ExecutorError.gaveUp(path: spec.path, reason: lastReason) }
             // Already complete (an earlier run was stopped between the last byte and the rename).
             if let size = spec.size, partial.length == size {
-                return try finish(spec, partial)
+                return try finish(spec, partial, confinement)
             }
             var source = DownloadSource(url: url, sendToken: false)
             if let ref {
@@ -73,29 +87,46 @@ public struct Downloader: Sendable {
             let before = partial.length
             // Chunks sit on a fixed grid, so a chunk cut short is resumed up to its own end.
             let end = spec.size.flatMap { size in size > chunkThreshold ? min((before / chunkSize + 1) * chunkSize, size) - 1 : nil }
+            // Never more than the file can hold: what lies past it is not this file.
+            let limit = spec.size.map { (end ?? $0 - 1) - before + 1 } ?? unknownSizeLimit - before
             let headers = source.sendToken ? hub.authorization(for: source.url) : []
-            let outcome = transfer.fetch(url: source.url, headers: headers, offset: partial.length, through: end,
+            var outcome = transfer.fetch(url: source.url, headers: headers, offset: before, through: end, limit: limit,
                                          followRedirects: !source.sendToken, sink: partial, cancel: cancel,
                                          progress: { [partial] _ in progress(partial.length) })
+            do { try partial.settle() } catch let rejected as ContentRejected { outcome = .badContent(rejected.reason) }
             progress(partial.length)
-            if partial.length > before { failures = 0 }
+            if partial.length > best {
+                best = partial.length
+                failures = 0
+            }
             switch outcome {
             case .cancelled:
                 throw ExecutorError.cancelled
-            case .completed:
+            case .localFailure(let message):
+                throw partial.failure ?? ExecutorError.cannotWrite(path: spec.path, reason: message)
+            case .tooLong where spec.size == nil:
+                throw ExecutorError.gaveUp(path: spec.path, reason: "the server sent more than \(unknownSizeLimit) bytes for a file of unknown size")
+            case .completed, .tooLong:
                 if let size = spec.size, partial.length < size {
                     if let end, partial.length == end + 1 { continue }  // a whole chunk: the next one follows
                     failures += 1
-                    lastReason = "the connection ended after \(partial.length) of \(size) bytes"
+                    lastReason = "the server keeps ending the file after \(partial.length) of \(size) bytes"
                     wait(failures - 1, nil, spec, notice)
                     continue
                 }
-                return try finish(spec, partial)
+                return try finish(spec, partial, confinement)
+            case .badContent(let reason):
+                // Nothing of it was kept: the start was held back, or the reply was refused
+                // before its first byte was written.
+                failures += 1
+                lastReason = reason
+                notice("\(spec.path): \(reason); nothing of it was kept")
+                wait(failures - 1, nil, spec, notice)
             case .rangeNotSatisfiable:
-                if let size = spec.size, partial.length == size { return try finish(spec, partial) }
+                if let size = spec.size, partial.length == size { return try finish(spec, partial, confinement) }
                 try partial.restart()  // the partial belongs to other content
                 failures += 1
-                lastReason = "the server refused the resume offset"
+                lastReason = "the server refused to resume at byte \(before)"
             case .httpError(let status, let respHeaders):
                 lastReason = "HTTP \(status)"
                 if status == 403 && !source.sendToken {
@@ -125,7 +156,7 @@ public struct Downloader: Sendable {
     }
 
     /// Verifies size and hash, flushes, and renames the partial file over the target.
-    private func finish(_ spec: JobSpec, _ partial: PartialFile) throws -> Int64 {
+    private func finish(_ spec: JobSpec, _ partial: PartialFile, _ confinement: Confinement) throws -> Int64 {
         if let size = spec.size, partial.length != size {
             unlink(partial.path)
             throw ExecutorError.sizeMismatch(path: spec.path, expected: size, actual: partial.length)
@@ -135,13 +166,18 @@ public struct Downloader: Sendable {
             unlink(partial.path)
             throw ExecutorError.verificationFailed(path: spec.path, expected: expected, actual: sha256)
         }
-        if spec.sha256 == nil, let expected = spec.gitSHA1, let actual = gitSHA1, expected != actual {
+        // The git sha1 is computed as the bytes stream only when the size is known up front
+        // (it starts with "blob <size>"); otherwise it is computed from the finished file.
+        let actualSHA1 = spec.sha256 == nil && spec.gitSHA1 != nil
+            ? try gitSHA1 ?? fileSystem.hash(partial.path, sha256: false, gitSHA1: true).gitSHA1 : gitSHA1
+        if spec.sha256 == nil, let expected = spec.gitSHA1, let actual = actualSHA1, expected != actual {
             unlink(partial.path)
             throw ExecutorError.verificationFailed(path: spec.path, expected: expected, actual: actual)
         }
         try partial.sync()
+        try confinement.check(spec)  // again, just before the one step that places the file
         guard rename(partial.path, spec.target) == 0 else {
-            throw ExecutorError.cannotWrite(path: spec.path, reason: String(cString: strerror(errno)))
+            throw ExecutorError.posix(path: spec.path, code: errno, doing: "moving the finished download into place")
         }
         syncDirectory((spec.target as NSString).deletingLastPathComponent)
         return partial.length

@@ -1,5 +1,8 @@
 import Crypto
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Inventory
 import Planner
 
@@ -77,12 +80,26 @@ public enum ExecutorError: Error, CustomStringConvertible, Equatable {
     case sizeMismatch(path: String, expected: Int64, actual: Int64)
     case upstreamChanged(path: String, expected: String, served: String)
     case cannotWrite(path: String, reason: String)
+    case diskFull(path: String)
+    case outsideFolders(path: String, reason: String)
+    case badContent(path: String, source: String, reason: String)
     case sourceVanished(path: String, source: String)
     case crossDevice(path: String, source: String)
     case notEnoughSpace(mountPoint: String, needed: Int64, free: Int64, reserve: Int64)
     case gaveUp(path: String, reason: String)
     case notManaged(path: String)
     case cancelled
+
+    /// A failed system call on `path` in words with advice: a full disk, a read-only filesystem
+    /// and missing permissions each need something else from the user.
+    static func posix(path: String, code: Int32, doing: String) -> ExecutorError {
+        switch code {
+        case ENOSPC, EDQUOT: return .diskFull(path: path)
+        case EROFS: return .cannotWrite(path: path, reason: "the filesystem is read-only (\(doing) failed); mount it read-write or point ckpts_directory elsewhere")
+        case EACCES, EPERM: return .cannotWrite(path: path, reason: "permission denied (\(doing) failed); make the folder writable for this user")
+        default: return .cannotWrite(path: path, reason: "\(doing) failed: \(String(cString: strerror(code)))")
+        }
+    }
 
     public var description: String {
         switch self {
@@ -93,7 +110,13 @@ public enum ExecutorError: Error, CustomStringConvertible, Equatable {
         case .upstreamChanged(let path, let expected, let served):
             return "\(path): the Hub now serves other content (\(served.prefix(16))… instead of \(expected.prefix(16))…). Run 'wgpm plan --refresh' and apply the new plan."
         case .cannotWrite(let path, let reason):
-            return "cannot write \(path): \(reason). Check that the folder exists, is writable and not on a read-only filesystem."
+            return "cannot write \(path): \(reason)."
+        case .diskFull(let path):
+            return "no space left on the filesystem of \(path); free space there and run 'wgpm queue retry' (the partial file is kept and continues)."
+        case .outsideFolders(let path, let reason):
+            return "refusing to write \(path): \(reason). Nothing was written."
+        case .badContent(let path, let source, let reason):
+            return "\(path): \(source) does not hold the expected content (\(reason)); it is not linked and will not be offered again."
         case .sourceVanished(let path, let source):
             return "\(path): the local source \(source) is gone since the plan was made; run 'wgpm plan' again."
         case .crossDevice(let path, let source):

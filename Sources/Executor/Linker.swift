@@ -1,6 +1,7 @@
 import Foundation
 import Inventory
 import Planner
+import State
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,56 +9,118 @@ import Glibc
 /// Places local content at a target as a symlink, hardlink or copy: always made under a
 /// temporary name in the target's folder and renamed over the target, so the target is
 /// either the old entry or the complete new one.
+///
+/// A source's claim about its content (an HF-cache blob's name, an InvokeAI row's hash, a
+/// matching file name) is checked before anything is placed: its hash through the hash cache,
+/// so each source file is read at most once while it is unchanged, or, when no hash is known,
+/// its format. A source that fails is recorded as bad, so plans stop offering it.
 public struct Linker: Sendable {
     public var fileSystem: FileSystem
+    /// The hash cache and the record of bad sources; nil: hashes are computed every time.
+    public var state: StateDatabase?
+    public var confinement: Confinement?
 
-    public init(fileSystem: FileSystem = LocalFileSystem()) {
+    public init(fileSystem: FileSystem = LocalFileSystem(), state: StateDatabase? = nil, confinement: Confinement? = nil) {
         self.fileSystem = fileSystem
+        self.state = state
+        self.confinement = confinement
     }
 
     public func run(_ spec: JobSpec) throws {
         guard let source = spec.linkFrom else { throw ExecutorError.gaveUp(path: spec.path, reason: "no source") }
+        let confinement = self.confinement ?? .inferred(from: spec)
+        try confinement.check(spec)
         guard let st = fileSystem.stat(source), st.kind == .file else {
             throw ExecutorError.sourceVanished(path: spec.path, source: source)
         }
-        if let size = spec.size, st.size != size {
-            throw ExecutorError.sizeMismatch(path: spec.path, expected: size, actual: st.size)
-        }
-        // Content that was matched by URL or name is checked now when a hash is known.
-        if spec.basis != "sha256", let expected = spec.sha256 {
-            let actual = try fileSystem.hash(source, sha256: true, gitSHA1: false).sha256 ?? ""
-            if actual != expected { throw ExecutorError.verificationFailed(path: spec.path, expected: expected, actual: actual) }
-        }
+        try verify(source, st, spec)
         let dir = (spec.target as NSString).deletingLastPathComponent
-        try makeDirectories(dir, for: spec.path)
+        try confinement.makeFolders(dir, for: spec.path)
         let tmp = dir + "/.wgpm-tmp-\(getpid())-" + (spec.target as NSString).lastPathComponent
         unlink(tmp)
         switch spec.linkMode ?? .symlink {
         case .symlink:
-            guard symlink(source, tmp) == 0 else { throw ExecutorError.cannotWrite(path: spec.path, reason: String(cString: strerror(errno))) }
+            guard symlink(source, tmp) == 0 else { throw ExecutorError.posix(path: spec.path, code: errno, doing: "creating a symlink") }
         case .hardlink:
             if link(source, tmp) != 0 {
                 if errno == EXDEV { throw ExecutorError.crossDevice(path: spec.path, source: source) }
-                throw ExecutorError.cannotWrite(path: spec.path, reason: String(cString: strerror(errno)))
+                throw ExecutorError.posix(path: spec.path, code: errno, doing: "creating a hard link")
             }
         case .copy:
             try copyFile(source, tmp, path: spec.path)
         }
-        guard rename(tmp, spec.target) == 0 else {
-            let reason = String(cString: strerror(errno))
+        do {
+            try confinement.check(spec)
+        } catch {
             unlink(tmp)
-            throw ExecutorError.cannotWrite(path: spec.path, reason: reason)
+            throw error
+        }
+        guard rename(tmp, spec.target) == 0 else {
+            let code = errno
+            unlink(tmp)
+            throw ExecutorError.posix(path: spec.path, code: code, doing: "moving the link into place")
         }
         syncDirectory(dir)
     }
 
+    /// Throws `badContent` (and records the source as bad) unless the source holds the
+    /// expected content: same size, and the known hash, or a start its format allows.
+    func verify(_ source: String, _ st: FileStatus, _ spec: JobSpec) throws {
+        let stamp = FileStamp(device: st.device, inode: st.inode, size: st.size, mtimeNanoseconds: st.mtimeNanoseconds)
+        var problem: String?
+        if let size = spec.size, st.size != size {
+            problem = "size \(st.size) instead of \(size) bytes"
+        } else if spec.sha256 != nil || spec.gitSHA1 != nil {
+            let cached = (try? state?.cachedHash(stamp)) ?? nil
+            var sha256 = cached?.sha256
+            var gitSHA1 = cached?.gitSHA1
+            let needSHA = spec.sha256 != nil && sha256 == nil
+            let needSHA1 = spec.sha256 == nil && gitSHA1 == nil
+            if needSHA || needSHA1 {
+                let computed: (sha256: String?, gitSHA1: String?)
+                do { computed = try fileSystem.hash(source, sha256: needSHA, gitSHA1: needSHA1) } catch {
+                    throw ExecutorError.sourceVanished(path: spec.path, source: source)
+                }
+                sha256 = computed.sha256 ?? sha256
+                gitSHA1 = computed.gitSHA1 ?? gitSHA1
+                try? state?.storeHash(stamp, sha256: computed.sha256, gitSHA1: computed.gitSHA1)
+            }
+            if let expected = spec.sha256, let actual = sha256, actual != expected {
+                problem = "sha256 \(actual.prefix(12))… instead of \(expected.prefix(12))…"
+            } else if spec.sha256 == nil, let expected = spec.gitSHA1, let actual = gitSHA1, actual != expected {
+                problem = "git sha1 \(actual.prefix(12))… instead of \(expected.prefix(12))…"
+            }
+        } else {
+            problem = try formatProblem(source, name: (spec.path as NSString).lastPathComponent, path: spec.path)
+        }
+        guard let problem else { return }
+        try? state?.markBadSource(path: source, stamp: stamp, reason: problem)
+        throw ExecutorError.badContent(path: spec.path, source: source, reason: problem)
+    }
+
+    private func formatProblem(_ source: String, name: String, path: String) throws -> String? {
+        let fd = open(source, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ExecutorError.sourceVanished(path: path, source: source) }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: ContentFormat.prefixLength)
+        let n = read(fd, &buffer, buffer.count)
+        guard n >= 0 else { throw ExecutorError.sourceVanished(path: path, source: source) }
+        return ContentFormat.problem(prefix: buffer[0..<n], name: name)
+    }
+
+    /// Copies `from` into a new file `to` (never an existing entry: `O_EXCL | O_NOFOLLOW`);
+    /// on any failure `to` is removed again.
     func copyFile(_ from: String, _ to: String, path: String) throws {
         let input = open(from, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw ExecutorError.sourceVanished(path: path, source: from) }
         defer { close(input) }
-        let output = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard output >= 0 else { throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
-        defer { close(output) }
+        let output = open(to, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard output >= 0 else { throw ExecutorError.posix(path: path, code: errno, doing: "creating the copy") }
+        var placed = false
+        defer {
+            close(output)
+            if !placed { unlink(to) }
+        }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4 << 20, alignment: 4096)
         defer { buffer.deallocate() }
         while true {
@@ -67,10 +130,11 @@ public struct Linker: Sendable {
             var off = 0
             while off < n {
                 let w = write(output, buffer + off, n - off)
-                if w < 0 { if errno == EINTR { continue }; unlink(to); throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
+                if w < 0 { if errno == EINTR { continue }; throw ExecutorError.posix(path: path, code: errno, doing: "writing the copy") }
                 off += w
             }
         }
-        guard fsync(output) == 0 else { unlink(to); throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
+        guard fsync(output) == 0 else { throw ExecutorError.posix(path: path, code: errno, doing: "flushing the copy") }
+        placed = true
     }
 }

@@ -21,7 +21,7 @@ final class HashPipeline: @unchecked Sendable {
     private let hasher = DispatchQueue(label: "wgpm.hash")
     private let free: DispatchSemaphore
     private let lock = NSLock()
-    private let region: UnsafeMutableRawPointer?
+    private let region: UnsafeMutableRawPointer
     private let regionSize: Int
     private let buffers: [UnsafeMutableRawPointer]
     private var freeSlots: [Int]
@@ -37,14 +37,15 @@ final class HashPipeline: @unchecked Sendable {
     private var unflushed = 0
     static let writebackBatch = 32 << 20
 
-    init(slots: Int = 8, gitSHA1Size: Int64?) {
-        free = DispatchSemaphore(value: slots)
+    init(slots: Int = 8, gitSHA1Size: Int64?) throws {
         // One mapping for all slots, unmapped in deinit: malloc would keep freed 1 MiB blocks in
         // its arenas, and a run of many files would grow the process a pipeline per file.
-        region = mmap(nil, slots * Self.slotSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        let mapped = mmap(nil, slots * Self.slotSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let mapped, mapped != UnsafeMutableRawPointer(bitPattern: -1) else { throw WriteFailure(code: ENOMEM) }
+        free = DispatchSemaphore(value: slots)
+        region = mapped
         regionSize = slots * Self.slotSize
-        precondition(region != UnsafeMutableRawPointer(bitPattern: -1), "cannot map \(regionSize) bytes for hashing")
-        buffers = (0..<slots).map { [region] in region! + $0 * Self.slotSize }
+        buffers = (0..<slots).map { [mapped] in mapped + $0 * Self.slotSize }
         freeSlots = Array(0..<slots)
         readers = Array(repeating: 0, count: slots)
         wantSHA1 = gitSHA1Size != nil
@@ -87,7 +88,7 @@ final class HashPipeline: @unchecked Sendable {
 
     /// Takes a chunk; with `fd`, the chunk is also written to it (in order, on the writer thread).
     func feed(_ bytes: UnsafeRawBufferPointer, writeTo fd: Int32 = -1) throws {
-        if let e = lock.withLock({ writeError != 0 ? writeError : nil }) { throw POSIXError(POSIXErrorCode(rawValue: e) ?? .EIO) }
+        if let e = lock.withLock({ writeError != 0 ? writeError : nil }) { throw WriteFailure(code: e) }
         if current != nil && currentFD != fd { flush() }
         currentFD = fd
         var offset = 0
@@ -160,7 +161,7 @@ final class HashPipeline: @unchecked Sendable {
         flush()
         writer.sync {}
         hasher.sync {}
-        if let e = lock.withLock({ writeError != 0 ? writeError : nil }) { throw POSIXError(POSIXErrorCode(rawValue: e) ?? .EIO) }
+        if let e = lock.withLock({ writeError != 0 ? writeError : nil }) { throw WriteFailure(code: e) }
     }
 
     /// Waits for every fed chunk, then returns the digests of everything fed since the last reset.
@@ -185,27 +186,50 @@ private func startWriteback(_ fd: Int32) {
     _ = syncFileRange?(fd, 0, 0, 1 | 2)
 }
 
+/// errno of a failed write(2) on the pipeline's writer thread.
+struct WriteFailure: Error {
+    var code: Int32
+}
+
 /// The partial file of one download: written with write(2) and hashed as it grows (on
 /// pipeline threads), so the final check needs no second read. On resume the bytes already on
 /// disk are hashed first.
+///
+/// Its folder is wgpm's own, but anything may have been planted there: the file is opened with
+/// `O_NOFOLLOW` and must be a regular file with one link, or it is unlinked (only the name,
+/// never what it pointed at) and created afresh.
+///
+/// The first `ContentFormat.prefixLength` bytes of the file are held back until they can be
+/// judged against the file's format; bytes that cannot start it are refused (`ContentRejected`)
+/// and never written.
 /// Used by one thread at a time: the transfer that owns it (curl calls back on that thread).
 final class PartialFile: TransferSink, @unchecked Sendable {
     let path: String
     let fd: Int32
     let expectedSize: Int64?
+    /// The name whose extension says which format the content must have; nil: not judged.
+    let formatName: String?
     private(set) var length: Int64 = 0
     private let hasher: HashPipeline
+    /// The error of the last failed local write, for the caller to report as it is.
+    private(set) var failure: ExecutorError?
+    /// The start of the file while it is being judged (only when `length` is 0).
+    private var head: [UInt8] = []
 
-    init(path: String, expectedSize: Int64?, wantGitSHA1: Bool) throws {
+    init(path: String, expectedSize: Int64?, wantGitSHA1: Bool, formatName: String? = nil) throws {
         self.path = path
         self.expectedSize = expectedSize
-        hasher = HashPipeline(gitSHA1Size: wantGitSHA1 ? expectedSize : nil)
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
+        self.formatName = formatName
+        do { hasher = try HashPipeline(gitSHA1Size: wantGitSHA1 ? expectedSize : nil) } catch let f as WriteFailure {
+            throw ExecutorError.posix(path: path, code: f.code, doing: "prepare")
+        }
+        fd = try Self.openOwn(path)
         var st = stat()
         fstat(fd, &st)
         if let expectedSize, Int64(st.st_size) > expectedSize {
             try restart()  // longer than the file can be: not this content
+        } else if try !startIsAcceptable(Int64(st.st_size)) {
+            try restart()  // an earlier run kept bytes that cannot start this file
         } else {
             try absorbExisting(Int64(st.st_size))
         }
@@ -214,6 +238,34 @@ final class PartialFile: TransferSink, @unchecked Sendable {
     deinit {
         try? hasher.drain()  // queued writes go to this descriptor: finish them before closing it
         close(fd)
+    }
+
+    /// Opens (creating when needed) a regular file with a single link at `path`, refusing to
+    /// follow a symlink or write through a hard link planted at that name.
+    static func openOwn(_ path: String) throws -> Int32 {
+        for _ in 0..<3 {
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
+            if fd < 0 {
+                if errno == ELOOP { unlink(path); continue }  // a symlink: drop the name only
+                throw ExecutorError.posix(path: path, code: errno, doing: "open")
+            }
+            var st = stat()
+            if fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_nlink == 1 { return fd }
+            close(fd)
+            unlink(path)  // a FIFO, device or hard link to someone else's file: not ours to write
+        }
+        throw ExecutorError.cannotWrite(path: path, reason: "something keeps replacing this partial file with a link or special file; check who writes to that folder")
+    }
+
+    /// Whether the `size` bytes already on disk may be continued: empty, or a start that the
+    /// format accepts (shorter starts are dropped: cheaper than judging them later).
+    private func startIsAcceptable(_ size: Int64) throws -> Bool {
+        guard size > 0, let formatName else { return true }
+        guard size >= Int64(ContentFormat.prefixLength) || size == expectedSize else { return false }
+        var buffer = [UInt8](repeating: 0, count: ContentFormat.prefixLength)
+        let n = pread(fd, &buffer, buffer.count, 0)
+        guard n > 0 else { return false }
+        return ContentFormat.problem(prefix: buffer[0..<n], name: formatName) == nil
     }
 
     /// Hashes what an earlier run left, so the stream can continue after it.
@@ -225,9 +277,9 @@ final class PartialFile: TransferSink, @unchecked Sendable {
         var done: Int64 = 0
         while done < size {
             let n = read(fd, buffer.baseAddress, min(buffer.count, Int(size - done)))
-            if n < 0 { if errno == EINTR { continue }; throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
+            if n < 0 { if errno == EINTR { continue }; throw ExecutorError.posix(path: path, code: errno, doing: "read") }
             if n == 0 { break }
-            try hasher.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            try feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), write: false)
             done += Int64(n)
         }
         _ = hasher.digests()  // wait: the buffer is reused below
@@ -238,25 +290,55 @@ final class PartialFile: TransferSink, @unchecked Sendable {
 
     func restart() throws {
         hasher.reset()  // first: pending writes must not land after the truncation
-        guard ftruncate(fd, 0) == 0 else { throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
+        head = []
+        guard ftruncate(fd, 0) == 0 else { throw ExecutorError.posix(path: path, code: errno, doing: "truncate") }
         lseek(fd, 0, SEEK_SET)
         length = 0
     }
 
+    private var judging: Bool { formatName != nil && length == 0 }
+
     func write(_ bytes: UnsafeRawBufferPointer) throws {
-        do {
-            try hasher.feed(bytes, writeTo: fd)
-        } catch {
-            throw ExecutorError.cannotWrite(path: path, reason: "\(error)")
+        guard judging, bytes.count > 0 else { return try feed(bytes, write: true) }
+        let take = min(ContentFormat.prefixLength - head.count, bytes.count)
+        head += bytes[0..<take]
+        let whole = expectedSize.map { Int64(head.count) >= $0 } ?? false
+        guard head.count >= ContentFormat.prefixLength || whole else { return }
+        try judgeHead()
+        if take < bytes.count { try feed(UnsafeRawBufferPointer(rebasing: bytes[take...]), write: true) }
+    }
+
+    /// Judges and writes held-back starting bytes at the end of a transfer (a file shorter
+    /// than the prefix, or a connection that ended early). Throws `ContentRejected`.
+    func settle() throws {
+        if judging && !head.isEmpty { try judgeHead() }
+    }
+
+    private func judgeHead() throws {
+        let start = head
+        head = []
+        if let formatName, let problem = ContentFormat.problem(prefix: start, name: formatName) {
+            throw ContentRejected("the server sent bytes that cannot start \(formatName): \(problem)")
         }
-        length += Int64(bytes.count)
+        try start.withUnsafeBytes { try feed($0, write: true) }
+    }
+
+    private func feed(_ bytes: UnsafeRawBufferPointer, write: Bool) throws {
+        do {
+            try hasher.feed(bytes, writeTo: write ? fd : -1)
+        } catch let f as WriteFailure {
+            let error = ExecutorError.posix(path: path, code: f.code, doing: "write")
+            failure = error
+            throw error
+        }
+        if write { length += Int64(bytes.count) }
     }
 
     func digests() -> (sha256: String, gitSHA1: String?) { hasher.digests() }
 
     func sync() throws {
-        do { try hasher.drain() } catch { throw ExecutorError.cannotWrite(path: path, reason: "\(error)") }
-        guard fsync(fd) == 0 else { throw ExecutorError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
+        do { try hasher.drain() } catch let f as WriteFailure { throw ExecutorError.posix(path: path, code: f.code, doing: "write") }
+        guard fsync(fd) == 0 else { throw ExecutorError.posix(path: path, code: errno, doing: "flush") }
     }
 }
 
@@ -266,11 +348,4 @@ func syncDirectory(_ path: String) {
     if fd >= 0 { fsync(fd); close(fd) }
 }
 
-func makeDirectories(_ path: String, for target: String) throws {
-    do {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    } catch {
-        let reason = (error as NSError).userInfo[NSUnderlyingErrorKey].map { "\($0)" } ?? error.localizedDescription
-        throw ExecutorError.cannotWrite(path: target, reason: "cannot create \(path) (\(reason))")
-    }
-}
+

@@ -60,20 +60,36 @@ public struct DownloadSource: Sendable {
 public enum TransferOutcome: Sendable, Equatable {
     /// Status 200 or 206 and the body was written.
     case completed(status: Int)
+    /// The body went on past the bytes this request may deliver; those were written, the rest
+    /// was refused (a server that never ends, or a wrong Content-Length).
+    case tooLong(status: Int)
     /// 416: nothing left to send for this offset.
     case rangeNotSatisfiable(totalSize: Int64?)
     /// A non-2xx reply; its body was not written.
     case httpError(status: Int, headers: [String: String])
+    /// A reply that cannot be the file (an HTML page, bytes that cannot start its format);
+    /// nothing of it was kept. Retryable: a proxy or a host may send one by mistake.
+    case badContent(String)
     /// Connection problems, timeouts, stalls, a body cut short: retryable.
     case networkError(String)
+    /// Writing to the local disk failed: not the network's fault, not retried.
+    case localFailure(String)
     /// The caller asked to stop (Ctrl-C).
     case cancelled
+}
+
+/// Thrown by a sink that looked at the first bytes of the body and refuses them.
+public struct ContentRejected: Error, CustomStringConvertible {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
 }
 
 /// Receives the bytes of a transfer as they arrive. `restart` is called when the server ignored
 /// the Range request and sent the whole file (200): everything written so far must be dropped.
 public protocol TransferSink: AnyObject {
     func restart() throws
+    /// Throws `ContentRejected` for bytes that cannot be the file, anything else for a local failure.
     func write(_ bytes: UnsafeRawBufferPointer) throws
 }
 
@@ -93,95 +109,111 @@ public struct CurlDownload: Sendable {
     final class Context {
         let sink: TransferSink
         let offset: Int64
+        let limit: Int64?
         let handle: UnsafeMutableRawPointer
         let cancel: CancelFlag?
         let limiter: BandwidthLimiter?
         let progress: (@Sendable (Int64) -> Void)?
+        let url: String
         var decided = false
         var accept = false
-        var headers: [String: String] = [:]
+        var headers = HeaderLines()
         var written: Int64 = 0
-        var failure: Error?
+        var overflow = false
+        var rejected: String?
+        var failure: String?
         var cancelled = false
+        /// The failure is the local disk's (a sink or restart error), not the network's.
+        var localError = false
         var reported: Int64 = 0
-        init(sink: TransferSink, offset: Int64, handle: UnsafeMutableRawPointer,
+        init(sink: TransferSink, offset: Int64, limit: Int64?, handle: UnsafeMutableRawPointer, url: String,
              cancel: CancelFlag?, limiter: BandwidthLimiter?, progress: (@Sendable (Int64) -> Void)?) {
             self.sink = sink
             self.limiter = limiter
             self.offset = offset
+            self.limit = limit
             self.handle = handle
+            self.url = url
             self.cancel = cancel
             self.progress = progress
         }
+
+        /// Decides from the status and headers, at the first body bytes, whether this reply is
+        /// the file (swift-on-linux.md §5). Sets `rejected` or `failure` when it is not.
+        func decide() {
+            decided = true
+            var status = 0
+            _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+            guard status == 200 || status == 206 else { accept = false; return }
+            // A model file is never served as a web page: a login or error page from a proxy,
+            // a captive portal or a misconfigured mirror. Refused before a byte is written.
+            let type = headers.values["content-type"]?.lowercased() ?? ""
+            if type.hasPrefix("text/html") || type.hasPrefix("application/xhtml") {
+                rejected = "the server sent a web page (Content-Type \(type)) instead of the file"
+                return
+            }
+            if status == 206 {
+                let range = headers.values["content-range"] ?? ""
+                accept = range.hasPrefix("bytes \(offset)-")
+                if !accept { failure = "the server sent another range than asked for (\(range.isEmpty ? "none" : range)) from \(url)" }
+            } else {
+                accept = true
+                if offset > 0 {
+                    do { try sink.restart() } catch { failure = "\(error)"; accept = false; localError = true }
+                }
+            }
+        }
     }
 
-    /// GETs `url` from byte `offset` (through byte `end` when given, for chunked downloads).
-    /// Follows redirects only for requests that carry no token.
+    /// GETs `url` from byte `offset` (through byte `end` when given, for chunked downloads),
+    /// writing at most `limit` bytes of body (when given) and refusing the rest.
+    /// Follows redirects (http/https only, a bounded number) only for requests that carry no token.
     public func fetch(url: String, headers: [(String, String)], offset: Int64, through end: Int64? = nil,
-                      followRedirects: Bool, sink: TransferSink, cancel: CancelFlag? = nil,
+                      limit: Int64? = nil, followRedirects: Bool, sink: TransferSink, cancel: CancelFlag? = nil,
                       progress: (@Sendable (Int64) -> Void)? = nil) -> TransferOutcome {
+        guard isAllowedScheme(url) else {
+            return .badContent("the download URL \(displayURL(url)) is not http or https; wgpm refuses it")
+        }
         guard let h = curl_easy_init() else { return .networkError("libcurl could not start") }
         defer { curl_easy_cleanup(h) }
-        let ctx = Context(sink: sink, offset: offset, handle: h, cancel: cancel, limiter: limiter, progress: progress)
+        let ctx = Context(sink: sink, offset: offset, limit: limit, handle: h, url: displayURL(url),
+                          cancel: cancel, limiter: limiter, progress: progress)
         let opaque = Unmanaged.passRetained(ctx).toOpaque()
         defer { Unmanaged<Context>.fromOpaque(opaque).release() }
-        _ = ccurl_setopt_str(h, CURLOPT_URL, url)
-        _ = ccurl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
-        _ = ccurl_setopt_long(h, CURLOPT_FOLLOWLOCATION, followRedirects ? 1 : 0)
-        _ = ccurl_setopt_long(h, CURLOPT_CONNECTTIMEOUT, connectTimeout)
-        _ = ccurl_setopt_long(h, CURLOPT_LOW_SPEED_LIMIT, 1024)
-        _ = ccurl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, lowSpeedTime)
-        _ = ccurl_setopt_long(h, CURLOPT_BUFFERSIZE, 512 * 1024)
-        _ = ccurl_setopt_str(h, CURLOPT_USERAGENT, "wgpm/0.1")
-        if offset > 0 || end != nil { _ = ccurl_setopt_str(h, CURLOPT_RANGE, "\(offset)-\(end.map(String.init) ?? "")") }
-        var list: UnsafeMutablePointer<curl_slist>?
-        for (name, value) in headers + [("Accept-Encoding", "identity")] { list = curl_slist_append(list, "\(name): \(value)") }
+        let options = CurlOptions(connectTimeout: connectTimeout, lowSpeedTime: lowSpeedTime, userAgent: "wgpm/0.1")
+        let list = options.apply(to: h, url: url, headers: headers, followRedirects: followRedirects)
         defer { curl_slist_free_all(list) }
-        _ = ccurl_setopt_slist(h, CURLOPT_HTTPHEADER, list)
+        if offset > 0 || end != nil { _ = ccurl_setopt_str(h, CURLOPT_RANGE, "\(offset)-\(end.map(String.init) ?? "")") }
         _ = ccurl_setopt_write_cb(h, CURLOPT_HEADERFUNCTION) { ptr, size, count, c in
-            let ctx = Unmanaged<Context>.fromOpaque(c!).takeUnretainedValue()
-            let n = size * count
-            guard let ptr else { return n }
-            let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: n), as: UTF8.self)
-            if line.hasPrefix("HTTP/") { ctx.headers = [:]; return n }
-            if let colon = line.firstIndex(of: ":") {
-                ctx.headers[line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()] =
-                    line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            return n
+            Unmanaged<Context>.fromOpaque(c!).takeUnretainedValue().headers.take(ptr, size * count)
+            return size * count
         }
         _ = ccurl_setopt_ptr(h, CURLOPT_HEADERDATA, opaque)
         _ = ccurl_setopt_write_cb(h, CURLOPT_WRITEFUNCTION) { ptr, size, count, c in
             let ctx = Unmanaged<Context>.fromOpaque(c!).takeUnretainedValue()
             let n = size * count
-            if !ctx.decided {
-                // The first body bytes decide what the reply is (swift-on-linux.md §5).
-                ctx.decided = true
-                var status = 0
-                _ = ccurl_getinfo_long(ctx.handle, CURLINFO_RESPONSE_CODE, &status)
-                if status == 206 {
-                    let range = ctx.headers["content-range"] ?? ""
-                    ctx.accept = range.hasPrefix("bytes \(ctx.offset)-")
-                    if !ctx.accept { ctx.failure = TransportError(url: "", message: "the server sent another range (\(range))") }
-                } else if status == 200 {
-                    ctx.accept = true
-                    if ctx.offset > 0 {
-                        do { try ctx.sink.restart() } catch { ctx.failure = error; ctx.accept = false }
-                    }
-                } else {
-                    ctx.accept = false
-                }
-            }
-            guard ctx.accept else { return ctx.failure == nil ? n : 0 }  // error bodies are dropped
+            if !ctx.decided { ctx.decide() }
+            if ctx.rejected != nil || ctx.failure != nil { return 0 }
+            guard ctx.accept else { return n }  // error bodies are dropped
             if ctx.cancel?.isSet == true { ctx.cancelled = true; return 0 }
             guard let ptr else { return n }
+            // Never more than the request may deliver: an endless body stops here.
+            var take = n
+            if let limit = ctx.limit, ctx.written + Int64(n) > limit {
+                take = Int(max(0, limit - ctx.written))
+                ctx.overflow = true
+            }
             do {
-                try ctx.sink.write(UnsafeRawBufferPointer(start: ptr, count: n))
+                if take > 0 { try ctx.sink.write(UnsafeRawBufferPointer(start: ptr, count: take)) }
+            } catch let rejection as ContentRejected {
+                ctx.rejected = rejection.reason
+                return 0
             } catch {
-                ctx.failure = error
+                ctx.failure = "\(error)"
+                ctx.localError = true
                 return 0
             }
-            ctx.written += Int64(n)
+            ctx.written += Int64(take)
             // Reported here rather than from the progress callback: libcurl calls that only
             // between batches of reads, which with 512 KiB buffers can be seconds apart.
             // Once per MiB is plenty for a display and cheap on the hot path.
@@ -189,8 +221,8 @@ public struct CurlDownload: Sendable {
                 ctx.reported = ctx.written
                 ctx.progress?(ctx.written)
             }
-            ctx.limiter?.consume(n)
-            return n
+            ctx.limiter?.consume(take)
+            return ctx.overflow ? 0 : n
         }
         _ = ccurl_setopt_ptr(h, CURLOPT_WRITEDATA, opaque)
         _ = ccurl_setopt_long(h, CURLOPT_NOPROGRESS, 0)
@@ -203,21 +235,20 @@ public struct CurlDownload: Sendable {
         let code = curl_easy_perform(h)
         var status = 0
         _ = ccurl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
-        if let failure = ctx.failure {
-            if failure is TransportError { return .networkError("\(failure)") }
-            return .networkError("writing the partial file failed: \(failure)")
-        }
+        if let failure = ctx.failure { return ctx.localError ? .localFailure(failure) : .networkError(failure) }
+        if let rejected = ctx.rejected { return .badContent(rejected) }
         if code == CURLE_ABORTED_BY_CALLBACK || ctx.cancelled { return .cancelled }
+        if ctx.overflow { return .tooLong(status: status) }
         if status == 416 {
-            let total = ctx.headers["content-range"].flatMap { $0.split(separator: "/").last.flatMap { Int64($0) } }
+            let total = ctx.headers.values["content-range"].flatMap { $0.split(separator: "/").last.flatMap { Int64($0) } }
             return .rangeNotSatisfiable(totalSize: total)
         }
         if code != CURLE_OK {
-            if status >= 300 && code == CURLE_WRITE_ERROR { return .httpError(status: status, headers: ctx.headers) }
-            return .networkError(String(cString: curl_easy_strerror(code)))
+            if status >= 300 && code == CURLE_WRITE_ERROR { return .httpError(status: status, headers: ctx.headers.values) }
+            return .networkError(curlMessage(code))
         }
         if status == 200 || status == 206 { return .completed(status: status) }
-        return .httpError(status: status, headers: ctx.headers)
+        return .httpError(status: status, headers: ctx.headers.values)
     }
 }
 
@@ -229,6 +260,10 @@ extension HubClient {
         for _ in 0..<20 {
             let r = try send(HTTPRequest(method: "HEAD", url: url))
             if (300..<400).contains(r.status), let target = r.redirectURL {
+                // Checked here as well as by libcurl: the file host's URL comes from the Hub's
+                // answer, and a redirect to gopher://, dict:// or file:// must end the job with
+                // a clear reason rather than look like a network hiccup.
+                guard isAllowedScheme(target) else { throw HubError.badRedirect(url: displayURL(url), target: displayURL(target)) }
                 let commit = r.header("x-repo-commit")
                 if origin(of: target) == origin(of: url) || origin(of: target) == origin(of: endpoint) {
                     url = target

@@ -68,26 +68,24 @@ public struct CurlTransport: HTTPTransport {
 
     final class Sink {
         var body = Data()
-        var headers: [String: String] = [:]
+        var headers = HeaderLines()
         let limit: Int
         init(limit: Int) { self.limit = limit }
     }
 
     public func send(_ request: HTTPRequest) throws -> HTTPResponse {
-        guard let h = curl_easy_init() else { throw TransportError(url: request.url, message: "libcurl could not start") }
+        guard isAllowedScheme(request.url) else {
+            throw TransportError(url: displayURL(request.url), message: "only http and https URLs are fetched")
+        }
+        guard let h = curl_easy_init() else { throw TransportError(url: displayURL(request.url), message: "libcurl could not start") }
         defer { curl_easy_cleanup(h) }
         let sink = Sink(limit: 256 << 20)
         let opaque = Unmanaged.passRetained(sink).toOpaque()
         defer { Unmanaged<Sink>.fromOpaque(opaque).release() }
 
-        _ = ccurl_setopt_str(h, CURLOPT_URL, request.url)
-        _ = ccurl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
-        _ = ccurl_setopt_long(h, CURLOPT_FOLLOWLOCATION, 0)
-        _ = ccurl_setopt_long(h, CURLOPT_CONNECTTIMEOUT, connectTimeout)
-        _ = ccurl_setopt_long(h, CURLOPT_LOW_SPEED_LIMIT, 1024)
-        _ = ccurl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, lowSpeedTime)
-        _ = ccurl_setopt_str(h, CURLOPT_USERAGENT, userAgent)
-        _ = ccurl_setopt_long(h, CURLOPT_BUFFERSIZE, 512 * 1024)
+        let options = CurlOptions(connectTimeout: connectTimeout, lowSpeedTime: lowSpeedTime, userAgent: userAgent)
+        let list = options.apply(to: h, url: request.url, headers: request.headers, followRedirects: false)
+        defer { curl_slist_free_all(list) }
         switch request.method {
         case "HEAD": _ = ccurl_setopt_long(h, CURLOPT_NOBODY, 1)
         case "GET": break
@@ -98,13 +96,6 @@ public struct CurlTransport: HTTPTransport {
             bodyCopy = body.map { CChar(bitPattern: $0) }
             _ = ccurl_setopt_off(h, CURLOPT_POSTFIELDSIZE_LARGE, body.count)
         }
-        var list: UnsafeMutablePointer<curl_slist>?
-        for (name, value) in request.headers + [("Accept-Encoding", "identity")] {
-            list = curl_slist_append(list, "\(name): \(value)")
-        }
-        defer { curl_slist_free_all(list) }
-        _ = ccurl_setopt_slist(h, CURLOPT_HTTPHEADER, list)
-
         _ = ccurl_setopt_write_cb(h, CURLOPT_WRITEFUNCTION) { ptr, size, count, ctx in
             let sink = Unmanaged<Sink>.fromOpaque(ctx!).takeUnretainedValue()
             let n = size * count
@@ -114,17 +105,8 @@ public struct CurlTransport: HTTPTransport {
         }
         _ = ccurl_setopt_ptr(h, CURLOPT_WRITEDATA, opaque)
         _ = ccurl_setopt_write_cb(h, CURLOPT_HEADERFUNCTION) { ptr, size, count, ctx in
-            let sink = Unmanaged<Sink>.fromOpaque(ctx!).takeUnretainedValue()
-            let n = size * count
-            guard let ptr else { return n }
-            let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: n), as: UTF8.self)
-            if line.hasPrefix("HTTP/") { sink.headers = [:]; return n }
-            if let colon = line.firstIndex(of: ":") {
-                let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
-                let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
-                sink.headers[name] = value
-            }
-            return n
+            Unmanaged<Sink>.fromOpaque(ctx!).takeUnretainedValue().headers.take(ptr, size * count)
+            return size * count
         }
         _ = ccurl_setopt_ptr(h, CURLOPT_HEADERDATA, opaque)
 
@@ -135,14 +117,14 @@ public struct CurlTransport: HTTPTransport {
             }
         } ?? curl_easy_perform(h)
         guard code == CURLE_OK else {
-            let message = String(cString: curl_easy_strerror(code))
-            throw TransportError(url: request.url, message: "network error: \(message)")
+            let message = code == CURLE_WRITE_ERROR ? "the answer was larger than \(sink.limit >> 20) MiB" : curlMessage(code)
+            throw TransportError(url: displayURL(request.url), message: "network error: \(message)")
         }
         var status = 0
         _ = ccurl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
         var redirect: UnsafeMutablePointer<CChar>?
         _ = ccurl_getinfo_str(h, CURLINFO_REDIRECT_URL, &redirect)
-        return HTTPResponse(status: status, headers: sink.headers, body: sink.body,
+        return HTTPResponse(status: status, headers: sink.headers.values, body: sink.body,
                             redirectURL: redirect.map { String(cString: $0) })
     }
 }

@@ -64,6 +64,7 @@ public enum HubError: Error, Equatable, CustomStringConvertible {
     case server(status: Int, url: String, requestID: String?)
     case unreachable(endpoint: String, message: String)
     case malformed(url: String, message: String)
+    case badRedirect(url: String, target: String)
 
     public var description: String {
         switch self {
@@ -89,6 +90,8 @@ public enum HubError: Error, Equatable, CustomStringConvertible {
             return "cannot reach the Hub at \(endpoint): \(message). Check the network, HF_ENDPOINT, or use a lock file to plan offline."
         case .malformed(let url, let message):
             return "\(url): unexpected answer from the Hub: \(message)"
+        case .badRedirect(let url, let target):
+            return "\(url) redirected to \(target), which is not http or https; wgpm refuses it. Check hub.endpoint / HF_ENDPOINT: this is not how the Hub answers."
         }
     }
 }

@@ -61,8 +61,10 @@ public struct HashIndex: Sendable {
     public func candidates(for wanted: [DesiredFile], files: [SourceFile],
                            progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> ([String: [ReuseCandidate]], ReuseStats) {
         var stats = ReuseStats(sourceFiles: files.count)
+        // A source file that failed verification at apply is not offered again while unchanged.
+        let bad = try state.badSources()
+        var files = files.filter { bad[$0.path] != $0.stamp }
         let bySize = Dictionary(grouping: files.indices, by: { files[$0].size })
-        var files = files
         // Hash what could match and is not yet known.
         var toHash: Set<Int> = []
         for want in wanted where want.expected.sha256 != nil {

@@ -80,3 +80,37 @@ extension StateDatabase {
         try run { try pool.write { db in try db.execute(sql: "DELETE FROM source_file") } }
     }
 }
+
+extension StateDatabase {
+    static func registerBadSources(_ m: inout DatabaseMigrator) {
+        m.registerMigration("v4-bad-source") { db in
+            try db.execute(sql: """
+                CREATE TABLE bad_source (
+                    path TEXT PRIMARY KEY NOT NULL, device INTEGER NOT NULL, inode INTEGER NOT NULL,
+                    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL);
+                """)
+        }
+    }
+
+    /// Records that a local source file does not hold what its store claims. It stays bad while
+    /// it is unchanged (same stamp); a changed file is judged again.
+    public func markBadSource(path: String, stamp: FileStamp, reason: String) throws {
+        try run { try pool.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO bad_source VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [path, Int64(bitPattern: stamp.device), Int64(bitPattern: stamp.inode),
+                                       stamp.size, stamp.mtimeNanoseconds, reason])
+        } }
+    }
+
+    /// Source files found bad, with the stamp they had then.
+    public func badSources() throws -> [String: FileStamp] {
+        try run { try pool.read { db in
+            var out: [String: FileStamp] = [:]
+            for r in try Row.fetchAll(db, sql: "SELECT * FROM bad_source") {
+                out[r["path"]] = FileStamp(device: UInt64(bitPattern: r["device"]), inode: UInt64(bitPattern: r["inode"]),
+                                           size: r["size"], mtimeNanoseconds: r["mtime_ns"])
+            }
+            return out
+        } }
+    }
+}

@@ -99,6 +99,7 @@ public final class StateDatabase: Sendable {
         }
         registerQueue(&m)
         registerIndex(&m)
+        registerBadSources(&m)
         return m
     }
 

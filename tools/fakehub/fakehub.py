@@ -17,6 +17,39 @@ by their id when a copy of the repo as it was sits at <root>/_history/<org>/<nam
                "type": "status|drop|wrong_bytes|ignore_range|stall", "status": 429,
                "headers": {"Retry-After": "1"}, "after_bytes": 100}]}
 
+A fault applies to the first `count` (default 1) requests that match its listener, method and
+path_contains (the decoded path, without the query); the uses reset when _config.json changes.
+Types (the JSONL log line of a request that took a fault has a "fault" key with its type):
+  status        error `status` (default 500) with `headers`:      {"type": "status", "status": 429, "headers": {"Retry-After": "1"}}
+  drop          file body cut after `after_bytes`, then close:    {"listener": "cdn", "type": "drop", "after_bytes": 100}
+  stall         as drop, but first sleeps `seconds` (default 120): {"listener": "cdn", "type": "stall", "after_bytes": 0, "seconds": 30}
+  wrong_bytes   first body byte flipped:                         {"listener": "cdn", "type": "wrong_bytes"}
+  ignore_range  200 with the whole file whatever the Range:      {"listener": "cdn", "type": "ignore_range"}
+The adversarial types:
+  redirect      `status` (default 302) with Location: `location`, any scheme; on the hub, for a
+                /resolve/ of an existing file, also X-Repo-Commit, X-Linked-Size, X-Linked-Etag of
+                the real file, as the normal LFS redirect has:
+                {"listener": "hub", "path_contains": "/resolve/", "type": "redirect", "location": "file:///dev/zero"}
+  redirect_loop `status` (default 302) to the same URL with hop=N+1 in its query; a request with
+                hop= is redirected again without using `count`, so one use is an endless chain:
+                {"listener": "cdn", "type": "redirect_loop"}
+  endless       200, no Content-Length, Connection: close; the real bytes, then pseudo-random
+                bytes until the client goes away (logged with the bytes sent then):
+                {"listener": "cdn", "type": "endless"}
+  short         the file host serves the file as if it were its first `size` bytes: 200 with
+                Content-Length N, 206 bytes a-(N-1)/N, 416 bytes */N for a >= N:
+                {"listener": "cdn", "type": "short", "size": 1000, "count": 99}
+  html          200 text/html; charset=utf-8, a small "Sign in" page, whatever the path and Range:
+                {"listener": "cdn", "type": "html"}
+  garbage_start the real file as usual, but a body that starts at offset 0 starts with
+                "<!DOCTYPE html>\\n" instead of its first 16 bytes:
+                {"listener": "cdn", "type": "garbage_start"}
+  lie_metadata  for entries whose repo path contains `file_contains`, the hub reports `size` and/or
+                `sha256` (and an LFS oid to match) instead of the real ones in paths-info, tree,
+                revision ?blobs=true and the resolve redirect's X-Linked-Size/X-Linked-Etag; the
+                bytes stay real. One request is one use, however many entries it lists:
+                {"listener": "hub", "type": "lie_metadata", "file_contains": "x.safetensors", "size": 5, "count": 99}
+
 Usage: fakehub.py --root DIR [--log FILE] [--ready-file FILE]
 Prints {"hub": "http://127.0.0.1:P1", "cdn": "http://localhost:P2"} once both listen.
 """
@@ -25,6 +58,7 @@ import base64
 import hashlib
 import json
 import os
+import random
 import signal
 import sys
 import threading
@@ -75,6 +109,27 @@ def take_fault(cfg, listener, method, path):
             FAULT_STATE["used"][i] = used + 1
             return fault
     return None
+
+
+def looping_fault(cfg, listener, method, path):
+    """A redirect_loop fault that already started a chain this request (with hop=) belongs to."""
+    with FAULT_LOCK:
+        for i, fault in enumerate(cfg.get("faults", [])):
+            if fault.get("type") != "redirect_loop" or FAULT_STATE["used"].get(i, 0) == 0:
+                continue
+            if fault.get("listener", listener) != listener or fault.get("method", method) != method:
+                continue
+            if fault.get("path_contains", "") in path:
+                return fault
+    return None
+
+
+LOGIN_PAGE = (b'<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>Sign in</title></head>\n'
+              b'<body><h1>Sign in</h1><form action="/login" method="post"><input name="username">'
+              b'<input name="password" type="password"><button type="submit">Sign in</button></form></body>\n</html>\n')
+GARBAGE_START = b"<!DOCTYPE html>\n"
+# Faults that change how a file body is sent; any other request goes out by sendfile.
+BODY_FAULTS = ("drop", "stall", "wrong_bytes", "ignore_range", "short", "garbage_start", "endless")
 
 
 def file_identity(full):
@@ -143,6 +198,42 @@ def find_blob(sha):
     return found.get(sha)
 
 
+def lie(fault, rel, info):
+    """`info` as a lie_metadata fault reports it for the repo path `rel`."""
+    if not fault or fault.get("type") != "lie_metadata" or fault.get("file_contains", "") not in rel:
+        return info
+    info = dict(info)
+    if "size" in fault:
+        info["size"] = int(fault["size"])
+    if "sha256" in fault:
+        info["sha256"] = fault["sha256"]
+    if info["lfs"]:  # the pointer blob the Hub would have for such a file
+        pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n" % (info["sha256"], info["size"])
+        info["pointer_size"] = len(pointer)
+        info["oid"] = hashlib.sha1(b"blob %d\0" % len(pointer) + pointer.encode()).hexdigest()
+    return info
+
+
+def resolve_target(path):
+    """(identity, commit) of the file a /ORG/NAME/resolve/REV/PATH names, or None; no access checks."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) < 5 or parts[2] != "resolve":
+        return None
+    repo, rev, rel = parts[0] + "/" + parts[1], parts[3], "/".join(parts[4:])
+    if not os.path.isdir(os.path.join(ROOT, repo)):
+        return None
+    files = repo_files(repo)
+    commit = repo_commit(files)
+    if rev not in ("main", commit):
+        old = os.path.join(ROOT, "_history", repo, rev)
+        if len(rev) != 40 or not os.path.isdir(old):
+            return None
+        files, commit = repo_files(repo, old), rev
+    if rel not in files:
+        return None
+    return file_identity(files[rel]), commit
+
+
 def entry(rel, info):
     e = {"type": "file", "oid": info["oid"], "size": info["size"], "path": rel}
     if info["lfs"]:
@@ -160,9 +251,13 @@ class Handler(BaseHTTPRequestHandler):
     def record(self, status, sent):
         if not LOG_PATH:
             return
-        line = json.dumps({"listener": self.listener, "method": self.command, "path": self.path, "status": status,
-                           "auth": "Authorization" in self.headers, "range": self.headers.get("Range"),
-                           "bytes": sent, "time": time.time()}, sort_keys=True)
+        line = {"listener": self.listener, "method": self.command, "path": self.path, "status": status,
+                "auth": "Authorization" in self.headers, "range": self.headers.get("Range"),
+                "bytes": sent, "time": time.time()}
+        fault = getattr(self, "fault", None)
+        if fault:
+            line["fault"] = fault.get("type", "status")
+        line = json.dumps(line, sort_keys=True)
         with LOG_LOCK, open(LOG_PATH, "a") as f:
             f.write(line + "\n")
 
@@ -205,16 +300,55 @@ class Handler(BaseHTTPRequestHandler):
         cfg = load_config()
         url = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(url.path)
-        fault = take_fault(cfg, self.listener, self.command, path)
-        if fault and fault.get("type", "status") == "status":
-            return self.error(fault.get("status", 500), message="injected fault", extra=fault.get("headers"), head=head)
+        query = urllib.parse.parse_qs(url.query)
+        fault = None
+        if "hop" in query:  # a later hop of a redirect chain keeps going without using the fault's count
+            fault = looping_fault(cfg, self.listener, self.command, path)
+        if fault is None:
+            fault = take_fault(cfg, self.listener, self.command, path)
         self.fault = fault
+        ftype = fault.get("type", "status") if fault else None
+        if ftype == "status":
+            return self.error(fault.get("status", 500), message="injected fault", extra=fault.get("headers"), head=head)
         try:
+            if ftype == "redirect":
+                return self.fault_redirect(fault, path, head)
+            if ftype == "redirect_loop":
+                return self.fault_redirect_loop(fault, url, query, head)
+            if ftype == "html":
+                return self.reply(200, {"Content-Type": "text/html; charset=utf-8"}, LOGIN_PAGE, head)
             if self.listener == "cdn":
                 return self.cdn(path, url.query, head)
             return self.hub(cfg, path, url.query, head)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+    # -- faults that answer for the route --------------------------------------------------
+
+    def fault_redirect(self, fault, path, head):
+        location = fault.get("location", "")
+        headers = {"Location": location}
+        target = resolve_target(path) if self.listener == "hub" else None
+        if target:  # looks like the Hub's own redirect of this file to its file host
+            info, commit = target
+            etag = info["sha256"] if info["lfs"] else info["git_sha1"]
+            headers.update({"X-Repo-Commit": commit, "X-Linked-Size": str(info["size"]), "X-Linked-Etag": '"%s"' % etag,
+                            "Accept-Ranges": "bytes", "Cache-Control": "no-store"})
+        headers.update(fault.get("headers") or {})
+        self.reply(fault.get("status", 302), headers, ("Found. Redirecting to %s" % location).encode(), head)
+
+    def fault_redirect_loop(self, fault, url, query, head):
+        try:
+            hop = int(query.get("hop", ["0"])[0])
+        except ValueError:
+            hop = 0
+        pairs = [(k, v) for k, v in urllib.parse.parse_qsl(url.query, keep_blank_values=True) if k != "hop"]
+        pairs.append(("hop", str(hop + 1)))
+        base = CDN_URL if self.listener == "cdn" else HUB_URL
+        location = "%s%s?%s" % (base, url.path, urllib.parse.urlencode(pairs))
+        headers = {"Location": location}
+        headers.update(fault.get("headers") or {})
+        self.reply(fault.get("status", 302), headers, ("Found. Redirecting to %s" % location).encode(), head)
 
     # -- access ------------------------------------------------------------------------------
 
@@ -276,7 +410,7 @@ class Handler(BaseHTTPRequestHandler):
                 for rel in sorted(files):
                     s = {"rfilename": rel}
                     if q.get("blobs") == ["true"]:
-                        info = file_identity(files[rel])
+                        info = lie(self.fault, rel, file_identity(files[rel]))
                         s.update({"blobId": info["oid"], "size": info["size"]})
                         if info["lfs"]:
                             s["lfs"] = {"sha256": info["sha256"], "size": info["size"], "pointerSize": info["pointer_size"]}
@@ -302,7 +436,7 @@ class Handler(BaseHTTPRequestHandler):
                             entries.append({"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d})
                         if not recursive:
                             continue
-                    entries.append(entry(rel, file_identity(files[rel])))
+                    entries.append(entry(rel, lie(self.fault, rel, file_identity(files[rel]))))
                 entries.sort(key=lambda e: e["path"])
                 size = int(q.get("limit", [cfg.get("page_size", 1000)])[0])
                 start = int(base64.urlsafe_b64decode(q["cursor"][0]).decode()) if "cursor" in q else 0
@@ -319,7 +453,7 @@ class Handler(BaseHTTPRequestHandler):
                 if files is None:
                     return
                 form = urllib.parse.parse_qs(getattr(self, "body", b"").decode())
-                out = [entry(p, file_identity(files[p])) for p in form.get("paths", []) if p in files]
+                out = [entry(p, lie(self.fault, p, file_identity(files[p]))) for p in form.get("paths", []) if p in files]
                 return self.reply(200, {"Content-Type": "application/json"}, json.dumps(out).encode(), head)
             if rest[0] == "refs":
                 files, commit = self.revision(repo, "main", head)
@@ -349,14 +483,15 @@ class Handler(BaseHTTPRequestHandler):
             if rel not in files:
                 return self.error(404, "EntryNotFound", "Entry not found", {"X-Repo-Commit": commit}, head)
             info = file_identity(files[rel])
+            shown = lie(self.fault, rel, info)
             limits = {"RateLimit": '"resolvers";r=2999;t=300', "RateLimit-Policy": '"fixed window";"resolvers";q=3000;w=300'}
             if info["lfs"]:
                 expires = int(time.time()) + 3600
                 sig = hashlib.sha1(("%s%d" % (info["sha256"], expires)).encode()).hexdigest()
                 location = "%s/lfs/%s?Expires=%d&Signature=%s" % (CDN_URL, info["sha256"], expires, sig)
                 body = ("Found. Redirecting to %s" % location).encode()
-                headers = {"Location": location, "X-Repo-Commit": commit, "X-Linked-Size": str(info["size"]),
-                           "X-Linked-Etag": '"%s"' % info["sha256"], "Accept-Ranges": "bytes", "Cache-Control": "no-store"}
+                headers = {"Location": location, "X-Repo-Commit": commit, "X-Linked-Size": str(shown["size"]),
+                           "X-Linked-Etag": '"%s"' % shown["sha256"], "Accept-Ranges": "bytes", "Cache-Control": "no-store"}
                 headers.update(limits)
                 return self.reply(302, headers, body, head)
             location = "/api/resolve-cache/models/%s/%s/%s?%s=&etag=%s" % (
@@ -390,6 +525,11 @@ class Handler(BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         fault = getattr(self, "fault", None)
         ftype = fault.get("type") if fault else None
+        if ftype == "endless":
+            return self.send_endless(full, headers, head)
+        if ftype == "short":  # the file host's copy is only the first N bytes
+            size = min(size, max(0, int(fault.get("size", 0))))
+            end = size - 1
         if rng and ftype != "ignore_range":
             parsed = parse_range(rng, size)
             if parsed == "unsatisfiable":
@@ -407,7 +547,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         sent = 0
-        if not head and not fault:
+        if not head and ftype not in BODY_FAULTS:
             # Zero-copy for the common case, so the server is not the bottleneck of benchmarks.
             self.wfile.flush()
             with open(full, "rb") as f:
@@ -429,6 +569,8 @@ class Handler(BaseHTTPRequestHandler):
                         break
                     if ftype == "wrong_bytes" and sent == 0:
                         chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                    if ftype == "garbage_start" and sent == 0 and start == 0:
+                        chunk = GARBAGE_START[:len(chunk)] + chunk[len(GARBAGE_START):]
                     if limit is not None and sent + len(chunk) > limit:
                         chunk = chunk[:max(0, limit - sent)]
                         self.wfile.write(chunk)
@@ -447,6 +589,36 @@ class Handler(BaseHTTPRequestHandler):
                     sent += len(chunk)
                     remaining -= len(chunk)
         self.record(status, sent)
+
+    def send_endless(self, full, headers, head):
+        """200 without a length: the real bytes, then pseudo-random ones until the client leaves."""
+        self.close_connection = True
+        self.send_response(200)
+        h = {"Content-Type": "application/octet-stream"}
+        h.update(headers)
+        h["Connection"] = "close"
+        for k, v in h.items():
+            self.send_header(k, v)
+        self.end_headers()
+        sent = 0
+        if head:
+            return self.record(200, 0)
+        rnd = random.Random(full)
+        try:
+            with open(full, "rb") as f:
+                while True:
+                    chunk = f.read(1 << 20)
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+            while True:
+                chunk = rnd.randbytes(1 << 16)
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except OSError:  # BrokenPipe, ConnectionReset: the client went away, as it must
+            pass
+        self.record(200, sent)
 
 
 def parse_range(value, size):

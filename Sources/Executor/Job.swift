@@ -65,8 +65,10 @@ public struct JobSpec: Codable, Hashable, Sendable {
                                commit: file?.commit, size: size, sha256: file?.expected.sha256,
                                gitSHA1: file?.expected.gitSHA1, replaces: action.kind == .replace)
             case (_, .link(_, let from, let basis, let mode)?):
-                return JobSpec(kind: .link, path: action.path, target: target, url: file?.url,
-                               size: file?.expected.size, sha256: file?.expected.sha256,
+                // Repo and commit too: a source that fails verification falls back to a download.
+                return JobSpec(kind: .link, path: action.path, target: target,
+                               partialDirectory: root + "/.wgpm-partial", url: file?.url, repo: file?.repo,
+                               commit: file?.commit, size: file?.expected.size, sha256: file?.expected.sha256,
                                gitSHA1: file?.expected.gitSHA1, linkFrom: from, linkMode: mode,
                                basis: basis.rawValue, replaces: action.kind == .replace)
             }

@@ -2,19 +2,22 @@ import Foundation
 import HubClient
 import Inventory
 import State
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Throws `notEnoughSpace` when the bytes the downloads among `specs` still need (less what
 /// their partial files already hold) do not fit on a filesystem with `reserve` bytes to spare.
-public func checkSpace(for specs: [JobSpec], fileSystem: FileSystem, reserve: Int64) throws {
+/// Each download counts on the filesystem that will hold its target (a subfolder may be
+/// another mount), where its partial file lives too.
+public func checkSpace(for specs: [JobSpec], fileSystem: FileSystem, reserve: Int64, confinement: Confinement? = nil) throws {
     var need: [String: (mount: String, free: Int64, bytes: Int64)] = [:]
     for spec in specs where spec.kind == .download {
         guard let size = spec.size else { continue }
-        let dir = spec.partialDirectory ?? (spec.target as NSString).deletingLastPathComponent
-        guard let fs = fileSystem.filesystem(of: dir) else { continue }
-        let already = fileSystem.stat(dir + "/" + Downloader.partialName(spec))?.size ?? 0
+        guard let fs = fileSystem.filesystem(of: (spec.target as NSString).deletingLastPathComponent) else { continue }
+        let folder = (try? (confinement ?? .inferred(from: spec)).partialFolder(for: spec, fileSystem: fileSystem))
+        let already = folder.flatMap { fileSystem.stat($0 + "/" + Downloader.partialName(spec))?.size } ?? 0
         need[fs.id, default: (fs.mountPoint, fs.freeBytes, 0)].bytes += max(0, size - already)
     }
     for (_, n) in need.sorted(by: { $0.key < $1.key }) where n.bytes > 0 && n.free - n.bytes < reserve {
@@ -24,10 +27,12 @@ public func checkSpace(for specs: [JobSpec], fileSystem: FileSystem, reserve: In
 
 /// The check apply makes before it enqueues `jobs`: they and the jobs already waiting in
 /// `state` must fit together, so a plan that cannot fit leaves no jobs behind for a worker.
-public func checkSpace(enqueuing jobs: [JobSpec], into state: StateDatabase, fileSystem: FileSystem, reserve: Int64) throws {
+public func checkSpace(enqueuing jobs: [JobSpec], into state: StateDatabase, fileSystem: FileSystem, reserve: Int64,
+                       confinement: Confinement? = nil) throws {
     let waiting = try state.jobs().filter { $0.state == .pending || $0.state == .running }.compactMap { try? JobSpec.decode($0.spec) }
     let known = Set(waiting.map(\.id))
-    try checkSpace(for: waiting + jobs.filter { !known.contains($0.id) }, fileSystem: fileSystem, reserve: reserve)
+    try checkSpace(for: waiting + jobs.filter { !known.contains($0.id) }, fileSystem: fileSystem, reserve: reserve,
+                   confinement: confinement)
 }
 
 /// What a run of the queue did.
@@ -39,52 +44,52 @@ public struct RunSummary: Sendable {
 }
 
 /// Live progress of the jobs in flight, shared by workers and the reporter.
-public final class ProgressBoard: @unchecked Sendable {
+public final class ProgressBoard: Sendable {
     struct Entry { var path: String; var done: Int64; var total: Int64?; var startDone: Int64; var started: Date }
-    private let lock = NSLock()
-    private var entries: [String: Entry] = [:]
-    private var finishedBytes: Int64 = 0
-    private var finishedFiles = 0
-    private var totalBytes: Int64
-    private var totalFiles: Int
-    /// The jobs counted in the totals.
-    private var counted: Set<String>
+    struct Totals {
+        var entries: [String: Entry] = [:]
+        var finishedBytes: Int64 = 0
+        var finishedFiles = 0
+        var totalBytes: Int64
+        var totalFiles: Int
+        /// The jobs counted in the totals.
+        var counted: Set<String>
+    }
+    private let totals: Mutex<Totals>
     let started = Date()
 
     /// Totals from the jobs waiting now; a job that begins later (enqueued while a worker
     /// follows the queue) is added to them, so the total line never passes 100 %.
     public init(jobs: [(id: String, bytes: Int64?)]) {
-        totalBytes = jobs.reduce(0) { $0 + ($1.bytes ?? 0) }
-        totalFiles = jobs.count
-        counted = Set(jobs.map(\.id))
+        totals = Mutex(Totals(totalBytes: jobs.reduce(0) { $0 + ($1.bytes ?? 0) }, totalFiles: jobs.count,
+                              counted: Set(jobs.map(\.id))))
     }
 
     func begin(_ id: String, path: String, total: Int64?) {
-        lock.lock()
-        entries[id] = Entry(path: path, done: 0, total: total, startDone: -1, started: Date())
-        if counted.insert(id).inserted {
-            totalBytes += total ?? 0
-            totalFiles += 1
+        totals.withLock { t in
+            t.entries[id] = Entry(path: path, done: 0, total: total, startDone: -1, started: Date())
+            if t.counted.insert(id).inserted {
+                t.totalBytes += total ?? 0
+                t.totalFiles += 1
+            }
         }
-        lock.unlock()
     }
 
     func update(_ id: String, done: Int64) {
-        lock.lock()
-        if var e = entries[id] {
+        totals.withLock { t in
+            guard var e = t.entries[id] else { return }
             if e.startDone < 0 { e.startDone = done }
             e.done = done
-            entries[id] = e
+            t.entries[id] = e
         }
-        lock.unlock()
     }
 
     func end(_ id: String, bytes: Int64) {
-        lock.lock()
-        entries[id] = nil
-        finishedBytes += bytes
-        finishedFiles += 1
-        lock.unlock()
+        totals.withLock { t in
+            t.entries[id] = nil
+            t.finishedBytes += bytes
+            t.finishedFiles += 1
+        }
     }
 
     public struct Snapshot: Sendable {
@@ -97,19 +102,20 @@ public final class ProgressBoard: @unchecked Sendable {
     }
 
     public func snapshot() -> Snapshot {
-        lock.lock(); defer { lock.unlock() }
-        let now = Date()
-        var active: [(String, String, Int64, Int64?, Double)] = []
-        var transferred: Int64 = 0
-        for (id, e) in entries.sorted(by: { $0.value.path < $1.value.path }) {
-            let moved = max(0, e.done - max(e.startDone, 0))
-            transferred += moved
-            active.append((id, e.path, e.done, e.total, Double(moved) / max(now.timeIntervalSince(e.started), 0.001)))
+        totals.withLock { t in
+            let now = Date()
+            var active: [(String, String, Int64, Int64?, Double)] = []
+            var transferred: Int64 = 0
+            for (id, e) in t.entries.sorted(by: { $0.value.path < $1.value.path }) {
+                let moved = max(0, e.done - max(e.startDone, 0))
+                transferred += moved
+                active.append((id, e.path, e.done, e.total, Double(moved) / max(now.timeIntervalSince(e.started), 0.001)))
+            }
+            let done = t.finishedBytes + t.entries.values.reduce(0) { $0 + $1.done }
+            let elapsed = max(now.timeIntervalSince(started), 0.001)
+            return Snapshot(active: active, doneBytes: done, doneFiles: t.finishedFiles,
+                            speed: Double(t.finishedBytes + transferred) / elapsed, totalBytes: t.totalBytes, totalFiles: t.totalFiles)
         }
-        let done = finishedBytes + entries.values.reduce(0) { $0 + $1.done }
-        let elapsed = max(now.timeIntervalSince(started), 0.001)
-        return Snapshot(active: active, doneBytes: done, doneFiles: finishedFiles,
-                        speed: Double(finishedBytes + transferred) / elapsed, totalBytes: totalBytes, totalFiles: totalFiles)
     }
 }
 
@@ -121,20 +127,25 @@ public struct QueueRunner: Sendable {
     public var workers: Int
     public var minFreeBytes: Int64
     public var fileSystem: FileSystem
+    /// Where jobs may write; nil: inferred from each job's own path and target.
+    public var confinement: Confinement?
     public var clock: @Sendable () -> Double
     public var notice: @Sendable (String) -> Void
     /// Called when a job ends: (path, nil) on success, (path, error) on failure.
     public var onJobEnd: @Sendable (String, String?) -> Void
 
-    public init(state: StateDatabase, downloader: Downloader, linker: Linker = Linker(), workers: Int, minFreeBytes: Int64,
-                fileSystem: FileSystem = LocalFileSystem(), clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 },
+    public init(state: StateDatabase, downloader: Downloader, linker: Linker? = nil, workers: Int, minFreeBytes: Int64,
+                fileSystem: FileSystem = LocalFileSystem(), confinement: Confinement? = nil,
+                clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 },
                 notice: @escaping @Sendable (String) -> Void, onJobEnd: @escaping @Sendable (String, String?) -> Void) {
         self.state = state
         self.downloader = downloader
-        self.linker = linker
+        self.downloader.confinement = downloader.confinement ?? confinement
+        self.linker = linker ?? Linker(fileSystem: fileSystem, state: state, confinement: confinement)
         self.workers = max(1, workers)
         self.minFreeBytes = minFreeBytes
         self.fileSystem = fileSystem
+        self.confinement = confinement
         self.clock = clock
         self.notice = notice
         self.onJobEnd = onJobEnd
@@ -144,7 +155,8 @@ public struct QueueRunner: Sendable {
     /// before any transfer starts.
     public func checkFreeSpace() throws {
         let waiting = try state.jobs().filter { $0.state == .pending || $0.state == .running }
-        try checkSpace(for: waiting.compactMap { try? JobSpec.decode($0.spec) }, fileSystem: fileSystem, reserve: minFreeBytes)
+        try checkSpace(for: waiting.compactMap { try? JobSpec.decode($0.spec) }, fileSystem: fileSystem,
+                       reserve: minFreeBytes, confinement: confinement)
     }
 
     public func run(cancel: CancelFlag, board: ProgressBoard?, follow: Bool = false) throws -> RunSummary {
@@ -169,42 +181,40 @@ public struct QueueRunner: Sendable {
         return result
     }
 
-    /// Jobs enqueued while the queue runs (`apply --enqueue-only` beside `worker --follow`, or a
-    /// second apply) get the same free-space check as the ones there at the start, before any
-    /// of them is claimed. New downloads that do not fit fail with the reason; `queue retry`
-    /// brings them back once space is freed.
-    private func admitNewJobs(_ gate: SpaceGate, summary: SummaryBox) {
-        gate.lock.withLock {
-            guard let jobs = try? state.jobs() else { return }
-            let new = jobs.filter { $0.state == .pending && !gate.checked.contains($0.id) }
-            guard !new.isEmpty else { return }
-            do {
-                try checkFreeSpace()
-                gate.checked.formUnion(new.map(\.id))
-            } catch {
-                // Not marked as checked: after `queue retry` they are checked again.
-                let message = "\(error)"
-                notice(message)
-                for job in new {
-                    guard (try? JobSpec.decode(job.spec))?.kind == .download else { gate.checked.insert(job.id); continue }
-                    try? state.failJob(job.id, error: message, at: clock())
-                    summary.fail(job.path, message)
-                    onJobEnd(job.path, message)
-                }
-            }
+    /// The admission rule the claim applies inside its transaction: jobs enqueued while the
+    /// queue runs (`apply --enqueue-only` beside `worker --follow`, a second apply, a retry)
+    /// get the same free-space check as the ones there at the start, before any of them is
+    /// claimed. New downloads that do not fit are refused with the reason; `queue retry`
+    /// brings them back once space is freed (they are checked again then).
+    private func admit(_ waiting: [JobRecord], gate: SpaceGate) -> [String: String] {
+        let new = waiting.filter { $0.state == .pending && !gate.contains($0.id) }
+        guard !new.isEmpty else { return [:] }
+        let specs = waiting.compactMap { try? JobSpec.decode($0.spec) }
+        do {
+            try checkSpace(for: specs, fileSystem: fileSystem, reserve: minFreeBytes, confinement: confinement)
+            gate.insert(new.map(\.id))
+            return [:]
+        } catch {
+            let downloads = Set(specs.filter { $0.kind == .download }.map(\.id))
+            gate.insert(new.filter { !downloads.contains($0.id) }.map(\.id))
+            return Dictionary(uniqueKeysWithValues: new.filter { downloads.contains($0.id) }.map { ($0.id, "\(error)") })
         }
     }
 
     private func workLoop(cancel: CancelFlag, board: ProgressBoard?, follow: Bool, gate: SpaceGate, summary: SummaryBox) {
         let pid = getpid()
         while !cancel.isSet {
-            admitNewJobs(gate, summary: summary)
-            let job: JobRecord?
-            do { job = try state.claimNextJob(pid: pid, at: clock()) } catch {
+            let claim: StateDatabase.Claim
+            do { claim = try state.claimNextJob(pid: pid, at: clock(), admit: { admit($0, gate: gate) }) } catch {
                 notice("queue: \(error)")
                 return
             }
-            guard let job else {
+            if let reason = claim.refused.first?.reason { notice(reason) }
+            for (job, reason) in claim.refused {
+                summary.fail(job.path, reason)
+                onJobEnd(job.path, reason)
+            }
+            guard let job = claim.job else {
                 if follow { Thread.sleep(forTimeInterval: 1); continue }
                 return
             }
@@ -215,7 +225,10 @@ public struct QueueRunner: Sendable {
     private func execute(_ job: JobRecord, cancel: CancelFlag, board: ProgressBoard?, summary: SummaryBox) {
         let spec: JobSpec
         do { spec = try JobSpec.decode(job.spec) } catch {
-            try? state.failJob(job.id, error: "unreadable job description", at: clock())
+            let message = "\(printableJobPath(job.path)): the queued job cannot be read; run 'wgpm queue clear --failed' and plan again"
+            try? state.failJob(job.id, error: message, at: clock())
+            summary.fail(job.path, message)
+            onJobEnd(job.path, message)
             return
         }
         board?.begin(job.id, path: spec.path, total: spec.size)
@@ -225,17 +238,31 @@ public struct QueueRunner: Sendable {
             if lastWrite.due(clock()) { try? state.updateProgress(job.id, bytesDone: done, at: clock()) }
         }
         do {
+            try (confinement ?? .inferred(from: spec)).check(spec)
             var bytes: Int64 = 0
             switch spec.kind {
+            case .download where try inPlace(spec):
+                notice("\(spec.path): already in place (a plan made earlier ran meanwhile); not downloaded again")
             case .download:
                 bytes = try downloader.run(spec, cancel: cancel, progress: progress, notice: notice)
                 summary.add(downloaded: bytes)
+            case .link where try inPlace(spec):
+                break
             case .link:
-                try linker.run(spec)
+                do {
+                    try linker.run(spec)
+                } catch ExecutorError.badContent(let path, let source, let reason) where spec.url != nil {
+                    // The source was recorded as bad; the file is still wanted, so fetch it.
+                    notice("\(path): \(source) does not hold the expected content (\(reason)); downloading instead")
+                    var download = spec
+                    download.kind = .download
+                    bytes = try downloader.run(download, cancel: cancel, progress: progress, notice: notice)
+                    summary.add(downloaded: bytes)
+                }
             case .remove:
                 guard try state.managedPaths().contains(spec.path) else { throw ExecutorError.notManaged(path: spec.path) }
                 if unlink(spec.target) != 0 && errno != ENOENT {
-                    throw ExecutorError.cannotWrite(path: spec.path, reason: String(cString: strerror(errno)))
+                    throw ExecutorError.posix(path: spec.path, code: errno, doing: "removing it")
                 }
                 try state.forgetManaged(spec.path)
             }
@@ -255,31 +282,50 @@ public struct QueueRunner: Sendable {
             onJobEnd(spec.path, message)
         }
     }
-}
 
-/// Rate-limits progress writes to the database to about one a second per job.
-final class LastWrite: @unchecked Sendable {
-    private let lock = NSLock()
-    private var last: Double = 0
-    func due(_ now: Double) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        if now - last >= 1 { last = now; return true }
-        return false
+    /// True when the target already holds the job's content, checked by hash through the
+    /// hash cache: a stale plan, or the same plan applied twice, must not fetch a file again.
+    /// Content without a known hash is never taken as in place.
+    func inPlace(_ spec: JobSpec) throws -> Bool {
+        guard spec.sha256 != nil || spec.gitSHA1 != nil, let st = fileSystem.stat(spec.target), st.kind == .file else { return false }
+        if let size = spec.size, st.size != size { return false }
+        let stamp = FileStamp(device: st.device, inode: st.inode, size: st.size, mtimeNanoseconds: st.mtimeNanoseconds)
+        let wantSHA = spec.sha256 != nil
+        let cached = try state.cachedHash(stamp)
+        var actual = wantSHA ? cached?.sha256 : cached?.gitSHA1
+        if actual == nil {
+            guard let computed = try? fileSystem.hash(spec.target, sha256: wantSHA, gitSHA1: !wantSHA) else { return false }
+            try state.storeHash(stamp, sha256: computed.sha256, gitSHA1: computed.gitSHA1)
+            actual = wantSHA ? computed.sha256 : computed.gitSHA1
+        }
+        return actual == (wantSHA ? spec.sha256 : spec.gitSHA1)
     }
 }
 
-/// The jobs whose space has been checked (guarded by `lock`).
-final class SpaceGate: @unchecked Sendable {
-    let lock = NSLock()
-    var checked: Set<String>
-    init(checked: Set<String>) { self.checked = checked }
+/// Rate-limits progress writes to the database to about one a second per job.
+final class LastWrite: Sendable {
+    private let last = Mutex<Double>(0)
+    func due(_ now: Double) -> Bool {
+        last.withLock { last in
+            guard now - last >= 1 else { return false }
+            last = now
+            return true
+        }
+    }
 }
 
-final class SummaryBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var summary = RunSummary()
-    var value: RunSummary { lock.lock(); defer { lock.unlock() }; return summary }
-    func complete(_ path: String) { lock.lock(); summary.completed.append(path); lock.unlock() }
-    func fail(_ path: String, _ error: String) { lock.lock(); summary.failed.append((path, error)); lock.unlock() }
-    func add(downloaded: Int64) { lock.lock(); summary.bytesDownloaded += downloaded; lock.unlock() }
+/// The jobs whose space has been checked.
+final class SpaceGate: Sendable {
+    private let checked: Mutex<Set<String>>
+    init(checked: Set<String>) { self.checked = Mutex(checked) }
+    func contains(_ id: String) -> Bool { checked.withLock { $0.contains(id) } }
+    func insert(_ ids: [String]) { checked.withLock { $0.formUnion(ids) } }
+}
+
+final class SummaryBox: Sendable {
+    private let summary = Mutex(RunSummary())
+    var value: RunSummary { summary.withLock { $0 } }
+    func complete(_ path: String) { summary.withLock { $0.completed.append(path) } }
+    func fail(_ path: String, _ error: String) { summary.withLock { $0.failed.append((path, error)) } }
+    func add(downloaded: Int64) { summary.withLock { $0.bytesDownloaded += downloaded } }
 }

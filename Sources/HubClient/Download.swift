@@ -109,7 +109,7 @@ public struct CurlDownload: Sendable {
     final class Context {
         let sink: TransferSink
         let offset: Int64
-        let limit: Int64?
+        var limit: Int64?
         let handle: UnsafeMutableRawPointer
         let cancel: CancelFlag?
         let limiter: BandwidthLimiter?
@@ -159,7 +159,10 @@ public struct CurlDownload: Sendable {
             } else {
                 accept = true
                 if offset > 0 {
+                    // The whole file from its first byte: the sink starts over, and the bytes
+                    // this reply may deliver now count from 0.
                     do { try sink.restart() } catch { failure = "\(error)"; accept = false; localError = true }
+                    limit = limit.map { $0 + offset }
                 }
             }
         }

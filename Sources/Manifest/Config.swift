@@ -53,8 +53,11 @@ public struct MachineConfig: Sendable {
     /// `min_free_gb` in bytes (decimal gigabytes, as free space is shown).
     public var minFreeBytes: Int64 { Int64(minFreeGB) * 1_000_000_000 }
     public var sources: [SourceConfig]
+    /// Folders outside ckpts/ and loras/ that a symlinked subfolder of them may lead to
+    /// (`linked_folders`); any other symlinked folder is refused as an escape.
+    public var linkedFolders: [String] = []
 
-    static let keys = ["wan2gp_directory", "ckpts_directory", "loras_directory", "state_directory", "hub",
+    static let keys = ["linked_folders", "wan2gp_directory", "ckpts_directory", "loras_directory", "state_directory", "hub",
                        "bandwidth_limit_kb", "parallel_downloads", "parallel_hash_workers", "link_mode",
                        "min_free_gb", "sources", "invokeai_db", "invokeai_models_dir"]
 
@@ -127,7 +130,7 @@ public struct MachineConfig: Sendable {
                 ?? ((db as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent + "/models"
             sources.insert(.invokeai(db: db, modelsDir: models), at: 0)
         }
-        let cfg = MachineConfig(
+        var cfg = MachineConfig(
             file: file,
             wan2gpDirectory: wan2gp ?? "",
             ckptsDirectory: path("ckpts_directory") ?? ((wan2gp ?? "") as NSString).appendingPathComponent("ckpts"),
@@ -142,6 +145,13 @@ public struct MachineConfig: Sendable {
             linkMode: linkMode,
             minFreeGB: check.int(map["min_free_gb"], "min_free_gb") ?? 5,
             sources: sources)
+        if let folders = map["linked_folders"] {
+            if let seq = folders.sequence {
+                cfg.linkedFolders = seq.compactMap { check.string($0, "linked_folders entry").map { absolutize(expandHome($0, env: env), relativeTo: file) } }
+            } else {
+                check.report(folders, "linked_folders must be a list of folders (e.g. - /mnt/models)")
+            }
+        }
         if !check.problems.isEmpty { throw ConfigError.invalid(check.problems) }
         var isDir: ObjCBool = false
         if !FileManager.default.fileExists(atPath: cfg.wan2gpDirectory, isDirectory: &isDir) || !isDir.boolValue {

@@ -1,5 +1,8 @@
 import Foundation
 import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One row of the persistent queue.
 public struct JobRecord: Hashable, Sendable {
@@ -69,37 +72,68 @@ extension StateDatabase {
 
     /// Takes the oldest pending job and marks it running for `pid`.
     public func claimNextJob(pid: Int32, at time: Double) throws -> JobRecord? {
+        try claimNextJob(pid: pid, at: time, admit: { _ in [:] }).job
+    }
+
+    /// What one claim did: the job now running for the caller, and the pending jobs that
+    /// `admit` turned away (now failed, with its reason).
+    public struct Claim: Sendable {
+        public var job: JobRecord?
+        public var refused: [(job: JobRecord, reason: String)]
+    }
+
+    /// Admits and claims in one write transaction, so no job enqueued meanwhile (by this or
+    /// another process) can be claimed without having been through `admit`. `admit` sees every
+    /// pending and running job and returns the ids of pending ones that must fail instead of
+    /// running, each with the reason; then the oldest remaining pending job is marked running.
+    public func claimNextJob(pid: Int32, at time: Double,
+                             admit: ([JobRecord]) -> [String: String]) throws -> Claim {
         try run { try pool.write { db in
-            guard let id = try String.fetchOne(db, sql: "SELECT id FROM job WHERE state = 'pending' ORDER BY seq LIMIT 1") else {
-                return nil
+            let waiting = try Row.fetchAll(db, sql: "SELECT * FROM job WHERE state IN ('pending', 'running') ORDER BY seq").map(Self.record)
+            var refused: [(JobRecord, String)] = []
+            for (id, reason) in admit(waiting).sorted(by: { $0.key < $1.key }) {
+                try db.execute(sql: "UPDATE job SET state = 'failed', last_error = ?, updated_at = ? WHERE id = ? AND state = 'pending'",
+                               arguments: [reason, time, id])
+                if db.changesCount > 0, let job = waiting.first(where: { $0.id == id }) { refused.append((job, reason)) }
+            }
+            let refusedIDs = Set(refused.map(\.0.id))
+            guard let next = waiting.first(where: { $0.state == .pending && !refusedIDs.contains($0.id) }) else {
+                return Claim(job: nil, refused: refused)
             }
             try db.execute(sql: "UPDATE job SET state = 'running', owner_pid = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?",
-                           arguments: [pid, time, id])
-            return try Self.fetchJob(db, id: id)
+                           arguments: [pid, time, next.id])
+            return Claim(job: try Self.fetchJob(db, id: next.id), refused: refused)
         } }
     }
 
-    public func finishJob(_ id: String, bytes: Int64?, at time: Double) throws {
+    /// Marks a job done; only the process that runs it can.
+    public func finishJob(_ id: String, bytes: Int64?, at time: Double, owner pid: Int32 = getpid()) throws {
         try run { try pool.write { db in
             try db.execute(sql: """
                 UPDATE job SET state = 'done', owner_pid = NULL, last_error = NULL,
-                bytes_done = COALESCE(?, bytes_done), updated_at = ? WHERE id = ?
-                """, arguments: [bytes, time, id])
+                bytes_done = COALESCE(?, bytes_done), updated_at = ? WHERE id = ? AND state = 'running' AND owner_pid = ?
+                """, arguments: [bytes, time, id, pid])
         } }
     }
 
-    public func failJob(_ id: String, error: String, at time: Double) throws {
+    /// Marks a running job failed; only the process that runs it can, so a failure reported
+    /// late never overwrites what another worker has done with the job since.
+    public func failJob(_ id: String, error: String, at time: Double, owner pid: Int32 = getpid()) throws {
         try run { try pool.write { db in
-            try db.execute(sql: "UPDATE job SET state = 'failed', owner_pid = NULL, last_error = ?, updated_at = ? WHERE id = ?",
-                           arguments: [error, time, id])
+            try db.execute(sql: """
+                UPDATE job SET state = 'failed', owner_pid = NULL, last_error = ?, updated_at = ?
+                WHERE id = ? AND state = 'running' AND owner_pid = ?
+                """, arguments: [error, time, id, pid])
         } }
     }
 
     /// Puts a running job back (interrupted); its partial data stays on disk.
-    public func releaseJob(_ id: String, note: String?, at time: Double) throws {
+    public func releaseJob(_ id: String, note: String?, at time: Double, owner pid: Int32 = getpid()) throws {
         try run { try pool.write { db in
-            try db.execute(sql: "UPDATE job SET state = 'pending', owner_pid = NULL, last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ?",
-                           arguments: [note, time, id])
+            try db.execute(sql: """
+                UPDATE job SET state = 'pending', owner_pid = NULL, last_error = COALESCE(?, last_error), updated_at = ?
+                WHERE id = ? AND state = 'running' AND owner_pid = ?
+                """, arguments: [note, time, id, pid])
         } }
     }
 

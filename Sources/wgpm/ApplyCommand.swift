@@ -68,9 +68,10 @@ struct ApplyCommand: ParsableCommand {
         }
         let jobs = JobSpec.from(plan.plan, mapper: reconciler.mapper)
         try checkSpace(enqueuing: jobs, into: reconciler.state, fileSystem: reconciler.context.fileSystem,
-                       reserve: reconciler.config.minFreeBytes)
+                       reserve: reconciler.config.minFreeBytes,
+                       confinement: Confinement(mapper: reconciler.mapper, linkedFolders: reconciler.config.linkedFolders))
         let added = try reconciler.state.enqueue(
-            jobs.map { ($0.id, $0.kind.rawValue, $0.path, $0.encoded(), $0.size) }, at: Date().timeIntervalSince1970)
+            jobs.map { ($0.id, $0.kind.rawValue, $0.path, $0.encoded(), $0.size) }, at: reconciler.context.clock())
         let conflicts = plan.plan.actions.filter { $0.kind == .conflict }
         if enqueueOnly {
             print("Enqueued \(added) new job\(added == 1 ? "" : "s") (\(jobs.count) in this plan); run 'wgpm worker' to carry them out.")
@@ -81,7 +82,8 @@ struct ApplyCommand: ParsableCommand {
             print("No changes. Nothing to apply.")
             return
         }
-        let ok = try runQueue(reconciler: reconciler, lockTimeout: queueOptions.lockTimeout, follow: false)
+        let ok = try runQueue(reconciler: reconciler, lockTimeout: queueOptions.lockTimeout, follow: false,
+                              ownJobs: jobs.map(\.id))
         for c in conflicts { printError("wgpm: conflict left as it is: \(c.path) (\(c.reason))") }
         if !ok || !conflicts.isEmpty { throw ExitCode(1) }
     }

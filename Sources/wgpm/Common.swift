@@ -60,7 +60,20 @@ struct Inputs {
 }
 
 func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+    writeStandardError(text.hasSuffix("\n") ? text : text + "\n")
+}
+
+/// Writes to stderr with write(2), ignoring failures: a closed pipe (`wgpm apply 2>&1 | head`)
+/// must not stop wgpm halfway through a job. SIGPIPE is ignored at start for the same reason.
+func writeStandardError(_ text: String) {
+    var bytes = Array(text.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress! + offset, $0.count - offset) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        offset += n
+    }
 }
 
 var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }

@@ -32,26 +32,47 @@ struct QueueOptions: ParsableArguments {
     var lockTimeout: Double?
 }
 
-/// Takes the queue lock, runs every pending job with progress, and prints what happened.
-/// Returns false when a job failed.
-func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool) throws -> Bool {
+/// Takes the queue lock and the locks of the target folders, runs every pending job with
+/// progress, and prints what happened. Returns false when a job failed.
+///
+/// `ownJobs` (apply): when another wgpm already runs this queue (`worker --follow`, another
+/// apply), that one carries out the jobs just enqueued; this waits for them to end instead of
+/// for the lock, and takes over only if the other stops first.
+func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool, ownJobs: [String]? = nil) throws -> Bool {
     let config = reconciler.config
-    let lock = QueueLock(stateDirectory: config.stateDirectory)
-    try lock.acquire(timeout: lockTimeout) { holder in
-        printError("wgpm: another wgpm (\(holder ?? "unknown")) is running the queue; waiting for it to finish…")
-    }
-    defer { lock.release() }
+    let confinement = Confinement(mapper: reconciler.mapper, linkedFolders: config.linkedFolders)
+    let locks = RunLocks(stateDirectory: config.stateDirectory, folderLocks: try RunLocks.folderLocks(confinement))
+    defer { locks.release() }
     installInterruptHandlers()
+    let stop = { interruption.isSet }
+    do {
+        if let ownJobs, !(try locks.tryQueue()) {
+            if let finished = try waitForJobs(ownJobs, locks: locks, state: reconciler.state, timeout: lockTimeout) {
+                return finished
+            }
+        } else if ownJobs == nil {
+            try locks.acquireQueue(timeout: lockTimeout, shouldStop: stop) { _, holder in
+                printError("wgpm: another wgpm (\(holder ?? "unknown")) is running the queue; waiting for it to finish…")
+            }
+        }
+        try locks.acquireFolders(timeout: lockTimeout, shouldStop: stop) { lock, holder in
+            printError("wgpm: another wgpm (\(holder ?? "unknown")) is writing \(lock.what); waiting for it to finish…")
+        }
+    } catch ExecutorError.cancelled {
+        printError("wgpm: interrupted while waiting; queued jobs stay queued.")
+        throw ExitCode(130)
+    }
     let parallel = max(1, config.parallelDownloads)
     let limiter = config.bandwidthLimitKB > 0 ? BandwidthLimiter(bytesPerSecond: Int64(config.bandwidthLimitKB) * 1000) : nil
     let downloader = Downloader(hub: reconciler.hub, transfer: CurlDownload(limiter: limiter),
-                                sleeper: reconciler.context.sleeper)
+                                sleeper: reconciler.context.sleeper, confinement: confinement)
     let pending = try reconciler.state.jobs().filter { $0.state == .pending || $0.state == .running }
     let board = ProgressBoard(jobs: pending.map { ($0.id, $0.bytesTotal) })
     let printer = ProgressPrinter(board: board, terminal: isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil)
     let runner = QueueRunner(
         state: reconciler.state, downloader: downloader, workers: parallel,
-        minFreeBytes: config.minFreeBytes, fileSystem: reconciler.context.fileSystem,
+        minFreeBytes: config.minFreeBytes, fileSystem: reconciler.context.fileSystem, confinement: confinement,
+        clock: reconciler.context.clock,
         notice: { printer.line("wgpm: \($0)") },
         onJobEnd: { path, error in printer.line(error.map { "  failed  \(path): \($0)" } ?? "  done    \(path)") })
     printer.start()
@@ -64,6 +85,37 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool) throws
     print("Applied: \(summary.completed.count) done, \(summary.failed.count) failed, \(formatBytes(summary.bytesDownloaded)) downloaded.")
     for (path, error) in summary.failed { printError("wgpm: error: \(path): \(error)") }
     return summary.failed.isEmpty
+}
+
+/// Follows the jobs `ids` while another process runs the queue, printing each as it ends.
+/// Returns whether all succeeded once all have ended, or nil when the queue lock became free
+/// first (the other runner stopped): then this process holds it and runs them itself.
+func waitForJobs(_ ids: [String], locks: RunLocks, state: StateDatabase, timeout: Double?) throws -> Bool? {
+    let wanted = Set(ids)
+    printError("wgpm: another wgpm (\(locks.queue.holderDescription() ?? "unknown")) is running the queue; it carries out this plan's \(wanted.count) job\(wanted.count == 1 ? "" : "s") — waiting for them…")
+    let deadline = timeout.map { Date().addingTimeInterval($0) }
+    var reported: Set<String> = []
+    while true {
+        let jobs = try state.jobs().filter { wanted.contains($0.id) }
+        for job in jobs where (job.state == .done || job.state == .failed) && reported.insert(job.id).inserted {
+            printError(job.state == .done ? "  done    \(job.path)" : "  failed  \(job.path): \(job.lastError ?? "unknown error")")
+        }
+        let failed = jobs.filter { $0.state == .failed }
+        if jobs.allSatisfy({ $0.state == .done || $0.state == .failed }) {
+            print("Applied: \(jobs.count - failed.count) done, \(failed.count) failed (by the running wgpm).")
+            for job in failed { printError("wgpm: error: \(job.path): \(job.lastError ?? "unknown error")") }
+            return failed.isEmpty
+        }
+        if try locks.tryQueue() { return nil }
+        if interruption.isSet {
+            printError("wgpm: stopped waiting; the jobs stay queued for the running wgpm.")
+            throw ExitCode(130)
+        }
+        if let deadline, Date() >= deadline {
+            throw ProcessLock.LockError.timeout(path: locks.queue.path, what: locks.queue.what, holder: locks.queue.holderDescription())
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+    }
 }
 
 /// Progress on stderr: a redrawn bar on a terminal, a plain line every few seconds elsewhere.
@@ -103,12 +155,12 @@ final class ProgressPrinter: @unchecked Sendable {
     func line(_ text: String) {
         lock.withLock {
             if terminal { clear() }
-            FileHandle.standardError.write(Data((text + "\n").utf8))
+            writeStandardError(text + "\n")
         }
     }
 
     private func clear() {
-        if drawn > 0 { FileHandle.standardError.write(Data(String(repeating: "\u{1B}[1A\u{1B}[2K", count: drawn).utf8)) }
+        if drawn > 0 { writeStandardError(String(repeating: "\u{1B}[1A\u{1B}[2K", count: drawn)) }
         drawn = 0
     }
 
@@ -131,7 +183,7 @@ final class ProgressPrinter: @unchecked Sendable {
             }
             let total = s.totalBytes > 0 ? Double(s.doneBytes) / Double(s.totalBytes) : 0
             lines.append("  total \(String(format: "%3.0f", total * 100))%  " + summaryText(s))
-            FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+            writeStandardError(lines.joined(separator: "\n") + "\n")
             drawn = lines.count
         }
     }

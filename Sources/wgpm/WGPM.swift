@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct WGPM: ParsableCommand {
@@ -13,4 +16,11 @@ struct WGPM: ParsableCommand {
         subcommands: [PlanCommand.self, ApplyCommand.self, WorkerCommand.self, QueueCommand.self,
                       ModelsCommand.self, ShowCommand.self, IndexCommand.self, LockCommand.self,
                       InventoryCommand.self, InitCommand.self, DoctorCommand.self])
+
+    /// A reader that goes away (`wgpm plan | head`, a closed terminal) must give EPIPE on the
+    /// next write, not kill wgpm with SIGPIPE while a job is half done.
+    static func main() {
+        signal(SIGPIPE, SIG_IGN)
+        main(nil)
+    }
 }

@@ -8,7 +8,7 @@ func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(fo
 func bigPayload(_ count: Int) -> Data {
     var bytes = [UInt8](repeating: 0, count: count)
     for i in 0..<count { bytes[i] = UInt8(truncatingIfNeeded: i &* 2_654_435_761 >> 13) }
-    return Data(bytes)
+    return withSafetensorsStart(Data(bytes))
 }
 
 let bigURL = "https://huggingface.co/extra/big/resolve/main/weights/big.safetensors"

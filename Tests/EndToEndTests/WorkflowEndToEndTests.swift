@@ -56,11 +56,11 @@ import TestSupport
           - url: https://huggingface.co/extra/weights/resolve/main/model.safetensors
             path: ckpts/model.safetensors
         """)
-    let old = Data(repeating: 7, count: 300_000)
+    let old = withSafetensorsStart(Data(repeating: 7, count: 300_000))
     try m.hub.addFile(repo: "extra/weights", path: "model.safetensors", old)
     #expect(try m.wgpmRun(["lock"]).status == 0)
     let pinned = try m.hub.keepCurrentCommit(repo: "extra/weights")
-    try m.hub.addFile(repo: "extra/weights", path: "model.safetensors", Data(repeating: 8, count: 310_000))
+    try m.hub.addFile(repo: "extra/weights", path: "model.safetensors", withSafetensorsStart(Data(repeating: 8, count: 310_000)))
 
     let applied = try m.wgpmRun(["apply", "--yes", "--locked"])
     #expect(applied.status == 0, "\(applied.stderr)")

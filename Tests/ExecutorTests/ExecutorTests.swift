@@ -15,7 +15,7 @@ func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(fo
 func payload(_ count: Int, seed: UInt8 = 1) -> Data {
     var bytes = [UInt8](repeating: 0, count: count)
     for i in 0..<count { bytes[i] = UInt8(truncatingIfNeeded: i &* 131 &+ Int(seed) &* 7 &+ i >> 9) }
-    return Data(bytes)
+    return withSafetensorsStart(Data(bytes))
 }
 
 /// A fake Hub with one LFS file and one small file, and a downloader pointed at it.
@@ -232,7 +232,8 @@ final class Rig: @unchecked Sendable {
     #expect(LocalFileSystem().stat(dir.file("ckpts/b.bin"))?.inode == LocalFileSystem().stat(source)?.inode)
     try linker.run(spec("old.bin", .copy))
     #expect(FileManager.default.contents(atPath: dir.file("ckpts/old.bin")) == content, "replaced by rename")
-    #expect(throws: ExecutorError.verificationFailed(path: "ckpts/c.bin", expected: String(repeating: "0", count: 64), actual: sha256Hex(content))) {
+    #expect(throws: ExecutorError.badContent(path: "ckpts/c.bin", source: source,
+                                             reason: "sha256 \(sha256Hex(content).prefix(12))… instead of 000000000000…")) {
         try linker.run(spec("c.bin", .symlink, basis: "url", sha: String(repeating: "0", count: 64)))
     }
     #expect(!FileManager.default.fileExists(atPath: dir.file("ckpts/c.bin")))
@@ -349,27 +350,29 @@ func noise(_ count: Int, seed: UInt64) -> Data {
     #expect(try Data(contentsOf: URL(fileURLWithPath: cut)) == data)
 }
 
-/// A write that fails on the writer thread (here ENOSPC, from /dev/full) surfaces as a clear
-/// error on the transfer side instead of a file that silently misses bytes.
-@Test func fullDiskIsReportedByThePartialFile() throws {
-    let file = try PartialFile(path: "/dev/full", expectedSize: 4 << 20, wantGitSHA1: false)
+/// A write that fails on the writer thread (here ENOSPC, from /dev/full) surfaces as an error
+/// on the transfer side instead of a file that silently misses bytes, and reads as a full disk.
+/// (The descriptor is opened here: a PartialFile would refuse /dev/full as not a regular file.)
+@Test func fullDiskIsReportedByThePipeline() throws {
+    let fd = open("/dev/full", O_WRONLY | O_CLOEXEC)
+    try #require(fd >= 0)
+    defer { close(fd) }
+    let pipeline = try HashPipeline(gitSHA1Size: nil)
     var failure: Error?
     do {
         try payload(4 << 20).withUnsafeBytes { raw in
             for start in stride(from: 0, to: raw.count, by: 256 << 10) {
-                try file.write(UnsafeRawBufferPointer(rebasing: raw[start..<min(start + (256 << 10), raw.count)]))
+                try pipeline.feed(UnsafeRawBufferPointer(rebasing: raw[start..<min(start + (256 << 10), raw.count)]), writeTo: fd)
             }
         }
-        try file.sync()
+        try pipeline.drain()
     } catch {
         failure = error
     }
-    guard case .cannotWrite(let path, let reason)? = failure as? ExecutorError else {
-        Issue.record("expected cannotWrite, got \(String(describing: failure))")
-        return
-    }
-    #expect(path == "/dev/full")
-    #expect(reason.localizedCaseInsensitiveContains("space"), "reason: \(reason)")
+    let code = try #require(failure as? WriteFailure).code
+    #expect(code == ENOSPC)
+    #expect(ExecutorError.posix(path: "ckpts/x", code: code, doing: "write") == .diskFull(path: "ckpts/x"))
+    #expect("\(ExecutorError.diskFull(path: "ckpts/x"))".contains("no space left"))
 }
 
 /// With only two slots the transfer side waits for a slot on almost every MiB, so a slot handed
@@ -383,7 +386,7 @@ func noise(_ count: Int, seed: UInt64) -> Data {
     let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
     #expect(fd >= 0)
     defer { close(fd) }
-    let pipeline = HashPipeline(slots: 2, gitSHA1Size: nil)
+    let pipeline = try HashPipeline(slots: 2, gitSHA1Size: nil)
     try data.withUnsafeBytes { raw in
         for start in stride(from: 0, to: raw.count, by: 300_000) {
             try pipeline.feed(UnsafeRawBufferPointer(rebasing: raw[start..<min(start + 300_000, raw.count)]), writeTo: fd)

@@ -31,3 +31,34 @@ public final class CountingFileSystem: FileSystem, @unchecked Sendable {
     }
     public func filesystem(of path: String) -> (id: String, mountPoint: String, freeBytes: Int64)? { real.filesystem(of: path) }
 }
+
+/// The real file system, except that reading the files in `unreadable` fails with EACCES, as it
+/// does for a non-root user on a root-owned mode-600 file (tests run as root, where it does not);
+/// it counts prefix reads, to check only files without a known hash are read.
+public final class UnreadableFileSystem: FileSystem, @unchecked Sendable {
+    let real = LocalFileSystem()
+    let lock = NSLock()
+    public let unreadable: Set<String>
+    private var _prefixReads: [String] = []
+    public init(unreadable: Set<String>) { self.unreadable = unreadable }
+    public var prefixReads: [String] { lock.withLock { _prefixReads } }
+    public func lstat(_ path: String) -> FileStatus? { real.lstat(path) }
+    public func stat(_ path: String) -> FileStatus? { real.stat(path) }
+    public func readlink(_ path: String) -> String? { real.readlink(path) }
+    func check(_ path: String) throws {
+        let resolved = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? path
+        if unreadable.contains(path) || unreadable.contains(resolved) {
+            throw HashError(path: path, reason: String(cString: strerror(EACCES)))
+        }
+    }
+    public func hash(_ path: String, sha256: Bool, gitSHA1: Bool) throws -> (sha256: String?, gitSHA1: String?) {
+        try check(path)
+        return try real.hash(path, sha256: sha256, gitSHA1: gitSHA1)
+    }
+    public func readPrefix(_ path: String, count: Int) throws -> [UInt8] {
+        lock.withLock { _prefixReads.append(path) }
+        try check(path)
+        return try real.readPrefix(path, count: count)
+    }
+    public func filesystem(of path: String) -> (id: String, mountPoint: String, freeBytes: Int64)? { real.filesystem(of: path) }
+}

@@ -33,6 +33,10 @@ public enum SourceConfig: Hashable, Sendable {
 
 public enum LinkModeSetting: String, Sendable, CaseIterable { case symlink, hardlink, copy }
 
+/// `when_source_locked`: what plan does with a source database that stays locked by another
+/// program for `source_lock_timeout` seconds.
+public enum LockedSourceSetting: String, Sendable, CaseIterable { case fail, skip }
+
 /// The machine's config with every path made absolute and every default filled in.
 public struct MachineConfig: Sendable {
     public var file: String?
@@ -53,10 +57,15 @@ public struct MachineConfig: Sendable {
     /// `min_free_gb` in bytes (decimal gigabytes, as free space is shown).
     public var minFreeBytes: Int64 { Int64(minFreeGB) * 1_000_000_000 }
     public var sources: [SourceConfig]
+    /// Seconds plan waits for a source database another program has locked (InvokeAI writing in
+    /// rollback-journal mode) before `whenSourceLocked` applies.
+    public var sourceLockTimeout: Int = 60
+    public var whenSourceLocked: LockedSourceSetting = .fail
 
     static let keys = ["wan2gp_directory", "ckpts_directory", "loras_directory", "state_directory", "hub",
                        "bandwidth_limit_kb", "parallel_downloads", "parallel_hash_workers", "link_mode",
-                       "min_free_gb", "sources", "invokeai_db", "invokeai_models_dir"]
+                       "min_free_gb", "sources", "source_lock_timeout", "when_source_locked",
+                       "invokeai_db", "invokeai_models_dir"]
 
     /// The config files tried, in order, when none is named.
     public static func searchPath(environment env: [String: String], cwd: String) -> [String] {
@@ -141,7 +150,9 @@ public struct MachineConfig: Sendable {
             parallelHashWorkers: check.int(map["parallel_hash_workers"], "parallel_hash_workers") ?? 0,
             linkMode: linkMode,
             minFreeGB: check.int(map["min_free_gb"], "min_free_gb") ?? 5,
-            sources: sources)
+            sources: sources,
+            sourceLockTimeout: check.int(map["source_lock_timeout"], "source_lock_timeout") ?? 60,
+            whenSourceLocked: check.choice(map["when_source_locked"], "when_source_locked", as: LockedSourceSetting.self) ?? .fail)
         if !check.problems.isEmpty { throw ConfigError.invalid(check.problems) }
         var isDir: ObjCBool = false
         if !FileManager.default.fileExists(atPath: cfg.wan2gpDirectory, isDirectory: &isDir) || !isDir.boolValue {

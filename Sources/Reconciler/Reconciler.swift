@@ -101,7 +101,9 @@ public struct Reconciler: Sendable {
     public func hashIndex() -> HashIndex {
         let sources: [any LocalSource] = config.sources.map { source -> any LocalSource in
             switch source {
-            case .invokeai(let db, let models): return InvokeAISource(database: db, modelsDirectory: models)
+            case .invokeai(let db, let models):
+                return InvokeAISource(database: db, modelsDirectory: models, lockTimeout: Double(config.sourceLockTimeout),
+                                      whenLocked: config.whenSourceLocked == .skip ? .skip : .fail, notice: context.notice)
             case .hfCache(let root): return HFCacheSource(root: root)
             case .directory(let root): return DirectorySource(root: root)
             }

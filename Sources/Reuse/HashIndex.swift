@@ -34,7 +34,7 @@ public struct HashIndex: Sendable {
     public func sync(warn: (String) -> Void) throws -> [SourceFile] {
         var all: [SourceFile] = []
         for source in sources {
-            var files = source.scan(fileSystem: fileSystem, warn: warn)
+            var files = try source.scan(fileSystem: fileSystem, warn: warn)
             let known = try state.indexedFiles(source: source.name)
             for i in files.indices {
                 if let old = known[files[i].path], old.stamp == files[i].stamp {

@@ -62,3 +62,40 @@ public final class UnreadableFileSystem: FileSystem, @unchecked Sendable {
     }
     public func filesystem(of path: String) -> (id: String, mountPoint: String, freeBytes: Int64)? { real.filesystem(of: path) }
 }
+
+/// A Python `sqlite3` connection holding a write lock on a database, as InvokeAI does during a
+/// write in rollback-journal mode: `journal_mode=DELETE`, then `BEGIN EXCLUSIVE`, kept open
+/// until `release()`. Readers of such a database get SQLITE_BUSY until then.
+public final class DatabaseLockHolder: @unchecked Sendable {
+    let process = Process()
+    let input = Pipe()
+
+    public init(database: String) throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", """
+            import sqlite3, sys
+            c = sqlite3.connect(sys.argv[1], isolation_level=None)
+            c.execute("PRAGMA journal_mode=DELETE")
+            c.execute("BEGIN EXCLUSIVE")
+            print("locked", flush=True)
+            sys.stdin.read()
+            """, database]
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        let line = String(decoding: output.fileHandleForReading.readData(ofLength: 7), as: UTF8.self)
+        guard line.hasPrefix("locked") else {
+            release()
+            throw HashError(path: database, reason: "the Python lock holder did not start (\(line))")
+        }
+    }
+
+    /// Ends the transaction by ending the process.
+    public func release() {
+        try? input.fileHandleForWriting.close()
+        process.waitUntilExit()
+    }
+
+    deinit { if process.isRunning { release() } }
+}

@@ -5,7 +5,7 @@ import Yams
 /// Errors of the config stage.
 public enum ConfigError: Error, CustomStringConvertible {
     case notFound(searched: [String])
-    case unreadable(file: String)
+    case unreadable(file: String, reason: String)
     case invalid([Problem])
     case missingDirectory(key: String, path: String, file: String)
 
@@ -13,8 +13,8 @@ public enum ConfigError: Error, CustomStringConvertible {
         switch self {
         case .notFound(let searched):
             return "no config file found (looked for \(searched.joined(separator: ", "))). Copy config.yaml.example to one of these places and set wan2gp_directory, or pass --config PATH."
-        case .unreadable(let file):
-            return "\(file): cannot read the config file. Check the path and its permissions."
+        case .unreadable(let file, let reason):
+            return "\(file): cannot read the config file (\(reason)). Check the path and its permissions."
         case .invalid(let problems):
             return "\(problems.first?.file ?? "config"): \(problems.count == 1 ? "1 problem" : "\(problems.count) problems"):\n"
                 + problems.sorted().map { "  \($0)" }.joined(separator: "\n")
@@ -90,7 +90,7 @@ public struct MachineConfig: Sendable {
             }
             path = found
         }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError.unreadable(file: path) }
+        let text = try readText(path)
         return try parse(text, file: path, environment: env)
     }
 
@@ -216,6 +216,35 @@ public struct MachineConfig: Sendable {
         if let x = env["XDG_CACHE_HOME"], !x.isEmpty { return (x as NSString).appendingPathComponent("huggingface") }
         return expandHome("~/.cache/huggingface", env: env)
     }
+}
+
+/// A config file's text; the error says why in the system's words ("permission denied"), not
+/// in Foundation's (`Error Domain=NSCocoaErrorDomain …`).
+func readText(_ path: String) throws -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw ConfigError.unreadable(file: path, reason: plainError(errno)) }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw ConfigError.unreadable(file: path, reason: plainError(errno))  // EISDIR for a folder
+        }
+        if n == 0 { break }
+        bytes += buffer[0..<n]
+    }
+    guard let text = String(bytes: bytes, encoding: .utf8) else {
+        throw ConfigError.unreadable(file: path, reason: "it is not UTF-8 text")
+    }
+    return text
+}
+
+/// `strerror` in lower case, as it reads inside a sentence.
+func plainError(_ code: Int32) -> String {
+    let text = String(cString: strerror(code))
+    return text.prefix(1).lowercased() + text.dropFirst()
 }
 
 /// `~` and `~/…` become the home directory (`$HOME`).

@@ -148,3 +148,27 @@ func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(fo
     #expect(plan.actions.map { "\($0.kind) \($0.path)" } == ["replace loras/login.safetensors"])
     #expect(plan.actions.first?.reason.hasPrefix("it is an HTML page, not a .safetensors file") == true)
 }
+
+/// A state_directory that cannot be used says which folder, why, and what to do — never
+/// SQLite's "unable to open database file" or a Foundation `Error Domain=…` text. (Permission
+/// denied needs a non-root user: FaultEndToEndTests runs wgpm as one.)
+@Test func aStateDirectoryThatIsNotAFolderIsReportedPlainly() throws {
+    let dir = try TempDir("statefile")
+    defer { dir.remove() }
+    let file = try dir.write("state", "not a folder")
+    for (directory, expected) in [
+        (file, "cannot use the state directory \(file): it is not a directory. Set state_directory in the config to a writable folder on a local disk, or fix the owner or permissions of \(file)."),
+        (file + "/sub", "cannot create the state directory \(file)/sub: \(file) is not a directory. Set state_directory"),
+    ] {
+        do {
+            _ = try StateDatabase(directory: directory)
+            Issue.record("opened a state database in \(directory)")
+        } catch let error as StateError {
+            #expect("\(error)".hasPrefix(expected), "\(error)")
+            #expect(!"\(error)".contains("Error Domain") && !"\(error)".contains("unable to open"))
+        }
+    }
+    // Missing parents are created, as mkdir -p does.
+    _ = try StateDatabase(directory: dir.file("a/b/c"))
+    #expect(FileManager.default.fileExists(atPath: dir.file("a/b/c/state.sqlite")))
+}

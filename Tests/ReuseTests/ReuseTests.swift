@@ -271,3 +271,28 @@ final class Lines: @unchecked Sendable {
     var all: [String] { lock.withLock { lines } }
     @Sendable func append(_ line: String) { lock.withLock { lines.append(line) } }
 }
+
+/// A source file that cannot be read when it is hashed is left out with a warning; the plan
+/// goes on with the others (and downloads when none is left).
+@Test func anUnreadableSourceFileIsSkippedWithAWarning() throws {
+    let dir = try TempDir("unreadablesrc")
+    defer { dir.remove() }
+    let wanted = bytes(2048, 3)
+    let locked = try dir.write("store/a-locked.bin", wanted)
+    try dir.write("store/b-open.bin", wanted)
+    let fs = UnreadableFileSystem(unreadable: [locked])
+    let index = HashIndex(sources: [DirectorySource(root: dir.file("store"))], state: try StateDatabase(directory: dir.file("state")),
+                          fileSystem: fs, workers: 2)
+    let files = try index.sync(warn: { _ in })
+    let want = DesiredFile(path: "ckpts/model.safetensors", url: "https://huggingface.co/o/r/resolve/main/model.safetensors",
+                           expected: FileIdentity(size: 2048, sha256: sha256Hex(wanted)))
+    var warnings: [String] = []
+    let (candidates, stats) = try index.candidates(for: [want], files: files, warn: { warnings.append($0) })
+    #expect(candidates["ckpts/model.safetensors"]?.map(\.path) == [dir.file("store/b-open.bin")])
+    #expect(stats.filesHashed == 1)
+    #expect(warnings == ["directory:\(dir.file("store")): cannot read \(locked): permission denied; skipped"], "\(warnings)")
+    // Unverified files match by name and size only: an unreadable one is not offered either.
+    let byName = DesiredFile(path: "ckpts/a-locked.bin", url: "https://example.com/a-locked.bin", expected: FileIdentity(size: 2048))
+    let both = try index.candidates(for: [want, byName], files: files).0
+    #expect(both["ckpts/a-locked.bin"] == nil)
+}

@@ -23,13 +23,27 @@ public protocol FileSystem: Sendable {
     func readlink(_ path: String) -> String?
     /// Hashes a regular file; only the requested digests are computed, in one read.
     func hash(_ path: String, sha256: Bool, gitSHA1: Bool) throws -> (sha256: String?, gitSHA1: String?)
+    /// The first `count` bytes of a file (fewer only when it is shorter).
+    func readPrefix(_ path: String, count: Int) throws -> [UInt8]
     /// Free bytes and identity of the filesystem holding `path` (or its nearest existing parent).
     func filesystem(of path: String) -> (id: String, mountPoint: String, freeBytes: Int64)?
 }
 
+extension FileSystem {
+    /// The real file's bytes: a fake that only changes stats or hashing reads the disk here.
+    public func readPrefix(_ path: String, count: Int) throws -> [UInt8] {
+        try LocalFileSystem.readPrefix(path, count: count)
+    }
+}
+
 public struct HashError: Error, CustomStringConvertible {
     public var path: String
+    /// `strerror`'s text.
     public var reason: String
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
     public var description: String { "cannot read \(path) to hash it: \(reason)" }
 }
 
@@ -87,6 +101,28 @@ public struct LocalFileSystem: FileSystem {
             if wantSHA1 { sha1.update(bufferPointer: chunk) }
         }
         return (wantSHA ? hexString(sha.finalize()) : nil, wantSHA1 ? hexString(sha1.finalize()) : nil)
+    }
+
+    public func readPrefix(_ path: String, count: Int) throws -> [UInt8] {
+        try Self.readPrefix(path, count: count)
+    }
+
+    static func readPrefix(_ path: String, count: Int) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw HashError(path: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var out = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, count - filled) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw HashError(path: path, reason: String(cString: strerror(errno)))
+            }
+            if n == 0 { break }
+            filled += n
+        }
+        return Array(out.prefix(filled))
     }
 
     public func filesystem(of path: String) -> (id: String, mountPoint: String, freeBytes: Int64)? {

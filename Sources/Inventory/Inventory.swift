@@ -29,11 +29,13 @@ public struct InventoryStats: Hashable, Sendable {
     public init() {}
 }
 
-/// Observes every target path: missing, file, symlink (dangling or not), directory in the way.
+/// Observes every target path: missing, file, symlink (dangling or not), directory in the way,
+/// or a file that cannot be read.
 ///
 /// Content is hashed only when its size already equals the expected size and a hash is known to
 /// compare with; hashes are cached by device, inode, size and mtime, so an unchanged file is
-/// hashed once ever.
+/// hashed once ever. A file with no hash to compare with has only its first
+/// `ContentFormat.prefixLength` bytes read, to check they fit its format.
 public struct Inventory: Sendable {
     public var fileSystem: FileSystem
     public var state: StateDatabase?
@@ -50,6 +52,8 @@ public struct Inventory: Sendable {
     struct HashJob {
         var index: Int
         var path: String
+        /// The target path (`ckpts/…`) the content was observed at.
+        var relative: String
         var stamp: FileStamp
         var sha256: Bool
         var gitSHA1: Bool
@@ -82,7 +86,8 @@ public struct Inventory: Sendable {
         }
         // Decide what must be hashed, using the cache first.
         var contents: [String: FileContent] = [:]
-        for (rel, st, _) in pending {
+        var unreadable: [String: String] = [:]  // relative path -> why it could not be read
+        for (rel, st, target) in pending {
             var content = FileContent(size: st.size)
             let want = expected[rel]
             let sizeMatches = want?.size == nil || want?.size == st.size
@@ -96,24 +101,46 @@ public struct Inventory: Sendable {
                 let missingSHA = needSHA && content.sha256 == nil
                 let missingSHA1 = needSHA1 && content.gitSHA1 == nil
                 if missingSHA || missingSHA1 {
-                    jobs.append(HashJob(index: jobs.count, path: mapper.absolute(rel), stamp: stamp,
+                    jobs.append(HashJob(index: jobs.count, path: mapper.absolute(rel), relative: rel, stamp: stamp,
                                         sha256: missingSHA, gitSHA1: missingSHA1))
                 } else {
                     stats.hashCacheHits += 1
                 }
+            } else if let want, !want.isVerifiable, sizeMatches {
+                // No hash to compare with: the first bytes at least tell an HTML page or an error
+                // body from the model format the name promises. Only such files pay for this read.
+                do {
+                    let prefix = try fileSystem.readPrefix(mapper.absolute(rel), count: ContentFormat.prefixLength)
+                    content.formatProblem = ContentFormat.problem(prefix: prefix, name: (rel as NSString).lastPathComponent)
+                } catch {
+                    unreadable[rel] = readFailure(error, target: target)
+                }
             }
             contents[rel] = content
         }
-        let results = try hashAll(jobs)
+        let results = hashAll(jobs)
+        var resultByPath: [String: (sha256: String?, gitSHA1: String?)] = [:]
+        let targetOf = Dictionary(pending.map { ($0.0, $0.2) }, uniquingKeysWith: { a, _ in a })
         for (job, result) in zip(jobs, results) {
-            stats.filesHashed += 1
-            stats.bytesHashed += job.stamp.size
-            try state?.storeHash(job.stamp, sha256: result.sha256, gitSHA1: result.gitSHA1)
+            switch result {
+            case .success(let hashes):
+                stats.filesHashed += 1
+                stats.bytesHashed += job.stamp.size
+                try state?.storeHash(job.stamp, sha256: hashes.sha256, gitSHA1: hashes.gitSHA1)
+                resultByPath[job.relative] = hashes
+            case .failure(let error):
+                // One file that cannot be read is that path's problem, not the whole plan's.
+                unreadable[job.relative] = readFailure(error, target: targetOf[job.relative] ?? nil)
+            }
         }
-        let resultByPath = Dictionary(zip(jobs.map(\.path), results), uniquingKeysWith: { a, _ in a })
         for (rel, _, target) in pending {
+            if let why = unreadable[rel] {
+                // It may have gone between the look and the read: then it is simply missing.
+                observations[rel] = fileSystem.lstat(mapper.absolute(rel)) == nil ? .missing : .unreadable(reason: why)
+                continue
+            }
             var content = contents[rel]!
-            if let r = resultByPath[mapper.absolute(rel)] {
+            if let r = resultByPath[rel] {
                 content.sha256 = r.sha256 ?? content.sha256
                 content.gitSHA1 = r.gitSHA1 ?? content.gitSHA1
             }
@@ -132,9 +159,17 @@ public struct Inventory: Sendable {
     }
 
     /// Hashes files over `workers` threads; results in job order.
-    func hashAll(_ jobs: [HashJob]) throws -> [(sha256: String?, gitSHA1: String?)] {
-        try hashFiles(jobs.map { HashRequest(path: $0.path, sha256: $0.sha256, gitSHA1: $0.gitSHA1) },
-                      fileSystem: fileSystem, workers: workers).map { try $0.get() }
+    func hashAll(_ jobs: [HashJob]) -> [Result<(sha256: String?, gitSHA1: String?), Error>] {
+        hashFiles(jobs.map { HashRequest(path: $0.path, sha256: $0.sha256, gitSHA1: $0.gitSHA1) },
+                  fileSystem: fileSystem, workers: workers)
+    }
+
+    /// The system's reason in the planner's words ("permission denied"), naming a link's target,
+    /// since that is the file whose owner or mode needs fixing.
+    func readFailure(_ error: Error, target: String?) -> String {
+        let text = (error as? HashError)?.reason ?? "\(error)"
+        let reason = text.prefix(1).lowercased() + text.dropFirst()
+        return target.map { "\(reason) (the link points to \($0))" } ?? reason
     }
 }
 

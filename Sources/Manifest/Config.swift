@@ -5,7 +5,7 @@ import Yams
 /// Errors of the config stage.
 public enum ConfigError: Error, CustomStringConvertible {
     case notFound(searched: [String])
-    case unreadable(file: String)
+    case unreadable(file: String, reason: String)
     case invalid([Problem])
     case missingDirectory(key: String, path: String, file: String)
 
@@ -13,8 +13,8 @@ public enum ConfigError: Error, CustomStringConvertible {
         switch self {
         case .notFound(let searched):
             return "no config file found (looked for \(searched.joined(separator: ", "))). Copy config.yaml.example to one of these places and set wan2gp_directory, or pass --config PATH."
-        case .unreadable(let file):
-            return "\(file): cannot read the config file. Check the path and its permissions."
+        case .unreadable(let file, let reason):
+            return "\(file): cannot read the config file (\(reason)). Check the path and its permissions."
         case .invalid(let problems):
             return "\(problems.first?.file ?? "config"): \(problems.count == 1 ? "1 problem" : "\(problems.count) problems"):\n"
                 + problems.sorted().map { "  \($0)" }.joined(separator: "\n")
@@ -32,6 +32,10 @@ public enum SourceConfig: Hashable, Sendable {
 }
 
 public enum LinkModeSetting: String, Sendable, CaseIterable { case symlink, hardlink, copy }
+
+/// `when_source_locked`: what plan does with a source database that stays locked by another
+/// program for `source_lock_timeout` seconds.
+public enum LockedSourceSetting: String, Sendable, CaseIterable { case fail, skip }
 
 /// The machine's config with every path made absolute and every default filled in.
 public struct MachineConfig: Sendable {
@@ -53,13 +57,18 @@ public struct MachineConfig: Sendable {
     /// `min_free_gb` in bytes (decimal gigabytes, as free space is shown).
     public var minFreeBytes: Int64 { Int64(minFreeGB) * 1_000_000_000 }
     public var sources: [SourceConfig]
+    /// Seconds plan waits for a source database another program has locked (InvokeAI writing in
+    /// rollback-journal mode) before `whenSourceLocked` applies.
+    public var sourceLockTimeout: Int = 60
+    public var whenSourceLocked: LockedSourceSetting = .fail
     /// Folders outside ckpts/ and loras/ that a symlinked subfolder of them may lead to
     /// (`linked_folders`); any other symlinked folder is refused as an escape.
     public var linkedFolders: [String] = []
 
     static let keys = ["linked_folders", "wan2gp_directory", "ckpts_directory", "loras_directory", "state_directory", "hub",
                        "bandwidth_limit_kb", "parallel_downloads", "parallel_hash_workers", "link_mode",
-                       "min_free_gb", "sources", "invokeai_db", "invokeai_models_dir"]
+                       "min_free_gb", "sources", "source_lock_timeout", "when_source_locked",
+                       "invokeai_db", "invokeai_models_dir"]
 
     /// The config files tried, in order, when none is named.
     public static func searchPath(environment env: [String: String], cwd: String) -> [String] {
@@ -84,7 +93,7 @@ public struct MachineConfig: Sendable {
             }
             path = found
         }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError.unreadable(file: path) }
+        let text = try readText(path)
         return try parse(text, file: path, environment: env)
     }
 
@@ -144,7 +153,9 @@ public struct MachineConfig: Sendable {
             parallelHashWorkers: check.int(map["parallel_hash_workers"], "parallel_hash_workers") ?? 0,
             linkMode: linkMode,
             minFreeGB: check.int(map["min_free_gb"], "min_free_gb") ?? 5,
-            sources: sources)
+            sources: sources,
+            sourceLockTimeout: check.int(map["source_lock_timeout"], "source_lock_timeout") ?? 60,
+            whenSourceLocked: check.choice(map["when_source_locked"], "when_source_locked", as: LockedSourceSetting.self) ?? .fail)
         if let folders = map["linked_folders"] {
             if let seq = folders.sequence {
                 cfg.linkedFolders = seq.compactMap { check.string($0, "linked_folders entry").map { absolutize(expandHome($0, env: env), relativeTo: file) } }
@@ -215,6 +226,35 @@ public struct MachineConfig: Sendable {
         if let x = env["XDG_CACHE_HOME"], !x.isEmpty { return (x as NSString).appendingPathComponent("huggingface") }
         return expandHome("~/.cache/huggingface", env: env)
     }
+}
+
+/// A config file's text; the error says why in the system's words ("permission denied"), not
+/// in Foundation's (`Error Domain=NSCocoaErrorDomain …`).
+func readText(_ path: String) throws -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw ConfigError.unreadable(file: path, reason: plainError(errno)) }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw ConfigError.unreadable(file: path, reason: plainError(errno))  // EISDIR for a folder
+        }
+        if n == 0 { break }
+        bytes += buffer[0..<n]
+    }
+    guard let text = String(bytes: bytes, encoding: .utf8) else {
+        throw ConfigError.unreadable(file: path, reason: "it is not UTF-8 text")
+    }
+    return text
+}
+
+/// `strerror` in lower case, as it reads inside a sentence.
+func plainError(_ code: Int32) -> String {
+    let text = String(cString: strerror(code))
+    return text.prefix(1).lowercased() + text.dropFirst()
 }
 
 /// `~` and `~/…` become the home directory (`$HOME`).

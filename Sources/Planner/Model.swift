@@ -49,11 +49,16 @@ public struct FileContent: Hashable, Sendable, Codable {
     public var size: Int64
     public var sha256: String?
     public var gitSHA1: String?
+    /// Why the file's first bytes cannot start a file of its name's format (`ContentFormat`),
+    /// e.g. "it is an HTML page, not a .safetensors file". Looked at only when no hash is known
+    /// to compare with, so it is nil for every file the Hub publishes a hash for.
+    public var formatProblem: String?
 
-    public init(size: Int64, sha256: String? = nil, gitSHA1: String? = nil) {
+    public init(size: Int64, sha256: String? = nil, gitSHA1: String? = nil, formatProblem: String? = nil) {
         self.size = size
         self.sha256 = sha256
         self.gitSHA1 = gitSHA1
+        self.formatProblem = formatProblem
     }
 }
 
@@ -66,6 +71,10 @@ public enum Observation: Hashable, Sendable {
     case directory
     /// A socket, fifo, device: nothing wgpm will touch.
     case other
+    /// A file (or a link's target) that exists but could not be read to check its content, e.g.
+    /// root-owned with mode 600 after a `sudo` run; `reason` is the system's, lower-case
+    /// ("permission denied"). wgpm cannot tell whether it is right, so it leaves it alone.
+    case unreadable(reason: String)
 }
 
 /// A place elsewhere on the machine that holds content that may match a desired file.

@@ -17,6 +17,9 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
         case .other:
             actions.append(Action(kind: .conflict, path: file.path,
                                   reason: "a special file is in the way; not touched", file: file))
+        case .unreadable(let why):
+            actions.append(Action(kind: .conflict, path: file.path,
+                                  reason: "cannot read: \(why); not touched — fix its owner or permissions", file: file))
         case .missing:
             let fetch = resolve(file, candidates: observed.candidates[file.path] ?? [], mode: options.linkMode, targetFS: observed.filesystemOf[file.path]?.id)
             let kind: ActionKind = if case .link = fetch { .link } else { .download }
@@ -57,7 +60,8 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
             case .directory, .other:
                 actions.append(Action(kind: .conflict, path: path,
                                       reason: "created by wgpm, no longer wanted, but now not a file; not touched"))
-            case .file, .symlink:
+            // Removing needs write access to the folder, not read access to the file.
+            case .file, .symlink, .unreadable:
                 actions.append(Action(kind: .remove, path: path,
                                       reason: "created by wgpm and no longer wanted by the manifest"))
             }
@@ -71,11 +75,15 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
 
 /// Why `content` is not the expected file, or nil when it is.
 ///
-/// A file whose expected identity carries no hash is accepted on size alone (or on nothing, when
-/// even the size is unknown): there is nothing better to compare against.
+/// A file whose expected identity carries no hash is accepted on its size and on its first bytes
+/// fitting its format (an HTML login page saved as `x.safetensors` is not): there is nothing
+/// better to compare against. With a hash, the hash alone decides.
 func mismatch(_ content: FileContent, _ expected: FileIdentity) -> String? {
     if let size = expected.size, size != content.size {
         return "size differs: \(content.size) != \(size) bytes"
+    }
+    if !expected.isVerifiable, let problem = content.formatProblem {
+        return problem
     }
     if let sha = expected.sha256 {
         guard let actual = content.sha256 else { return "content not verified" }

@@ -87,7 +87,7 @@ public struct Reconciler: Sendable {
         if !needing.isEmpty && !config.sources.isEmpty && recorded == nil {
             let index = hashIndex()
             let found = try index.sync(warn: { warnings.append($0) })
-            (observed.candidates, reuse) = try index.candidates(for: needing, files: found)
+            (observed.candidates, reuse) = try index.candidates(for: needing, files: found, warn: { warnings.append($0) })
         }
         let mode = LinkMode(rawValue: config.linkMode.rawValue) ?? .symlink
         let options = PlanOptions(prune: prune, linkMode: mode, reserveBytes: config.minFreeBytes)
@@ -101,7 +101,9 @@ public struct Reconciler: Sendable {
     public func hashIndex() -> HashIndex {
         let sources: [any LocalSource] = config.sources.map { source -> any LocalSource in
             switch source {
-            case .invokeai(let db, let models): return InvokeAISource(database: db, modelsDirectory: models)
+            case .invokeai(let db, let models):
+                return InvokeAISource(database: db, modelsDirectory: models, lockTimeout: Double(config.sourceLockTimeout),
+                                      whenLocked: config.whenSourceLocked == .skip ? .skip : .fail, notice: context.notice)
             case .hfCache(let root): return HFCacheSource(root: root)
             case .directory(let root): return DirectorySource(root: root)
             }
@@ -142,7 +144,8 @@ public func describe(_ observation: Observation) -> String {
     case .missing: return "missing"
     case .directory: return "directory"
     case .other: return "other"
-    case .file(let c): return "file size=\(c.size) sha256=\(c.sha256 ?? "-") sha1=\(c.gitSHA1 ?? "-")"
+    case .unreadable(let reason): return "unreadable (\(reason))"
+    case .file(let c): return "file size=\(c.size) sha256=\(c.sha256 ?? "-") sha1=\(c.gitSHA1 ?? "-")" + (c.formatProblem.map { " format=\($0)" } ?? "")
     case .symlink(let t, let c): return "symlink -> \(t) " + (c.map { "size=\($0.size) sha256=\($0.sha256 ?? "-")" } ?? "dangling")
     }
 }

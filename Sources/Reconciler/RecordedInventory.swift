@@ -42,6 +42,7 @@ public struct RecordedInventory: Sendable {
             case "file": paths[p] = content.map { .file($0) } ?? .missing
             case "symlink": paths[p] = .symlink(target: e["target"] as? String ?? "?", content: content)
             case "directory": paths[p] = .directory
+            case "unreadable": paths[p] = .unreadable(reason: e["reason"] as? String ?? "unknown reason")
             default: paths[p] = .other
             }
         }
@@ -68,6 +69,7 @@ public struct RecordedInventory: Sendable {
             case .symlink(let t, let c): o["kind"] = "symlink"; o["target"] = t; put(c)
             case .directory: o["kind"] = "directory"
             case .other: o["kind"] = "other"
+            case .unreadable(let reason): o["kind"] = "unreadable"; o["reason"] = reason
             case .missing: continue
             }
             entries.append(o)

@@ -34,7 +34,7 @@ public struct HashIndex: Sendable {
     public func sync(warn: (String) -> Void) throws -> [SourceFile] {
         var all: [SourceFile] = []
         for source in sources {
-            var files = source.scan(fileSystem: fileSystem, warn: warn)
+            var files = try source.scan(fileSystem: fileSystem, warn: warn)
             let known = try state.indexedFiles(source: source.name)
             for i in files.indices {
                 if let old = known[files[i].path], old.stamp == files[i].stamp {
@@ -57,9 +57,11 @@ public struct HashIndex: Sendable {
 
     /// Candidates for each desired path that needs content, in SPEC §3.3 terms: files whose stated
     /// or computed hash matches, files from the same URL, and same-name same-size files. Files whose
-    /// size equals the expected size are hashed (in parallel) when their sha256 is unknown.
+    /// size equals the expected size are hashed (in parallel) when their sha256 is unknown. A file
+    /// that cannot be read is left out with a warning: it could not be linked from anyway.
     public func candidates(for wanted: [DesiredFile], files: [SourceFile],
-                           progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> ([String: [ReuseCandidate]], ReuseStats) {
+                           progress: (@Sendable (Int, Int) -> Void)? = nil,
+                           warn: (String) -> Void = { _ in }) throws -> ([String: [ReuseCandidate]], ReuseStats) {
         var stats = ReuseStats(sourceFiles: files.count)
         // A source file that failed verification at apply is not offered again while unchanged.
         let bad = try state.badSources()
@@ -73,8 +75,15 @@ public struct HashIndex: Sendable {
         }
         let jobs = toHash.sorted()
         let results = hashAll(jobs.map { files[$0].path }, progress: progress)
+        var unreadable: Set<Int> = []
         for (i, result) in zip(jobs, results) {
-            guard let sha = result else { continue }
+            guard case .success(let sha) = result else {
+                if case .failure(let error) = result {
+                    warn("\(files[i].source): \(unreadableReason(error)); skipped")
+                }
+                unreadable.insert(i)
+                continue
+            }
             files[i].sha256 = sha
             stats.filesHashed += 1
             stats.bytesHashed += files[i].size
@@ -100,7 +109,7 @@ public struct HashIndex: Sendable {
             hits += byName[name] ?? []
             var seen: Set<Int> = []
             var list: [ReuseCandidate] = []
-            for i in hits.sorted() where seen.insert(i).inserted {
+            for i in hits.sorted() where !unreadable.contains(i) && seen.insert(i).inserted {
                 let f = files[i]
                 guard want.expected.size == nil || f.size == want.expected.size else { continue }
                 let urlHit = f.urls.contains(url)
@@ -114,19 +123,28 @@ public struct HashIndex: Sendable {
         return (out, stats)
     }
 
-    /// SHA-256 of each file over `workers` threads; nil for a file that vanished or is unreadable.
-    func hashAll(_ paths: [String], progress: (@Sendable (Int, Int) -> Void)?) -> [String?] {
+    /// SHA-256 of each file over `workers` threads; a failure for a file that vanished or is unreadable.
+    func hashAll(_ paths: [String], progress: (@Sendable (Int, Int) -> Void)?) -> [Result<String, Error>] {
         hashFiles(paths.map { HashRequest(path: $0, sha256: true, gitSHA1: false) }, fileSystem: fileSystem,
-                  workers: workers, progress: progress).map { (try? $0.get())?.sha256 ?? nil }
+                  workers: workers, progress: progress).map { $0.map { $0.sha256 ?? "" } }
     }
 
-    /// Hashes every indexed file whose sha256 is unknown (`wgpm index update`).
-    public func hashPending(progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> ReuseStats {
+    func unreadableReason(_ error: Error) -> String {
+        (error as? HashError).map { "cannot read \($0.path): \($0.reason.prefix(1).lowercased() + $0.reason.dropFirst())" } ?? "\(error)"
+    }
+
+    /// Hashes every indexed file whose sha256 is unknown (`wgpm index update`); a file that
+    /// cannot be read stays pending, with a warning.
+    public func hashPending(progress: (@Sendable (Int, Int) -> Void)? = nil,
+                            warn: (String) -> Void = { _ in }) throws -> ReuseStats {
         var stats = ReuseStats()
         let pending = try state.indexedFilesAll().filter { $0.sha256 == nil }
         let results = hashAll(pending.map(\.path), progress: progress)
-        for (f, sha) in zip(pending, results) {
-            guard let sha else { continue }
+        for (f, result) in zip(pending, results) {
+            guard case .success(let sha) = result else {
+                if case .failure(let error) = result { warn("\(f.source): \(unreadableReason(error)); skipped") }
+                continue
+            }
             stats.filesHashed += 1
             stats.bytesHashed += f.stamp.size
             try state.storeHash(f.stamp, sha256: sha, gitSHA1: nil)

@@ -21,10 +21,12 @@ public struct SourceFile: Hashable, Sendable {
     public var size: Int64 { stamp.size }
 }
 
-/// A store scanned for files; problems are warnings that name the store, never crashes.
+/// A store scanned for files; problems are warnings that name the store, never crashes. The one
+/// error is a store that cannot be read now but will be later (a locked database): planning
+/// without it would silently download what it holds.
 public protocol LocalSource: Sendable {
     var name: String { get }
-    func scan(fileSystem: FileSystem, warn: (String) -> Void) -> [SourceFile]
+    func scan(fileSystem: FileSystem, warn: (String) -> Void) throws -> [SourceFile]
 }
 
 /// Weight files inside folder models and directories worth indexing.
@@ -150,16 +152,57 @@ public struct HFCacheSource: LocalSource {
 
 // MARK: - InvokeAI
 
+/// What to do with a source database another program keeps locked past `source_lock_timeout`.
+public enum LockedSourcePolicy: String, Sendable, CaseIterable {
+    /// Stop the plan with an error: without the source, it would download what the source holds.
+    case fail
+    /// Plan without the source, with a warning.
+    case skip
+}
+
+/// The database stayed locked by another program for the whole wait.
+public struct SourceLockedError: Error, CustomStringConvertible {
+    public var database: String
+    public var waited: Double
+
+    public var description: String {
+        "InvokeAI's database \(database) is locked by another program (InvokeAI writing to it?) and stayed locked for "
+            + "\(formatSeconds(waited)); without it wgpm would download files InvokeAI may already have. Close InvokeAI or "
+            + "wait for it to finish and run again, or set when_source_locked: skip in the config to plan without it "
+            + "(source_lock_timeout sets the wait)."
+    }
+}
+
+func formatSeconds(_ s: Double) -> String {
+    s == s.rounded() ? "\(Int(s)) s" : String(format: "%.1f s", s)
+}
+
 /// InvokeAI's model database, read-only and safely while InvokeAI runs (invokeai.md §9): a
 /// read-only connection with a busy timeout, never `immutable`; columns selected by name.
+///
+/// In WAL mode (InvokeAI 5.8+) a reader never waits. In rollback-journal mode a writer's lock
+/// blocks readers; that is waited out for up to `lockTimeout` seconds, with a notice once the
+/// wait is longer than a normal write, and then fails or skips the source (`whenLocked`).
 public struct InvokeAISource: LocalSource {
     public var database: String
     public var modelsDirectory: String
+    public var lockTimeout: Double
+    public var whenLocked: LockedSourcePolicy
+    /// Lines shown while waiting (stderr), as they happen rather than after the plan.
+    public var notice: @Sendable (String) -> Void
     public var name: String { "invokeai" }
 
-    public init(database: String, modelsDirectory: String) {
+    /// InvokeAI's own busy timeout: a lock held no longer than this is an ordinary write and
+    /// not worth a message (with a shorter bound, half of it is waited quietly).
+    static let quietWait = 5.0
+
+    public init(database: String, modelsDirectory: String, lockTimeout: Double = 60, whenLocked: LockedSourcePolicy = .fail,
+                notice: @escaping @Sendable (String) -> Void = { _ in }) {
         self.database = database
         self.modelsDirectory = modelsDirectory
+        self.lockTimeout = max(0, lockTimeout)
+        self.whenLocked = whenLocked
+        self.notice = notice
     }
 
     public struct Row {
@@ -173,48 +216,87 @@ public struct InvokeAISource: LocalSource {
         var apiResponse: String?
     }
 
+    /// The rows, for a quick look (`wgpm doctor`): waits no longer than InvokeAI's own busy
+    /// timeout, and a lock is a warning like any other reason the database cannot be read.
     public func readRows(warn: (String) -> Void) -> [Row]? {
-        guard FileManager.default.fileExists(atPath: database) else {
-            warn("invokeai: database \(database) does not exist; skipped (check sources.invokeai.db)")
-            return nil
-        }
-        var config = Configuration()
-        config.readonly = true
-        config.busyMode = .timeout(5)
-        do {
-            let queue = try DatabaseQueue(path: database, configuration: config)
-            return try queue.read { db -> [Row]? in
-                guard try db.tableExists("models") else {
-                    warn("invokeai: \(database) has no models table (InvokeAI 3.x or not an InvokeAI database); skipped")
-                    return nil
-                }
-                let columns = Set(try GRDB.Row.fetchAll(db, sql: "PRAGMA table_xinfo(models)").map { $0["name"] as String })
-                let needed: Set<String> = ["id", "path", "hash", "source", "source_type", "config"]
-                guard needed.isSubset(of: columns) else {
-                    warn("invokeai: \(database) has a models table of an unknown schema (missing \(needed.subtracting(columns).sorted().joined(separator: ", "))); skipped")
-                    return nil
-                }
-                let size = columns.contains("file_size") ? "file_size" : "NULL AS file_size"
-                let api = columns.contains("source_api_response") ? "source_api_response" : "NULL AS source_api_response"
-                let rows = try GRDB.Row.fetchAll(db, sql: """
-                    SELECT id, path, hash, source, source_type, \(size),
-                           json_extract(config, '$.source_url') AS source_url, \(api)
-                    FROM models WHERE source_type <> 'external'
-                    """)
-                return rows.map { r in
-                    Row(id: r["id"], path: r["path"] ?? "", hash: r["hash"] ?? "", source: r["source"] ?? "",
-                        sourceType: r["source_type"] ?? "", fileSize: r["file_size"], sourceURL: r["source_url"],
-                        apiResponse: r["source_api_response"])
-                }
-            }
-        } catch {
-            warn("invokeai: cannot read \(database): \(error); skipped")
+        var probe = self
+        probe.lockTimeout = min(lockTimeout, Self.quietWait)
+        probe.whenLocked = .fail
+        do { return try probe.rows(warn: warn) } catch {
+            warn("invokeai: \(error)")
             return nil
         }
     }
 
-    public func scan(fileSystem fs: FileSystem, warn: (String) -> Void) -> [SourceFile] {
-        guard let rows = readRows(warn: warn) else { return [] }
+    /// The rows; nil (with a warning) when the database is missing, not InvokeAI's, or locked
+    /// past the wait under `.skip`. Throws `SourceLockedError` when locked past the wait under `.fail`.
+    public func rows(warn: (String) -> Void) throws -> [Row]? {
+        guard FileManager.default.fileExists(atPath: database) else {
+            warn("invokeai: database \(database) does not exist; skipped (check sources.invokeai.db)")
+            return nil
+        }
+        let start = ProcessInfo.processInfo.systemUptime
+        var announced = false
+        while true {
+            let elapsed = ProcessInfo.processInfo.systemUptime - start
+            // The first attempt waits as InvokeAI would; later ones wait out the rest.
+            let wait = announced ? lockTimeout - elapsed : min(lockTimeout / 2, Self.quietWait)
+            do {
+                return try readOnce(busyTimeout: max(0, wait), warn: warn)
+            } catch let error as DatabaseError where [.SQLITE_BUSY, .SQLITE_LOCKED].contains(error.resultCode.primaryResultCode) {
+                let waited = ProcessInfo.processInfo.systemUptime - start
+                if waited + 0.05 < lockTimeout && !announced {
+                    announced = true
+                    notice("waiting for InvokeAI's database \(database): another program holds a lock on it (InvokeAI writing "
+                           + "to it?); waiting up to \(formatSeconds(lockTimeout)) in all…")
+                    continue
+                }
+                if whenLocked == .skip {
+                    warn("invokeai: database \(database) stayed locked by another program for \(formatSeconds(waited)); skipped "
+                         + "(when_source_locked: skip), so what it holds is downloaded instead")
+                    return nil
+                }
+                throw SourceLockedError(database: database, waited: waited)
+            } catch {
+                warn("invokeai: cannot read \(database): \(error); skipped")
+                return nil
+            }
+        }
+    }
+
+    func readOnce(busyTimeout: Double, warn: (String) -> Void) throws -> [Row]? {
+        var config = Configuration()
+        config.readonly = true
+        config.busyMode = .timeout(busyTimeout)
+        let queue = try DatabaseQueue(path: database, configuration: config)
+        return try queue.read { db -> [Row]? in
+            guard try db.tableExists("models") else {
+                warn("invokeai: \(database) has no models table (InvokeAI 3.x or not an InvokeAI database); skipped")
+                return nil
+            }
+            let columns = Set(try GRDB.Row.fetchAll(db, sql: "PRAGMA table_xinfo(models)").map { $0["name"] as String })
+            let needed: Set<String> = ["id", "path", "hash", "source", "source_type", "config"]
+            guard needed.isSubset(of: columns) else {
+                warn("invokeai: \(database) has a models table of an unknown schema (missing \(needed.subtracting(columns).sorted().joined(separator: ", "))); skipped")
+                return nil
+            }
+            let size = columns.contains("file_size") ? "file_size" : "NULL AS file_size"
+            let api = columns.contains("source_api_response") ? "source_api_response" : "NULL AS source_api_response"
+            let rows = try GRDB.Row.fetchAll(db, sql: """
+                SELECT id, path, hash, source, source_type, \(size),
+                       json_extract(config, '$.source_url') AS source_url, \(api)
+                FROM models WHERE source_type <> 'external'
+                """)
+            return rows.map { r in
+                Row(id: r["id"], path: r["path"] ?? "", hash: r["hash"] ?? "", source: r["source"] ?? "",
+                    sourceType: r["source_type"] ?? "", fileSize: r["file_size"], sourceURL: r["source_url"],
+                    apiResponse: r["source_api_response"])
+            }
+        }
+    }
+
+    public func scan(fileSystem fs: FileSystem, warn: (String) -> Void) throws -> [SourceFile] {
+        guard let rows = try rows(warn: warn) else { return [] }
         if fs.stat(modelsDirectory)?.kind != .directory {
             warn("invokeai: models_dir \(modelsDirectory) does not exist; only rows with absolute paths can be used (check sources.invokeai.models_dir)")
         }

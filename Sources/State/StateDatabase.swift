@@ -4,19 +4,32 @@ import GRDB
 /// Errors of the state stage.
 public enum StateError: Error, CustomStringConvertible {
     case cannotCreateDirectory(String, reason: String)
+    /// The state directory (`what`: "directory") or one of the database's files in it
+    /// ("database file") exists but cannot be written.
+    case unwritable(path: String, what: String, reason: String)
     case corrupt(path: String, reason: String)
     case failed(path: String, reason: String)
+
+    static let remedy = "Set state_directory in the config to a writable folder on a local disk, or fix the owner or permissions of"
 
     public var description: String {
         switch self {
         case .cannotCreateDirectory(let dir, let reason):
-            return "cannot create the state directory \(dir) (\(reason)). Set state_directory in the config to a writable local folder."
+            return "cannot create the state directory \(dir): \(reason). \(Self.remedy) its parent folder."
+        case .unwritable(let path, let what, let reason):
+            return "cannot use the state \(what) \(path): \(reason). \(Self.remedy) \(path)."
         case .corrupt(let path, let reason):
             return "the state database \(path) is not a wgpm database or is damaged (\(reason)). It holds only caches and the queue: move it aside and run again."
         case .failed(let path, let reason):
             return "the state database \(path) failed: \(reason)"
         }
     }
+}
+
+/// `strerror` in lower case, as it reads inside a sentence ("permission denied").
+func plainError(_ code: Int32) -> String {
+    let text = String(cString: strerror(code))
+    return text.prefix(1).lowercased() + text.dropFirst()
 }
 
 /// Identity of one file in a Hub repo at one commit.
@@ -58,11 +71,7 @@ public final class StateDatabase: Sendable {
     let pool: DatabasePool
 
     public init(directory: String) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw StateError.cannotCreateDirectory(directory, reason: (error as NSError).localizedDescription)
-        }
+        try Self.prepare(directory)
         path = (directory as NSString).appendingPathComponent("state.sqlite")
         var config = Configuration()
         config.busyMode = .timeout(10)
@@ -75,7 +84,45 @@ public final class StateDatabase: Sendable {
         } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode.primaryResultCode) {
             throw StateError.corrupt(path: path, reason: error.message ?? "\(error)")
         } catch let error as DatabaseError {
+            // SQLite says only "unable to open database file" or "attempt to write a readonly
+            // database"; the files themselves say which one is in the way and why.
+            if [.SQLITE_CANTOPEN, .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_IOERR].contains(error.resultCode.primaryResultCode) {
+                for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
+                    if access(file, R_OK | W_OK) != 0 { throw StateError.unwritable(path: file, what: "database file", reason: plainError(errno)) }
+                }
+                if access(directory, W_OK | X_OK) != 0 { throw StateError.unwritable(path: directory, what: "directory", reason: plainError(errno)) }
+            }
             throw StateError.failed(path: path, reason: error.message ?? "\(error)")
+        }
+    }
+
+    /// Makes sure `directory` exists (creating missing folders, as `mkdir -p`) and can be
+    /// written, with the reason in the system's words when not: permission denied, read-only
+    /// file system, not a directory.
+    static func prepare(_ directory: String) throws {
+        var st = stat()
+        if stat(directory, &st) != 0 {
+            var current = directory.hasPrefix("/") ? "" : "."
+            for part in directory.split(separator: "/") {
+                current += "/" + part
+                var cst = stat()
+                if stat(current, &cst) == 0 {
+                    guard cst.st_mode & S_IFMT == S_IFDIR else {
+                        throw StateError.cannotCreateDirectory(directory, reason: "\(current) is not a directory")
+                    }
+                    continue
+                }
+                if mkdir(current, 0o777) != 0 && errno != EEXIST {
+                    let reason = plainError(errno)
+                    let parent = (current as NSString).deletingLastPathComponent
+                    throw StateError.cannotCreateDirectory(directory, reason: "\(reason) (creating it in \(parent.isEmpty ? "/" : parent))")
+                }
+            }
+        } else if st.st_mode & S_IFMT != S_IFDIR {
+            throw StateError.unwritable(path: directory, what: "directory", reason: "it is not a directory")
+        }
+        if access(directory, W_OK | X_OK) != 0 {
+            throw StateError.unwritable(path: directory, what: "directory", reason: plainError(errno))
         }
     }
 

@@ -86,3 +86,89 @@ func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(fo
         #expect("\(error)".contains("move it aside"))
     }
 }
+
+/// A file the user cannot read (root-owned, mode 600) is observed as unreadable, with the
+/// system's reason; the other paths are observed and hashed as usual, and nothing throws.
+@Test func anUnreadableFileIsObservedAsSuchAndTheRestGoesOn() throws {
+    let dir = try TempDir("unreadable")
+    defer { dir.remove() }
+    let right = Data(repeating: 1, count: 5000)
+    let sha = sha256Hex(right)
+    try dir.write("ckpts/good.safetensors", right)
+    let locked = try dir.write("ckpts/locked.safetensors", right)
+    try dir.write("elsewhere/target.bin", right)
+    try FileManager.default.createSymbolicLink(atPath: dir.file("ckpts/via-link.safetensors"), withDestinationPath: dir.file("elsewhere/target.bin"))
+    let noHash = try dir.write("loras/nohash.safetensors", Data(repeating: 0, count: 64))
+    func lfs(_ name: String) -> DesiredFile {
+        DesiredFile(path: "ckpts/\(name)", url: "https://huggingface.co/o/r/resolve/main/\(name)", expected: FileIdentity(size: 5000, sha256: sha))
+    }
+    let desired = [lfs("good.safetensors"), lfs("locked.safetensors"), lfs("via-link.safetensors"),
+                   DesiredFile(path: "loras/nohash.safetensors", url: "https://example.com/nohash.safetensors")]
+    let fs = UnreadableFileSystem(unreadable: [locked, dir.file("elsewhere/target.bin"), noHash])
+    let state = try StateDatabase(directory: dir.file("state"))
+    let inventory = Inventory(fileSystem: fs, state: state, mapper: PathMapper(ckpts: dir.file("ckpts"), loras: dir.file("loras")), workers: 2)
+    let (observed, stats) = try inventory.observe(desired)
+    #expect(observed.paths["ckpts/locked.safetensors"] == .unreadable(reason: "permission denied"))
+    #expect(observed.paths["ckpts/via-link.safetensors"] == .unreadable(reason: "permission denied (the link points to \(dir.file("elsewhere/target.bin")))"))
+    #expect(observed.paths["loras/nohash.safetensors"] == .unreadable(reason: "permission denied"), "the format check's read fails the same way")
+    #expect(observed.paths["ckpts/good.safetensors"] == .file(FileContent(size: 5000, sha256: sha)))
+    #expect(stats.filesHashed == 1)
+    let plan = makePlan(desired: desired, observed: observed)
+    #expect(plan.actions.map(\.kind) == [.conflict, .conflict, .conflict])
+    #expect(plan.unchanged == ["ckpts/good.safetensors"])
+}
+
+/// Files with no hash to compare with have their first 16 bytes checked against their format;
+/// files with a hash are not read for it.
+@Test func onlyFilesWithoutAHashHaveTheirStartChecked() throws {
+    let dir = try TempDir("format")
+    defer { dir.remove() }
+    let page = Data("<!DOCTYPE html><html><body>Sign in to continue</body></html>".utf8)
+    var safetensors = Data([2, 0, 0, 0, 0, 0, 0, 0]) + Data("{}".utf8)
+    safetensors += Data(repeating: 0, count: 20)
+    try dir.write("loras/login.safetensors", page)
+    try dir.write("loras/real.safetensors", safetensors)
+    try dir.write("ckpts/hub.safetensors", page)
+    let desired = [
+        DesiredFile(path: "loras/login.safetensors", url: "https://example.com/login.safetensors"),
+        DesiredFile(path: "loras/real.safetensors", url: "https://example.com/real.safetensors",
+                    expected: FileIdentity(size: Int64(safetensors.count))),
+        DesiredFile(path: "ckpts/hub.safetensors", url: "https://huggingface.co/o/r/resolve/main/hub.safetensors",
+                    expected: FileIdentity(size: Int64(page.count), sha256: sha256Hex(page))),
+    ]
+    let fs = UnreadableFileSystem(unreadable: [])
+    let inventory = Inventory(fileSystem: fs, state: nil, mapper: PathMapper(ckpts: dir.file("ckpts"), loras: dir.file("loras")), workers: 1)
+    let (observed, _) = try inventory.observe(desired)
+    #expect(observed.paths["loras/login.safetensors"] == .file(FileContent(size: Int64(page.count), formatProblem: "it is an HTML page, not a .safetensors file")))
+    #expect(observed.paths["loras/real.safetensors"] == .file(FileContent(size: Int64(safetensors.count))))
+    #expect(observed.paths["ckpts/hub.safetensors"] == .file(FileContent(size: Int64(page.count), sha256: sha256Hex(page))),
+            "a file with a known hash is judged by it, not by its start")
+    #expect(fs.prefixReads.map { ($0 as NSString).lastPathComponent }.sorted() == ["login.safetensors", "real.safetensors"])
+    let plan = makePlan(desired: desired, observed: observed)
+    #expect(plan.actions.map { "\($0.kind) \($0.path)" } == ["replace loras/login.safetensors"])
+    #expect(plan.actions.first?.reason.hasPrefix("it is an HTML page, not a .safetensors file") == true)
+}
+
+/// A state_directory that cannot be used says which folder, why, and what to do — never
+/// SQLite's "unable to open database file" or a Foundation `Error Domain=…` text. (Permission
+/// denied needs a non-root user: FaultEndToEndTests runs wgpm as one.)
+@Test func aStateDirectoryThatIsNotAFolderIsReportedPlainly() throws {
+    let dir = try TempDir("statefile")
+    defer { dir.remove() }
+    let file = try dir.write("state", "not a folder")
+    for (directory, expected) in [
+        (file, "cannot use the state directory \(file): it is not a directory. Set state_directory in the config to a writable folder on a local disk, or fix the owner or permissions of \(file)."),
+        (file + "/sub", "cannot create the state directory \(file)/sub: \(file) is not a directory. Set state_directory"),
+    ] {
+        do {
+            _ = try StateDatabase(directory: directory)
+            Issue.record("opened a state database in \(directory)")
+        } catch let error as StateError {
+            #expect("\(error)".hasPrefix(expected), "\(error)")
+            #expect(!"\(error)".contains("Error Domain") && !"\(error)".contains("unable to open"))
+        }
+    }
+    // Missing parents are created, as mkdir -p does.
+    _ = try StateDatabase(directory: dir.file("a/b/c"))
+    #expect(FileManager.default.fileExists(atPath: dir.file("a/b/c/state.sqlite")))
+}

@@ -228,3 +228,42 @@ func applyThenPlanConverges(_ seed: Int) {
     #expect(second.actions.count == first.summary.count(.conflict))
     #expect(second.summary.unchanged == desired.count - second.actions.count)
 }
+
+/// One file wgpm cannot read (root-owned, mode 600 after a `sudo` run) is that path's conflict;
+/// every other path is planned as usual.
+@Test func anUnreadableFileIsAConflictAndTheRestIsPlanned() {
+    let desired = [lfs("ckpts/a.safetensors"), lfs("ckpts/locked.safetensors"), lfs("ckpts/z.safetensors")]
+    let observed = ObservedState(paths: ["ckpts/a.safetensors": .file(good),
+                                         "ckpts/locked.safetensors": .unreadable(reason: "permission denied")])
+    let plan = makePlan(desired: desired, observed: observed)
+    #expect(plan.actions.map { "\($0.kind) \($0.path)" } == ["conflict ckpts/locked.safetensors", "download ckpts/z.safetensors"])
+    #expect(plan.actions.first?.reason == "cannot read: permission denied; not touched — fix its owner or permissions")
+    #expect(plan.actions.first?.fetch == nil, "nothing is fetched for it: apply leaves it alone")
+    #expect(plan.unchanged == ["ckpts/a.safetensors"])
+    #expect(!satisfies(.unreadable(reason: "permission denied"), good.expectedIdentity))
+}
+
+/// A file with no published hash is judged by its first bytes: an HTML login page saved under a
+/// model's name is wrong content even when its size is what was asked for (or unknown).
+@Test func aFileWhoseStartDoesNotFitItsFormatIsReplaced() {
+    let noHash = DesiredFile(path: "loras/x.safetensors", url: "https://civitai.example/api/download/models/1",
+                             expected: FileIdentity(size: nil), wantedBy: ["files:"])
+    let html = FileContent(size: 5120, formatProblem: "it is an HTML page, not a .safetensors file")
+    let plan = makePlan(desired: [noHash], observed: ObservedState(paths: ["loras/x.safetensors": .file(html)]))
+    #expect(plan.actions.map(\.kind) == [.replace])
+    #expect(plan.actions.first?.reason == "it is an HTML page, not a .safetensors file; not present; download")
+    // Through a link it is the link's content that is wrong.
+    let linked = makePlan(desired: [noHash], observed: ObservedState(paths: ["loras/x.safetensors": .symlink(target: "/d/x", content: html)]))
+    #expect(linked.actions.first?.reason.hasPrefix("link to the wrong content (it is an HTML page") == true)
+    // A file whose start fits is still accepted on size alone.
+    let fine = makePlan(desired: [noHash], observed: ObservedState(paths: ["loras/x.safetensors": .file(FileContent(size: 5120))]))
+    #expect(fine.actions.isEmpty && fine.unchanged == ["loras/x.safetensors"])
+    // With a hash, the hash alone decides.
+    let hashed = makePlan(desired: [lfs()], observed: ObservedState(paths: ["ckpts/model.safetensors": .file(
+        FileContent(size: 100, sha256: sha, formatProblem: "it does not start with a safetensors header"))]))
+    #expect(hashed.actions.isEmpty)
+}
+
+extension FileContent {
+    var expectedIdentity: FileIdentity { FileIdentity(size: size, sha256: sha256, gitSHA1: gitSHA1) }
+}

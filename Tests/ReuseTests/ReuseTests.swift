@@ -52,7 +52,7 @@ struct InvokeAIFixture {
     let fx = try InvokeAIFixture()
     defer { fx.dir.remove() }
     var warnings: [String] = []
-    let files = InvokeAISource(database: fx.db, modelsDirectory: fx.models).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }
+    let files = try InvokeAISource(database: fx.db, modelsDirectory: fx.models).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }
     #expect(warnings.isEmpty, "\(warnings)")
     let byName = Dictionary(uniqueKeysWithValues: files.map { (($0.path as NSString).lastPathComponent + ($0.path.contains("/unet/") ? "#unet" : $0.path.contains("/vae/") ? "#vae" : ""), $0) })
     #expect(files.count == 6, "\(files.map(\.path))")
@@ -80,12 +80,12 @@ struct InvokeAIFixture {
     try writer.inDatabase { db in
         try db.execute(sql: "BEGIN IMMEDIATE")
         try db.execute(sql: "UPDATE models SET config = json_set(config, '$.name', 'renamed') WHERE id LIKE 'c2add694%'")
-        let files = InvokeAISource(database: fx.db, modelsDirectory: fx.models).scan(fileSystem: LocalFileSystem()) { _ in }
+        let files = try InvokeAISource(database: fx.db, modelsDirectory: fx.models).scan(fileSystem: LocalFileSystem()) { _ in }
         #expect(files.count == 6, "the reader sees the last committed state and does not wait for the writer")
         try db.execute(sql: "COMMIT")
     }
     let before = try Data(contentsOf: URL(fileURLWithPath: fx.db))
-    _ = InvokeAISource(database: fx.db, modelsDirectory: fx.models).scan(fileSystem: LocalFileSystem()) { _ in }
+    _ = try InvokeAISource(database: fx.db, modelsDirectory: fx.models).scan(fileSystem: LocalFileSystem()) { _ in }
     #expect(try Data(contentsOf: URL(fileURLWithPath: fx.db)) == before, "never written")
 }
 
@@ -93,17 +93,17 @@ struct InvokeAIFixture {
     let dir = try TempDir("badinvoke")
     defer { dir.remove() }
     var warnings: [String] = []
-    #expect(InvokeAISource(database: dir.file("none.db"), modelsDirectory: dir.path).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }.isEmpty)
+    #expect(try InvokeAISource(database: dir.file("none.db"), modelsDirectory: dir.path).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }.isEmpty)
     #expect(warnings.last?.contains("does not exist") == true)
     let other = try DatabaseQueue(path: dir.file("other.db"))
     try other.write { db in try db.execute(sql: "CREATE TABLE model_config (id TEXT)") }
-    #expect(InvokeAISource(database: dir.file("other.db"), modelsDirectory: dir.path).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }.isEmpty)
+    #expect(try InvokeAISource(database: dir.file("other.db"), modelsDirectory: dir.path).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }.isEmpty)
     #expect(warnings.last?.contains("no models table") == true)
     try other.write { db in try db.execute(sql: "CREATE TABLE models (id TEXT, config TEXT)") }
-    #expect(InvokeAISource(database: dir.file("other.db"), modelsDirectory: dir.path).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }.isEmpty)
+    #expect(try InvokeAISource(database: dir.file("other.db"), modelsDirectory: dir.path).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }.isEmpty)
     #expect(warnings.last?.contains("unknown schema") == true)
     try dir.write("garbage.db", bytes(5000, 9))
-    #expect(InvokeAISource(database: dir.file("garbage.db"), modelsDirectory: dir.path).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }.isEmpty)
+    #expect(try InvokeAISource(database: dir.file("garbage.db"), modelsDirectory: dir.path).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }.isEmpty)
     #expect(warnings.last?.contains("cannot read") == true)
 }
 
@@ -222,12 +222,77 @@ struct InvokeAIFixture {
     }
     try dir.write("models/sdxl/lora/style.safetensors", content)
     var warnings: [String] = []
-    let files = InvokeAISource(database: db, modelsDirectory: dir.file("models")).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }
+    let files = try InvokeAISource(database: db, modelsDirectory: dir.file("models")).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }
     #expect(warnings.isEmpty, "\(warnings)")
     #expect(files.count == 1)
     #expect(files.first?.sha256 == sha256Hex(content))
     #expect(files.first?.urls == ["https://huggingface.co/org/repo/resolve/main/old/sub.safetensors"], "≤ 4.2.8 'repo:subfolder' form")
     var missing: [String] = []
-    _ = InvokeAISource(database: db, modelsDirectory: dir.file("nope")).scan(fileSystem: LocalFileSystem()) { missing.append($0) }
+    _ = try InvokeAISource(database: db, modelsDirectory: dir.file("nope")).scan(fileSystem: LocalFileSystem()) { missing.append($0) }
     #expect(missing.contains { $0.contains("models_dir") && $0.contains("does not exist") })
+}
+
+/// InvokeAI in rollback-journal mode holding a write lock: the reader says it waits, waits up
+/// to the bound, and then fails naming the database — never "no InvokeAI files, download all".
+@Test func aLockedInvokeAIDatabaseIsWaitedForThenFails() throws {
+    let fx = try InvokeAIFixture()
+    defer { fx.dir.remove() }
+    let holder = try DatabaseLockHolder(database: fx.db)
+    let notices = Lines()
+    let source = InvokeAISource(database: fx.db, modelsDirectory: fx.models, lockTimeout: 2, notice: notices.append)
+    let start = Date()
+    var warnings: [String] = []
+    #expect {
+        _ = try source.scan(fileSystem: LocalFileSystem()) { warnings.append($0) }
+    } throws: { error in
+        "\(error)".contains("InvokeAI's database \(fx.db) is locked by another program") && "\(error)".contains("when_source_locked: skip")
+    }
+    let waited = Date().timeIntervalSince(start)
+    #expect(waited >= 1.9 && waited < 10, "waited \(waited) s for a bound of 2 s")
+    #expect(notices.all.count == 1)
+    #expect(notices.all.first?.hasPrefix("waiting for InvokeAI's database \(fx.db): another program holds a lock") == true)
+    #expect(warnings.isEmpty, "\(warnings)")
+
+    // Told to skip it: a warning, no files, no error.
+    var skipped: [String] = []
+    let skipping = InvokeAISource(database: fx.db, modelsDirectory: fx.models, lockTimeout: 1, whenLocked: .skip)
+    #expect(try skipping.scan(fileSystem: LocalFileSystem()) { skipped.append($0) }.isEmpty)
+    #expect(skipped.count == 1 && skipped[0].contains("stayed locked") && skipped[0].contains("skipped"), "\(skipped)")
+
+    // Once the lock is gone, the same source reads every row, without a wait.
+    holder.release()
+    #expect(try source.scan(fileSystem: LocalFileSystem()) { _ in }.count == 6)
+}
+
+/// Lines collected from another thread.
+final class Lines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    var all: [String] { lock.withLock { lines } }
+    @Sendable func append(_ line: String) { lock.withLock { lines.append(line) } }
+}
+
+/// A source file that cannot be read when it is hashed is left out with a warning; the plan
+/// goes on with the others (and downloads when none is left).
+@Test func anUnreadableSourceFileIsSkippedWithAWarning() throws {
+    let dir = try TempDir("unreadablesrc")
+    defer { dir.remove() }
+    let wanted = bytes(2048, 3)
+    let locked = try dir.write("store/a-locked.bin", wanted)
+    try dir.write("store/b-open.bin", wanted)
+    let fs = UnreadableFileSystem(unreadable: [locked])
+    let index = HashIndex(sources: [DirectorySource(root: dir.file("store"))], state: try StateDatabase(directory: dir.file("state")),
+                          fileSystem: fs, workers: 2)
+    let files = try index.sync(warn: { _ in })
+    let want = DesiredFile(path: "ckpts/model.safetensors", url: "https://huggingface.co/o/r/resolve/main/model.safetensors",
+                           expected: FileIdentity(size: 2048, sha256: sha256Hex(wanted)))
+    var warnings: [String] = []
+    let (candidates, stats) = try index.candidates(for: [want], files: files, warn: { warnings.append($0) })
+    #expect(candidates["ckpts/model.safetensors"]?.map(\.path) == [dir.file("store/b-open.bin")])
+    #expect(stats.filesHashed == 1)
+    #expect(warnings == ["directory:\(dir.file("store")): cannot read \(locked): permission denied; skipped"], "\(warnings)")
+    // Unverified files match by name and size only: an unreadable one is not offered either.
+    let byName = DesiredFile(path: "ckpts/a-locked.bin", url: "https://example.com/a-locked.bin", expected: FileIdentity(size: 2048))
+    let both = try index.candidates(for: [want, byName], files: files).0
+    #expect(both["ckpts/a-locked.bin"] == nil)
 }

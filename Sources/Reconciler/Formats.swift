@@ -48,6 +48,8 @@ func decodeVersioned<T: Decodable>(_ type: T.Type, at path: String, kind: Format
     let found: VersionOnly
     do {
         found = try JSONDecoder().decode(VersionOnly.self, from: data)
+    } catch DecodingError.typeMismatch(_, let ctx) where ctx.codingPath.first?.stringValue == "format_version" {
+        throw FormatError(file: path, kind: kind, reason: "its format_version is not a whole number", remedy: remedy)
     } catch {
         throw FormatError(file: path, kind: kind, reason: "it is not a JSON object (\(decodingMessage(error)))", remedy: remedy)
     }

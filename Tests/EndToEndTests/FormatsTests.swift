@@ -51,6 +51,7 @@ let lockFiles = [
         try LockFile.load(dir.file("wgpm.lock"))
     }
     for (text, reason) in [("[1, 2]", "it is not a JSON object"), ("{\"files\": []}", "it has no format_version"),
+                           ("{\"format_version\": \"1\"}", "its format_version is not a whole number"),
                            ("{\"format_version\": 1, \"manifest_sha256\": \"\", \"files\": [{\"path\": \"ckpts/x\"}]}",
                             "it does not have the shape of format_version 1 (files[0].url is missing)"),
                            ("{\"format_version\": 1, \"manifest_sha256\": \"\", \"files\": [{\"path\": \"ckpts/x\", \"url\": \"https://h/x\", \"size\": \"big\"}]}",

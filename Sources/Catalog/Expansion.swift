@@ -94,7 +94,8 @@ extension Catalog {
         }
         // Text encoder: its own quantization setting; folder from this model's own definition.
         let teList = try urlList(id, "text_encoder_URLs", optionalReference: false).filter { !$0.isEmpty }
-        let teFolder = model["text_encoder_folder"]?.string
+        // An empty folder is no folder, as in Wan2GP's os.path.join("ckpts", "", name).
+        let teFolder = model["text_encoder_folder"]?.string.flatMap { $0.isEmpty ? nil : $0 }
         let tePicks = settings.allVariants ? teList
             : pick(teList, quantization: settings.textEncoderQuantization.rawValue, dtype: dtype).map { [$0] } ?? []
         // The folder is checked on its own first, so the message blames the key that is wrong.

@@ -338,6 +338,13 @@ func definitionPathsAreConfined(_ bad: BadDefinition) throws {
     }
 }
 
+@Test func anEmptyTextEncoderFolderIsNoFolder() throws {
+    let dir = try wan2gpWithFinetunes(["x.json": #"{"model": {"architecture": "t2v", "URLs": "t2v", "text_encoder_folder": ""}}"#])
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let files = try Catalog.load(wan2gpDirectory: dir).expand("x", settings: ModelSettings())
+    #expect(files.contains { $0.path == "ckpts/models_t5_umt5-xxl-enc-quanto_int8.safetensors" && $0.role == .textEncoder })
+}
+
 /// A finetune over a default is blamed on both files, in merge order.
 @Test func aBadFinetuneOverADefaultNamesBothFiles() throws {
     let dir = try wan2gpWithFinetunes(["t2v.json": #"{"model": {"text_encoder_folder": "../../.."}}"#])

@@ -19,7 +19,8 @@ let package = Package(
         .systemLibrary(name: "CCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // Pure: desired + observed state in, actions out. No Foundation, no I/O.
         .target(name: "Planner", swiftSettings: swiftSettings),
-        .target(name: "Catalog", resources: [.copy("Resources/support-files.json")],
+        // Planner for `confinementProblem`, the one path rule every definition path must pass.
+        .target(name: "Catalog", dependencies: ["Planner"], resources: [.copy("Resources/support-files.json")],
                 swiftSettings: swiftSettings),
         .target(name: "Manifest", dependencies: [
             "Catalog",

@@ -1,4 +1,5 @@
 import Foundation
+import func Planner.confinementProblem
 
 /// Errors of the catalog stage: reading Wan2GP's definitions and expanding a model into files.
 public enum CatalogError: Error, Equatable, CustomStringConvertible {
@@ -8,7 +9,8 @@ public enum CatalogError: Error, Equatable, CustomStringConvertible {
     case circularReference(model: String, key: String, chain: [String])
     case unknownReference(model: String, key: String, reference: String)
     case badModule(model: String, message: String)
-    case badAltFolder(model: String, url: String)
+    /// A definition value makes a path outside ckpts/ or loras/ (`problem` is the rule's reason).
+    case unconfinedPath(model: String, files: [String], key: String, problem: String)
     case internalData(String)
 
     public var description: String {
@@ -25,8 +27,8 @@ public enum CatalogError: Error, Equatable, CustomStringConvertible {
             return "\(model).\(key) refers to model '\(reference)', which does not exist. Fix the definition or add the missing one."
         case .badModule(let model, let message):
             return "\(model).modules: \(message)"
-        case .badAltFolder(let model, let url):
-            return "\(model): '\(url)' names a folder after '|' that is absolute or goes upward; only relative folders below ckpts/ are allowed."
+        case .unconfinedPath(let model, let files, let key, let problem):
+            return "\(files.joined(separator: " + ")): '\(key)' of model '\(model)' gives a path wgpm will not write: \(problem). Fix or remove the definition file; nothing was planned."
         case .internalData(let message):
             return message
         }

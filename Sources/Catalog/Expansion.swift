@@ -1,4 +1,5 @@
 import Foundation
+import func Planner.confinementProblem
 
 /// Wan2GP's settings that decide which variant of a file is picked (wan2gp.md §3.1).
 public struct ModelSettings: Hashable, Sendable, Codable {
@@ -43,9 +44,10 @@ public struct RequiredFile: Hashable, Sendable {
 /// Expands models into files exactly as Wan2GP does at commit `SupportFiles.wan2gp_commit`.
 extension Catalog {
     /// The files one model needs with the given settings, deduplicated by path (first wins).
+    /// Every path has passed `confinementProblem`: a definition is input wgpm does not trust.
     public func expand(_ id: String, settings: ModelSettings) throws -> [RequiredFile] {
         guard let def = models[id] else { throw CatalogError.unknownModel(id, suggestion: suggestion(for: id)) }
-        var out = Collector()
+        var out = Collector(definition: def)
         let model = def.model
         let arch = def.architecture
         let dtype = forcedDType(arch) ?? settings.dtype
@@ -59,7 +61,7 @@ extension Catalog {
             if key == "URLs" { mainPick = pick(list, quantization: q, dtype: dtype) }
             let downloadable = model[sourceKey] == nil
             for url in picks where url.hasPrefix("http") {
-                try out.add(ckpt(url, model: id), url, .transformer, downloadable: downloadable)
+                try out.add(ckpt(url), url, .transformer, key: key, downloadable: downloadable)
             }
         }
         if model["modules"] != nil {
@@ -72,40 +74,46 @@ extension Catalog {
             for list in try moduleLists(id) {
                 let picks = settings.allVariants ? list : pick(list, quantization: q, dtype: moduleDType).map { [$0] } ?? []
                 for url in picks where url.hasPrefix("http") {
-                    try out.add(ckpt(url, model: id), url, .module, downloadable: downloadable)
+                    try out.add(ckpt(url), url, .module, key: "modules", downloadable: downloadable)
                 }
             }
         }
         // Take-all lists.
         for url in try urlList(id, "preload_URLs", optionalReference: false) where url.hasPrefix("http") {
-            try out.add(preloadPath(url, model: id, arch: arch), url, .preload)
+            try out.add(preloadPath(url, arch: arch), url, .preload, key: "preload_URLs")
         }
         if let vae = model["VAE_URLs"] {
             let urls = vae.string.map { [$0] } ?? vae.array?.compactMap(\.string) ?? []
-            for url in urls where url.hasPrefix("http") { try out.add(preloadPath(url, model: id, arch: arch), url, .vae) }
+            for url in urls where url.hasPrefix("http") { try out.add(preloadPath(url, arch: arch), url, .vae, key: "VAE_URLs") }
         }
         let loraDir = support.loraDirectory(of: arch) ?? "loras"
         for url in try urlList(id, "loras", optionalReference: false) where url.hasPrefix("http") {
             let parts = url.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-            let sub = parts.count > 1 ? try checkedAlt(parts[1], model: id, url: url) + "/" : ""
-            out.add(path: "\(loraDir)/\(sub)\(urlBasename(url))", url: parts[0], role: .lora, downloadable: true)
+            let sub = parts.count > 1 ? parts[1] + "/" : ""
+            try out.add(path: "\(loraDir)/\(sub)\(urlBasename(url))", url: parts[0], role: .lora, key: "loras", downloadable: true)
         }
         // Text encoder: its own quantization setting; folder from this model's own definition.
         let teList = try urlList(id, "text_encoder_URLs", optionalReference: false).filter { !$0.isEmpty }
-        let teFolder = model["text_encoder_folder"]?.string
+        // An empty folder is no folder, as in Wan2GP's os.path.join("ckpts", "", name).
+        let teFolder = model["text_encoder_folder"]?.string.flatMap { $0.isEmpty ? nil : $0 }
         let tePicks = settings.allVariants ? teList
             : pick(teList, quantization: settings.textEncoderQuantization.rawValue, dtype: dtype).map { [$0] } ?? []
+        // The folder is checked on its own first, so the message blames the key that is wrong.
+        let teKey = teFolder.map { confinementProblem("ckpts/\($0)/x") != nil } == true ? "text_encoder_folder" : "text_encoder_URLs"
         for url in tePicks where url.hasPrefix("http") {
             let name = urlBasename(url)
-            out.add(path: "ckpts/" + (teFolder.map { "\($0)/" } ?? "") + name, url: mainURL(url), role: .textEncoder, downloadable: true)
+            try out.add(path: "ckpts/" + (teFolder.map { "\($0)/" } ?? "") + name, url: mainURL(url), role: .textEncoder,
+                        key: teKey, downloadable: true)
         }
 
         if settings.sharedFiles {
-            for path in try handlerFiles(def, textEncoderPresent: !teList.isEmpty) {
-                out.add(path: path.path, url: path.url, role: .handler, downloadable: true)
+            for file in try handlerFiles(def, textEncoderPresent: !teList.isEmpty) {
+                try out.add(path: file.path, url: file.url, role: .handler, key: file.key, downloadable: true)
             }
             for group in support.always {
-                for file in group.files ?? [] { add(group, file, into: &out, role: .core) }
+                for file in group.files ?? [] {
+                    try out.add(path: relative(group, file), url: hubURL(group, file), role: .core, key: supportTableKey, downloadable: true)
+                }
             }
         }
         return out.files
@@ -193,34 +201,30 @@ extension Catalog {
         }
     }
 
-    func ckpt(_ url: String, model: String) throws -> String {
+    /// `ckpts/<alt>/<name>` for `url|alt`, else `ckpts/<name>`. The alt folder is taken as
+    /// written (not normalised) so that the confinement check sees what the definition says.
+    func ckpt(_ url: String) -> String {
         let parts = url.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-        if parts.count > 1 { return "ckpts/\(try checkedAlt(parts[1], model: model, url: url))/\(urlBasename(url))" }
+        if parts.count > 1 { return "ckpts/\(parts[1])/\(urlBasename(url))" }
         return "ckpts/" + urlBasename(url)
     }
 
-    func preloadPath(_ url: String, model: String, arch: String) throws -> String {
+    func preloadPath(_ url: String, arch: String) -> String {
         let parts = url.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         if parts.count > 1, parts[1] == "%lora_dir" {
             return (support.loraDirectory(of: arch) ?? "loras") + "/" + urlBasename(url)
         }
-        return try ckpt(url, model: model)
+        return ckpt(url)
     }
 
-    func checkedAlt(_ folder: String, model: String, url: String) throws -> String {
-        let segments = folder.split(separator: "/")
-        guard !folder.hasPrefix("/"), !segments.contains(".."), !segments.isEmpty else {
-            throw CatalogError.badAltFolder(model: model, url: url)
-        }
-        return segments.joined(separator: "/")
-    }
-
-    func handlerFiles(_ def: ModelDefinition, textEncoderPresent: Bool) throws -> [(path: String, url: String)] {
+    /// Support-file paths with the definition key that shaped each one (for error messages):
+    /// `files_from_key` names a key, and placeholders are filled from keys of the definition.
+    func handlerFiles(_ def: ModelDefinition, textEncoderPresent: Bool) throws -> [(path: String, url: String, key: String)] {
         guard let family = support.family(of: def.architecture) else { return [] }
         let arch = def.architecture
         let model = def.model
         var placeholders = Placeholders(raw: model, architecture: arch)
-        var result: [(String, String)] = []
+        var result: [(String, String, String)] = []
         for group in family.groups {
             if let only = group.only, !only.contains(arch) { continue }
             if let except = group.except, except.contains(arch) { continue }
@@ -240,7 +244,10 @@ extension Catalog {
                 let filled = Group(repo: group.repo, folder: placeholders.fill(group.folder), files: nil)
                 for file in files {
                     let name = placeholders.fill(file)
-                    result.append((relative(filled, name), hubURL(filled, name)))
+                    var keys = Placeholders.keys(in: group.folder + file)
+                    if let key = group.files_from_key { keys.append(key) }
+                    let key = keys.isEmpty ? supportTableKey : keys.joined(separator: ", ")
+                    result.append((relative(filled, name), hubURL(filled, name), key))
                 }
             }
         }
@@ -254,10 +261,6 @@ extension Catalog {
     }
 
     private typealias Group = SupportFiles.Group
-
-    private func add(_ group: Group, _ file: String, into out: inout Collector, role: FileRole) {
-        out.add(path: relative(group, file), url: hubURL(group, file), role: role, downloadable: true)
-    }
 
     private func relative(_ group: Group, _ file: String) -> String {
         "ckpts/" + (group.folder.isEmpty ? file : "\(group.folder)/\(file)")
@@ -297,17 +300,27 @@ func mainURL(_ url: String) -> String {
     url.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? url
 }
 
-/// Collects files in order, keeping the first file for each path.
+/// Names wgpm's own table as the origin of a path no definition key shaped.
+let supportTableKey = "wgpm's support-files.json"
+
+/// Collects files in order, keeping the first file for each path. No path leaves it unchecked:
+/// a path that fails `confinementProblem` throws, naming the model, its files and the key.
 struct Collector {
+    let definition: ModelDefinition
     var files: [RequiredFile] = []
     var seen: Set<String> = []
 
-    mutating func add(path: String, url: String, role: FileRole, downloadable: Bool) {
+    init(definition: ModelDefinition) { self.definition = definition }
+
+    mutating func add(path: String, url: String, role: FileRole, key: String, downloadable: Bool) throws {
+        if let problem = confinementProblem(path) {
+            throw CatalogError.unconfinedPath(model: definition.id, files: definition.files, key: key, problem: problem)
+        }
         guard seen.insert(path).inserted else { return }
         files.append(RequiredFile(path: path, url: url, role: role, downloadable: downloadable))
     }
 
-    mutating func add(_ path: String, _ url: String, _ role: FileRole, downloadable: Bool = true) throws {
-        add(path: path, url: mainURL(url), role: role, downloadable: downloadable)
+    mutating func add(_ path: String, _ url: String, _ role: FileRole, key: String, downloadable: Bool = true) throws {
+        try add(path: path, url: mainURL(url), role: role, key: key, downloadable: downloadable)
     }
 }

@@ -86,6 +86,15 @@ struct Placeholders {
         values["te_folder"] = model["text_encoder_folder"]?.string ?? ""
     }
 
+    /// The definition key each placeholder is derived from.
+    static let sourceKeys = ["te_folder": "text_encoder_folder", "heartmula_sfx": "heartmula_codec_version",
+                             "kiwi": "URLs", "ideogram4_te": "URLs", "ltx25_connector": "URLs"]
+
+    /// The definition keys behind the placeholders in a table text, for messages.
+    static func keys(in text: String) -> [String] {
+        sourceKeys.keys.sorted().filter { text.contains("{\($0)}") }.map { sourceKeys[$0]! }
+    }
+
     func fill(_ text: String) -> String {
         var out = text
         for (k, v) in values { out = out.replacingOccurrences(of: "{\(k)}", with: v) }

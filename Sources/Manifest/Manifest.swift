@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import func Planner.confinementProblem
 import Yams
 
 /// Errors of the manifest stage. Every problem of a file is collected before this is thrown.
@@ -176,29 +177,13 @@ public struct Manifest: Hashable, Sendable {
             }
             if let path {
                 if let problem = pathProblem(path) { check.report(map["path"], problem); continue }
-                let clean = normalizePath(path)
-                if !seen.insert(clean).inserted { check.report(map["path"], "path '\(clean)' is listed twice") }
-                if let url { out.append(ManifestFile(url: url, path: clean, sha256: sha, line: item.mark?.line ?? 0)) }
+                if !seen.insert(path).inserted { check.report(map["path"], "path '\(path)' is listed twice") }
+                if let url { out.append(ManifestFile(url: url, path: path, sha256: sha, line: item.mark?.line ?? 0)) }
             }
         }
         return out
     }
 
-    /// Why a user-given path is not acceptable, or nil. Paths stay inside ckpts/ or loras/.
-    static func pathProblem(_ path: String) -> String? {
-        if path.hasPrefix("/") || path.hasPrefix("~") {
-            return "path '\(path)' must be relative to the Wan2GP directory (e.g. loras/wan/x.safetensors), not absolute"
-        }
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
-        if parts.contains("..") { return "path '\(path)' escapes the Wan2GP directory ('..' is not allowed)" }
-        guard let first = parts.first, ["ckpts", "loras"].contains(first), parts.count >= 2 else {
-            return "path '\(path)' must be below ckpts/ or loras/, the folders wgpm manages"
-        }
-        if parts.contains(".") { return "path '\(path)' must not contain '.' segments" }
-        return nil
-    }
-
-    static func normalizePath(_ path: String) -> String {
-        path.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
-    }
+    /// Why a user-given path is not acceptable, or nil: the one rule every path wgpm writes passes.
+    static func pathProblem(_ path: String) -> String? { confinementProblem(path) }
 }

@@ -7,13 +7,10 @@ import Planner
 
 /// Errors of the lock stage.
 public enum LockError: Error, CustomStringConvertible {
-    case unreadable(path: String, reason: String)
     case outOfDate(path: String, differences: [String])
 
     public var description: String {
         switch self {
-        case .unreadable(let path, let reason):
-            return "\(path): not a wgpm lock file (\(reason)). Regenerate it with 'wgpm lock'."
         case .outOfDate(let path, let differences):
             let shown = differences.prefix(20).map { "  \($0)" }.joined(separator: "\n")
             let more = differences.count > 20 ? "\n  … and \(differences.count - 20) more" : ""
@@ -47,47 +44,79 @@ public struct LockFile: Sendable, Equatable {
         hexString(SHA256.hash(data: Data(text.utf8)))
     }
 
-    /// Reads a lock file; nil when there is none.
+    /// What to do about a lock that cannot be used (said in every such error).
+    static let remedy = "Fix or remove the entries named below (and find out who changed the lock), or run 'wgpm lock --update' to resolve every file again."
+
+    /// Reads a lock file; nil when there is none. Every entry is checked before any is used:
+    /// a lock is committed by others, and its paths are written to and its commits fetched.
     public static func load(_ path: String) throws -> LockFile? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw LockError.unreadable(path: path, reason: "not JSON")
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let document = try decodeVersioned(Document.self, at: path, kind: .lock, version: formatVersion, remedy: remedy)
+        var problems = EntryProblems()
+        var seen: [String: Int] = [:]
+        for (i, e) in document.files.enumerated() {
+            let entry = "files[\(i)]"
+            problems.path(e.path, at: entry)
+            if let first = seen.updateValue(i, forKey: e.path) { problems.add(entry, path: e.path, "listed twice (also files[\(first)])") }
+            if !isHTTPURL(e.url) { problems.add(entry, path: e.path, "url '\(shown(e.url))' is not an http(s) URL") }
+            if let c = e.commit, !isHex(c, count: 40) { problems.add(entry, path: e.path, "commit must be 40 lowercase hexadecimal characters") }
+            if let h = e.sha256, !isHex(h, count: 64) { problems.add(entry, path: e.path, "sha256 must be 64 lowercase hexadecimal characters") }
+            if let h = e.git_sha1, !isHex(h, count: 40) { problems.add(entry, path: e.path, "git_sha1 must be 40 lowercase hexadecimal characters") }
+            if let n = e.size, n < 0 { problems.add(entry, path: e.path, "size must not be negative") }
         }
-        guard root["format_version"] as? Int == formatVersion else {
-            throw LockError.unreadable(path: path, reason: "format_version is not \(formatVersion)")
+        if !problems.lines.isEmpty {
+            let n = problems.lines.count
+            throw FormatError(file: path, kind: .lock, reason: n == 1 ? "1 entry is not acceptable" : "\(n) entries are not acceptable",
+                              entries: problems.lines, remedy: remedy)
         }
-        var files: [DesiredFile] = []
-        for e in root["files"] as? [[String: Any]] ?? [] {
-            guard let path = e["path"] as? String, let url = e["url"] as? String else {
-                throw LockError.unreadable(path: path, reason: "an entry lacks path or url")
-            }
-            files.append(DesiredFile(path: path, url: url, repo: e["repo"] as? String, commit: e["commit"] as? String,
-                                     expected: FileIdentity(size: (e["size"] as? NSNumber)?.int64Value,
-                                                            sha256: e["sha256"] as? String, gitSHA1: e["git_sha1"] as? String),
-                                     wantedBy: e["wanted_by"] as? [String] ?? [],
-                                     downloadable: e["wan2gp_downloads"] as? Bool ?? true))
-        }
-        return LockFile(manifestSHA256: root["manifest_sha256"] as? String ?? "", files: files)
+        return LockFile(manifestSHA256: document.manifest_sha256, files: document.files.map(\.desiredFile))
     }
 
+    /// The lock as written: sorted keys, one key per line, a trailing newline.
     public func render() throws -> String {
-        let entries: [[String: Any]] = files.map { f in
-            var o = desiredFileJSON(f)
-            o["path"] = f.path
-            return o
-        }
-        let object: [String: Any] = ["format_version": Self.formatVersion, "manifest_sha256": manifestSHA256,
-                                     "generated_by": "wgpm lock", "files": entries]
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        return String(decoding: data, as: UTF8.self) + "\n"
+        try renderJSON(Document(manifest_sha256: manifestSHA256, files: files.map(Entry.init)))
     }
 
-    public func write(to path: String) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        try Data(try render().utf8).write(to: URL(fileURLWithPath: tmp))
-        guard rename(tmp, path) == 0 else {
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw LockError.unreadable(path: path, reason: "cannot write: \(String(cString: strerror(errno)))")
+    public func write(to path: String) throws { try writeAtomically(try render(), to: path) }
+}
+
+extension LockFile {
+    /// The lock's JSON, format_version 1. Key names are the file format: renaming one is a new version.
+    struct Document: Codable {
+        var format_version = LockFile.formatVersion
+        var manifest_sha256: String
+        var generated_by: String? = "wgpm lock"
+        var files: [Entry]
+    }
+
+    /// One pinned file. Optional keys are left out when unknown; `wan2gp_downloads` only when false.
+    struct Entry: Codable {
+        var path: String
+        var url: String
+        var repo: String?
+        var commit: String?
+        var size: Int64?
+        var sha256: String?
+        var git_sha1: String?
+        var wanted_by: [String]?
+        var wan2gp_downloads: Bool?
+
+        init(_ f: DesiredFile) {
+            path = f.path
+            url = f.url
+            repo = f.repo
+            commit = f.commit
+            size = f.expected.size
+            sha256 = f.expected.sha256
+            git_sha1 = f.expected.gitSHA1
+            wanted_by = f.wantedBy
+            wan2gp_downloads = f.downloadable ? nil : false
+        }
+
+        var desiredFile: DesiredFile {
+            DesiredFile(path: path, url: url, repo: repo, commit: commit,
+                        expected: FileIdentity(size: size, sha256: sha256, gitSHA1: git_sha1),
+                        wantedBy: wanted_by ?? [], downloadable: wan2gp_downloads ?? true)
         }
     }
 }

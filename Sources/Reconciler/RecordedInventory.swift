@@ -1,6 +1,7 @@
 import Foundation
 import Inventory
 import Planner
+import Rendering
 import State
 
 /// A render machine's ckpts/ and loras/ as `wgpm inventory --json` records them, so that CI can
@@ -26,57 +27,94 @@ public struct RecordedInventory: Sendable {
         return state
     }
 
+    static let remedy = "Record it again with 'wgpm inventory --json -o FILE' on that machine."
+
+    /// Reads a recording made on another machine; every entry is checked before any is used.
     public static func load(_ path: String) throws -> RecordedInventory {
-        guard let data = FileManager.default.contents(atPath: path),
-              let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              root["format_version"] as? Int == formatVersion else {
-            throw LockError.unreadable(path: path, reason: "not a wgpm inventory of format_version \(formatVersion)")
-        }
+        let document = try decodeVersioned(Document.self, at: path, kind: .inventory, version: formatVersion, remedy: remedy)
+        var problems = EntryProblems()
         var paths: [String: Observation] = [:]
-        for e in root["entries"] as? [[String: Any]] ?? [] {
-            guard let p = e["path"] as? String else { continue }
-            let content = (e["size"] as? NSNumber).map {
-                FileContent(size: $0.int64Value, sha256: e["sha256"] as? String, gitSHA1: e["git_sha1"] as? String)
-            }
-            switch e["kind"] as? String {
-            case "file": paths[p] = content.map { .file($0) } ?? .missing
-            case "symlink": paths[p] = .symlink(target: e["target"] as? String ?? "?", content: content)
-            case "directory": paths[p] = .directory
-            case "unreadable": paths[p] = .unreadable(reason: e["reason"] as? String ?? "unknown reason")
-            default: paths[p] = .other
+        for (i, e) in document.entries.enumerated() {
+            let entry = "entries[\(i)]"
+            problems.path(e.path, at: entry)
+            if paths[e.path] != nil { problems.add(entry, path: e.path, "listed twice") }
+            if let h = e.sha256, !isHex(h, count: 64) { problems.add(entry, path: e.path, "sha256 must be 64 lowercase hexadecimal characters") }
+            if let h = e.git_sha1, !isHex(h, count: 40) { problems.add(entry, path: e.path, "git_sha1 must be 40 lowercase hexadecimal characters") }
+            if let n = e.size, n < 0 { problems.add(entry, path: e.path, "size must not be negative") }
+            let content = e.size.map { FileContent(size: $0, sha256: e.sha256, gitSHA1: e.git_sha1) }
+            switch e.kind {
+            case .file:
+                guard let content else { problems.add(entry, path: e.path, "a file needs its size"); continue }
+                paths[e.path] = .file(content)
+            case .symlink:
+                guard let target = e.target else { problems.add(entry, path: e.path, "a symlink needs its target"); continue }
+                paths[e.path] = .symlink(target: target, content: content)
+            case .directory: paths[e.path] = .directory
+            case .other: paths[e.path] = .other
+            case .unreadable: paths[e.path] = .unreadable(reason: e.reason ?? "unknown reason")
             }
         }
-        var filesystems: [String: FilesystemInfo] = [:]
-        for (root, v) in root["filesystems"] as? [String: [String: Any]] ?? [:] {
-            filesystems[root] = FilesystemInfo(id: v["id"] as? String ?? root, mountPoint: v["mount_point"] as? String ?? "?",
-                                               freeBytes: (v["free_bytes"] as? NSNumber)?.int64Value ?? 0)
+        if !problems.lines.isEmpty {
+            let n = problems.lines.count
+            throw FormatError(file: path, kind: .inventory, reason: n == 1 ? "1 entry is not acceptable" : "\(n) entries are not acceptable",
+                              entries: problems.lines, remedy: remedy)
+        }
+        let filesystems = document.filesystems.mapValues {
+            FilesystemInfo(id: $0.id, mountPoint: $0.mount_point, freeBytes: $0.free_bytes)
         }
         return RecordedInventory(paths: paths, filesystems: filesystems)
     }
 
-    public func jsonObject() -> [String: Any] {
-        var entries: [[String: Any]] = []
+    /// The recording as written: sorted by path, sorted keys, one key per line.
+    public func render() throws -> String {
+        var entries: [Entry] = []
         for (path, obs) in paths.sorted(by: { $0.key < $1.key }) {
-            var o: [String: Any] = ["path": path]
+            var e = Entry(path: path, kind: .other)
             func put(_ c: FileContent?) {
-                guard let c else { return }
-                o["size"] = c.size
-                if let s = c.sha256 { o["sha256"] = s }
-                if let s = c.gitSHA1 { o["git_sha1"] = s }
+                e.size = c?.size
+                e.sha256 = c?.sha256
+                e.git_sha1 = c?.gitSHA1
             }
             switch obs {
-            case .file(let c): o["kind"] = "file"; put(c)
-            case .symlink(let t, let c): o["kind"] = "symlink"; o["target"] = t; put(c)
-            case .directory: o["kind"] = "directory"
-            case .other: o["kind"] = "other"
-            case .unreadable(let reason): o["kind"] = "unreadable"; o["reason"] = reason
+            case .file(let c): e.kind = .file; put(c)
+            case .symlink(let t, let c): e.kind = .symlink; e.target = t; put(c)
+            case .directory: e.kind = .directory
+            case .other: e.kind = .other
+            case .unreadable(let reason): e.kind = .unreadable; e.reason = reason
             case .missing: continue
             }
-            entries.append(o)
+            entries.append(e)
         }
-        var fs: [String: Any] = [:]
-        for (root, f) in filesystems { fs[root] = ["id": f.id, "mount_point": f.mountPoint, "free_bytes": f.freeBytes] }
-        return ["format_version": Self.formatVersion, "entries": entries, "filesystems": fs]
+        let fs = filesystems.mapValues { Filesystem(id: $0.id, mount_point: $0.mountPoint, free_bytes: $0.freeBytes) }
+        return try renderJSON(Document(entries: entries, filesystems: fs))
+    }
+
+    public func write(to path: String) throws { try writeAtomically(try render(), to: path) }
+
+    /// The recording's JSON, format_version 1. Key names are the format: renaming one is a new version.
+    struct Document: Codable {
+        var format_version = RecordedInventory.formatVersion
+        var entries: [Entry]
+        /// Keyed by managed root: `ckpts`, `loras`.
+        var filesystems: [String: Filesystem]
+    }
+
+    struct Entry: Codable {
+        enum Kind: String, Codable { case file, symlink, directory, other, unreadable }
+        var path: String
+        var kind: Kind
+        var size: Int64?
+        var sha256: String?
+        var git_sha1: String?
+        var target: String?
+        /// Why the file could not be read on the recording machine (kind `unreadable`).
+        var reason: String?
+    }
+
+    struct Filesystem: Codable {
+        var id: String
+        var mount_point: String
+        var free_bytes: Int64
     }
 }
 
@@ -91,6 +129,9 @@ extension Reconciler {
                 if rel.hasPrefix(".wgpm-partial") || (rel as NSString).lastPathComponent.hasPrefix(".wgpm-tmp") { continue }
                 let kind = context.fileSystem.lstat(root + "/" + rel)?.kind
                 if kind == .directory { continue }
+                // A name no desired path can have (a newline, say) is nothing a plan needs, and a
+                // recording holding it would be refused when read back.
+                if confinementProblem("\(prefix)/\(rel)") != nil { continue }
                 relPaths.append("\(prefix)/\(rel)")
             }
         }

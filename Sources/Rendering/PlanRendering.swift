@@ -79,58 +79,180 @@ private func origin(_ file: DesiredFile?) -> String {
     return "  \(repo)" + (file.commit.map { "@\($0.prefix(7))" } ?? "")
 }
 
-/// A desired file's URL, origin, identity and wanters, as plans and lock files write them.
-public func desiredFileJSON(_ f: DesiredFile) -> [String: Any] {
-    var o: [String: Any] = ["url": f.url, "wanted_by": f.wantedBy]
-    if let r = f.repo { o["repo"] = r }
-    if let c = f.commit { o["commit"] = c }
-    if let s = f.expected.size { o["size"] = s }
-    if let h = f.expected.sha256 { o["sha256"] = h }
-    if let h = f.expected.gitSHA1 { o["git_sha1"] = h }
-    if !f.downloadable { o["wan2gp_downloads"] = false }
-    return o
-}
+/// The machine-readable plan, format_version 1 (docs/plan.schema.json): versioned, sorted by
+/// path, stable across runs. `plan --json` prints it; a saved plan (`plan -o`) is the same
+/// document with `fingerprint`, `observed` and `pruned` filled in. The coding keys are the
+/// format: renaming one is a new format_version.
+public struct PlanDocument: Codable, Equatable, Sendable {
+    public static let version = 1
 
-/// The machine-readable plan: versioned, sorted by path, stable across runs.
-public func planJSONObject(_ plan: Plan, extra: [String: Any] = [:]) -> [String: Any] {
-    var actions: [[String: Any]] = []
-    for a in plan.actions {
-        var o: [String: Any] = ["action": a.kind.rawValue, "path": a.path, "reason": a.reason]
-        if let f = a.file { o.merge(desiredFileJSON(f)) { a, _ in a } }
-        switch a.fetch {
-        case .download(let url, let size)?:
-            o["fetch"] = ["kind": "download", "url": url, "size": size as Any]
-        case .link(let source, let from, let basis, let mode)?:
-            o["fetch"] = ["kind": "link", "source": source, "from": from, "basis": basis.rawValue, "mode": mode.rawValue]
-        case nil: break
-        }
-        actions.append(o)
+    public var formatVersion: Int
+    public var changes: Bool
+    public var manifest: String?
+    public var actions: [ActionEntry]
+    public var unchanged: [String]
+    public var summary: SummaryEntry
+    /// What the plan cost (Hub requests, bytes hashed …); for people and CI, never compared.
+    public var stats: [String: Int64]?
+    /// Saved plans only: digests of the inputs, each path's observed state, and `--prune`.
+    public var fingerprint: [String: String]?
+    public var observed: [String: String]?
+    public var pruned: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion = "format_version", changes, manifest, actions, unchanged, summary, stats, fingerprint, observed, pruned
     }
-    let s = plan.summary
-    var counts: [String: Int] = [:]
-    for kind in ActionKind.allCases { counts[kind.rawValue] = s.count(kind) }
-    counts["unchanged"] = s.unchanged
-    var object: [String: Any] = [
-        "format_version": 1,
-        "changes": plan.hasChanges,
-        "actions": actions,
-        "unchanged": plan.unchanged,
-        "summary": [
-            "counts": counts,
-            "download_bytes": s.downloadBytes,
-            "unknown_size_downloads": s.unknownSizeDownloads,
-            "reused_bytes": s.reusedBytes,
-            "filesystems": s.filesystems.map {
-                ["id": $0.filesystem.id, "mount_point": $0.filesystem.mountPoint, "free_bytes": $0.filesystem.freeBytes,
-                 "download_bytes": $0.downloadBytes, "reserve_bytes": $0.reserveBytes, "fits": $0.fits] as [String: Any]
-            },
-        ] as [String: Any],
-    ]
-    for (k, v) in extra { object[k] = v }
-    return object
+
+    public init(_ plan: Plan, manifest: String? = nil, stats: [String: Int64]? = nil) {
+        formatVersion = Self.version
+        changes = plan.hasChanges
+        self.manifest = manifest
+        actions = plan.actions.map(ActionEntry.init)
+        unchanged = plan.unchanged
+        summary = SummaryEntry(plan.summary)
+        self.stats = stats
+    }
+
+    /// One action with the desired file's URL, origin, identity and wanters.
+    public struct ActionEntry: Codable, Equatable, Sendable {
+        public var action: ActionKind
+        public var path: String
+        public var reason: String
+        public var url: String?
+        public var repo: String?
+        public var commit: String?
+        public var size: Int64?
+        public var sha256: String?
+        public var gitSHA1: String?
+        public var wantedBy: [String]?
+        /// Written only when false: a file the definition needs that Wan2GP never downloads.
+        public var wan2gpDownloads: Bool?
+        public var fetch: FetchEntry?
+
+        enum CodingKeys: String, CodingKey {
+            case action, path, reason, url, repo, commit, size, sha256, gitSHA1 = "git_sha1", wantedBy = "wanted_by",
+                 wan2gpDownloads = "wan2gp_downloads", fetch
+        }
+
+        public init(_ a: Action) {
+            action = a.kind
+            path = a.path
+            reason = a.reason
+            if let f = a.file {
+                url = f.url
+                repo = f.repo
+                commit = f.commit
+                size = f.expected.size
+                sha256 = f.expected.sha256
+                gitSHA1 = f.expected.gitSHA1
+                wantedBy = f.wantedBy
+                wan2gpDownloads = f.downloadable ? nil : false
+            }
+            fetch = a.fetch.map(FetchEntry.init)
+        }
+    }
+
+    /// How an action's content is obtained. A download's size is written as null when unknown.
+    public enum FetchEntry: Codable, Equatable, Sendable {
+        case download(url: String, size: Int64?)
+        case link(source: String, from: String, basis: MatchBasis, mode: LinkMode)
+
+        enum CodingKeys: String, CodingKey { case kind, url, size, source, from, basis, mode }
+
+        public init(_ fetch: Fetch) {
+            switch fetch {
+            case .download(let url, let size): self = .download(url: url, size: size)
+            case .link(let source, let from, let basis, let mode): self = .link(source: source, from: from, basis: basis, mode: mode)
+            }
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            switch try c.decode(String.self, forKey: .kind) {
+            case "download": self = .download(url: try c.decode(String.self, forKey: .url), size: try c.decodeIfPresent(Int64.self, forKey: .size))
+            case "link":
+                self = .link(source: try c.decode(String.self, forKey: .source), from: try c.decode(String.self, forKey: .from),
+                             basis: try c.decode(MatchBasis.self, forKey: .basis), mode: try c.decode(LinkMode.self, forKey: .mode))
+            case let other:
+                throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "'\(other)' is neither download nor link")
+            }
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            switch self {
+            case .download(let url, let size):
+                try c.encode("download", forKey: .kind)
+                try c.encode(url, forKey: .url)
+                try c.encode(size, forKey: .size)
+            case .link(let source, let from, let basis, let mode):
+                try c.encode("link", forKey: .kind)
+                try c.encode(source, forKey: .source)
+                try c.encode(from, forKey: .from)
+                try c.encode(basis, forKey: .basis)
+                try c.encode(mode, forKey: .mode)
+            }
+        }
+    }
+
+    public struct SummaryEntry: Codable, Equatable, Sendable {
+        /// Per action kind, and `unchanged`.
+        public var counts: [String: Int]
+        public var downloadBytes: Int64
+        public var unknownSizeDownloads: Int
+        public var reusedBytes: Int64
+        public var filesystems: [FilesystemEntry]
+
+        enum CodingKeys: String, CodingKey {
+            case counts, downloadBytes = "download_bytes", unknownSizeDownloads = "unknown_size_downloads",
+                 reusedBytes = "reused_bytes", filesystems
+        }
+
+        public init(_ s: PlanSummary) {
+            var counts: [String: Int] = [:]
+            for kind in ActionKind.allCases { counts[kind.rawValue] = s.count(kind) }
+            counts["unchanged"] = s.unchanged
+            self.counts = counts
+            downloadBytes = s.downloadBytes
+            unknownSizeDownloads = s.unknownSizeDownloads
+            reusedBytes = s.reusedBytes
+            filesystems = s.filesystems.map(FilesystemEntry.init)
+        }
+    }
+
+    public struct FilesystemEntry: Codable, Equatable, Sendable {
+        public var id: String
+        public var mountPoint: String
+        public var freeBytes: Int64
+        public var downloadBytes: Int64
+        public var reserveBytes: Int64
+        public var fits: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case id, mountPoint = "mount_point", freeBytes = "free_bytes", downloadBytes = "download_bytes",
+                 reserveBytes = "reserve_bytes", fits
+        }
+
+        public init(_ u: FilesystemUsage) {
+            id = u.filesystem.id
+            mountPoint = u.filesystem.mountPoint
+            freeBytes = u.filesystem.freeBytes
+            downloadBytes = u.downloadBytes
+            reserveBytes = u.reserveBytes
+            fits = u.fits
+        }
+    }
 }
 
-/// Serializes with sorted keys so equal plans give equal bytes.
+/// wgpm's JSON style for its own formats: sorted keys, one key per line, no escaped slashes,
+/// a trailing newline; equal values give equal bytes.
+public func renderJSON<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
+}
+
+/// The same style for the ad-hoc listings (`models`, `show`, `queue`, `index --json`).
 public func renderJSON(_ object: [String: Any]) throws -> String {
     let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     return String(decoding: data, as: UTF8.self) + "\n"

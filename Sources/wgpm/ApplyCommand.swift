@@ -38,14 +38,10 @@ struct ApplyCommand: ParsableCommand {
         let catalog = inputs.catalog
         let plan: PlanResult
         if let planFile {
-            guard let data = FileManager.default.contents(atPath: planFile),
-                  let saved = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                throw CommandError("\(planFile): cannot read the saved plan; make one with 'wgpm plan -o FILE'")
-            }
-            let pruned = (saved["pruned"] as? Bool) ?? false
-            plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: pruned || prune,
+            let saved = try SavedPlan.load(planFile)
+            plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: saved.pruned || prune,
                                        lock: inputs.lock, lockPath: inputs.lockPath, locked: locked)
-            if let reason = stalenessReason(saved: saved, fresh: plan) {
+            if let reason = saved.stalenessReason(fresh: plan) {
                 printError("wgpm: error: \(planFile) is stale: \(reason). Run 'wgpm plan -o \(planFile)' again and review it.")
                 throw ExitCode(1)
             }

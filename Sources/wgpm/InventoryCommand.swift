@@ -17,8 +17,7 @@ struct InventoryCommand: ParsableCommand {
     var out: String?
 
     func run() throws {
-        let reconciler = try configOptions.reconciler()
-        let text = try renderJSON(try reconciler.recordInventory().jsonObject())
-        if let out { try writeAtomically(text, to: out) } else { print(text, terminator: "") }
+        let recorded = try configOptions.reconciler().recordInventory()
+        if let out { try recorded.write(to: out) } else { print(try recorded.render(), terminator: "") }
     }
 }

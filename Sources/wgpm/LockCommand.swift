@@ -29,17 +29,15 @@ struct LockCommand: ParsableCommand {
         let catalog = try reconciler.loadCatalog()
         let manifest = try Manifest.load(path: self.manifest, knownModels: catalog.ids)
         let lockPath = LockFile.path(forManifest: self.manifest)
-        var existing = try LockFile.load(lockPath)
-        if update {
-            if models.isEmpty {
-                existing = nil
-            } else {
-                for id in models where !catalog.ids.contains(id) && id != "files:" {
-                    throw CommandError("unknown model id '\(id)'" + (catalog.suggestion(for: id).map { "; did you mean \($0)?" } ?? ""))
-                }
-                // Forget the pins of files only the named models want; the rest stay pinned.
-                existing?.files.removeAll { !$0.wantedBy.isEmpty && Set($0.wantedBy).isSubset(of: Set(models)) }
+        // `--update` of everything resolves every file again, so it does not read the old lock:
+        // that is the way out of a lock that cannot be used.
+        var existing = update && models.isEmpty ? nil : try LockFile.load(lockPath)
+        if update && !models.isEmpty {
+            for id in models where !catalog.ids.contains(id) && id != "files:" {
+                throw CommandError("unknown model id '\(id)'" + (catalog.suggestion(for: id).map { "; did you mean \($0)?" } ?? ""))
             }
+            // Forget the pins of files only the named models want; the rest stay pinned.
+            existing?.files.removeAll { !$0.wantedBy.isEmpty && Set($0.wantedBy).isSubset(of: Set(models)) }
         }
         // Pinned entries are reused, the rest are resolved on the Hub now (a fresh look at main).
         let desired = try reconciler.desiredState(manifest: manifest, catalog: catalog, refresh: update,

@@ -47,32 +47,11 @@ struct PlanCommand: ParsableCommand {
         let recorded = try inventory.map(RecordedInventory.load)
         let result = try reconciler.plan(manifest: inputs.manifest, catalog: inputs.catalog, refresh: refresh, prune: prune,
                                          lock: inputs.lock, lockPath: inputs.lockPath, locked: locked, recorded: recorded)
-        let manifest = inputs.manifest
         for warning in result.warnings { printError("wgpm: warning: \(warning)") }
-        let stats: [String: Any] = [
-            "hub_requests": result.metadata.hubRequests,
-            "paths_observed": result.inventory.pathsObserved,
-            "files_hashed": result.inventory.filesHashed,
-            "bytes_hashed": result.inventory.bytesHashed,
-            "hash_cache_hits": result.inventory.hashCacheHits,
-            "source_files": result.reuse.sourceFiles,
-            "candidates_considered": result.reuse.candidatesConsidered,
-            "source_files_hashed": result.reuse.filesHashed,
-            "source_bytes_hashed": result.reuse.bytesHashed,
-            "bytes_reused": result.plan.summary.reusedBytes,
-        ]
-        var object = planJSONObject(result.plan, extra: ["stats": stats, "manifest": manifest.file])
-        if let out {
-            object["fingerprint"] = result.fingerprint
-            object["pruned"] = prune
-            object["observed"] = Dictionary(uniqueKeysWithValues: result.observed.paths.map { ($0.key, describe($0.value)) })
-            try writeAtomically(try renderJSON(object), to: out)
-            object["fingerprint"] = nil
-            object["pruned"] = nil
-            object["observed"] = nil
-        }
+        let document = result.document(manifest: inputs.manifest.file)
+        if let out { try SavedPlan(result, document: document, pruned: prune).write(to: out) }
         if json {
-            print(try renderJSON(object), terminator: "")
+            print(try renderJSON(document), terminator: "")
         } else {
             print(renderHuman(result.plan, style: terminalStyle, verbose: verbose), terminator: "")
             if let out { print("Saved the plan to \(out); run 'wgpm apply \(out)' to carry it out.") }

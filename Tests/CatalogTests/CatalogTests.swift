@@ -278,7 +278,81 @@ func wan2gpWithFinetunes(_ finetunes: [String: String]) throws -> String {
     #expect(throws: CatalogError.badModule(model: "d", message: "module 'i2v_2_2' must have a 'modules' list with exactly one entry")) {
         try c.expand("d", settings: ModelSettings())
     }
-    #expect(throws: CatalogError.badAltFolder(model: "e", url: "https://huggingface.co/a/b/resolve/main/x.safetensors|../up")) {
+    #expect(throws: CatalogError.unconfinedPath(model: "e", files: [dir + "/finetunes/e.json"], key: "URLs",
+                                                problem: "path 'ckpts/../up/x.safetensors' climbs out of its folder ('..' is not allowed)")) {
         try c.expand("e", settings: ModelSettings())
+    }
+}
+
+/// A definition is input wgpm does not trust: each way it shapes a path is checked by the one
+/// confinement rule, and the error names the model, its file, the key and what to do.
+struct BadDefinition: CustomTestStringConvertible, Sendable {
+    var name: String
+    var json: String
+    var key: String
+    var problem: String
+    var testDescription: String { name }
+}
+
+let badDefinitions: [BadDefinition] = [
+    BadDefinition(name: "text_encoder_folder climbs out", json: #"{"model": {"architecture": "t2v", "URLs": "t2v", "text_encoder_folder": "../.."}}"#,
+                  key: "text_encoder_folder", problem: "climbs out of its folder"),
+    BadDefinition(name: "text_encoder_folder with a NUL", json: #"{"model": {"architecture": "t2v", "URLs": "t2v", "text_encoder_folder": "umt5\u0000x"}}"#,
+                  key: "text_encoder_folder", problem: "contains a control character"),
+    BadDefinition(name: "text_encoder_folder absolute", json: #"{"model": {"architecture": "t2v", "URLs": "t2v", "text_encoder_folder": "/tmp"}}"#,
+                  key: "text_encoder_folder", problem: "has an empty segment"),
+    BadDefinition(name: "text encoder URL naming '..'", json: #"{"model": {"architecture": "t2v", "URLs": "t2v", "text_encoder_URLs": ["https://huggingface.co/a/b/resolve/main/x/.."]}}"#,
+                  key: "text_encoder_URLs", problem: "climbs out of its folder"),
+    // Only the {te_folder} support group makes a path here: the text encoder URL is not a download.
+    BadDefinition(name: "{te_folder} in a support group", json: #"{"model": {"architecture": "ace_step_v1_5", "URLs": "ace_step_v1_5", "text_encoder_URLs": ["lm.safetensors"], "text_encoder_folder": "../../x"}}"#,
+                  key: "text_encoder_folder", problem: "'ckpts/../../x/config.json' climbs out"),
+    BadDefinition(name: "files_from_key value climbs out", json: #"{"model": {"architecture": "ltx2_19B", "URLs": "ltx2_19B", "ltx2_video_vae_file": "../../../tmp/x.safetensors"}}"#,
+                  key: "ltx2_video_vae_file", problem: "'ckpts/../../../tmp/x.safetensors' climbs out"),
+    BadDefinition(name: "alt folder of a module", json: #"{"model": {"architecture": "vace_14B", "URLs": "t2v", "modules": [["https://huggingface.co/a/b/resolve/main/m.safetensors|/etc"]]}}"#,
+                  key: "modules", problem: "empty segment"),
+    BadDefinition(name: "alt folder of a lora", json: #"{"model": {"architecture": "t2v", "URLs": "t2v", "loras": ["https://huggingface.co/a/b/resolve/main/l.safetensors|../../x"]}}"#,
+                  key: "loras", problem: "'loras/wan/../../x/l.safetensors' climbs out"),
+    BadDefinition(name: "preload into wgpm's partial folder", json: #"{"model": {"architecture": "t2v", "URLs": "t2v", "preload_URLs": ["https://huggingface.co/a/b/resolve/main/p.bin|.wgpm-partial"]}}"#,
+                  key: "preload_URLs", problem: "names wgpm's own working files"),
+    BadDefinition(name: "VAE alt folder '.'", json: #"{"model": {"architecture": "t2v", "URLs": "t2v", "VAE_URLs": "https://huggingface.co/a/b/resolve/main/v.safetensors|."}}"#,
+                  key: "VAE_URLs", problem: "'.' segments"),
+]
+
+@Test(arguments: badDefinitions)
+func definitionPathsAreConfined(_ bad: BadDefinition) throws {
+    let dir = try wan2gpWithFinetunes(["x.json": bad.json])
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let c = try Catalog.load(wan2gpDirectory: dir)
+    for settings in [ModelSettings(), ModelSettings(allVariants: true)] {
+        do {
+            let files = try c.expand("x", settings: settings)
+            Issue.record("expanded to \(files.map(\.path))")
+        } catch let error as CatalogError {
+            guard case .unconfinedPath(let model, let files, let key, let problem) = error else { Issue.record("\(error)"); continue }
+            #expect(model == "x" && files == [dir + "/finetunes/x.json"] && key == bad.key, "\(error)")
+            #expect(problem.contains(bad.problem), "\(problem)")
+            #expect(error.description.hasPrefix(dir + "/finetunes/x.json: '\(bad.key)' of model 'x' gives a path wgpm will not write"))
+            #expect(error.description.hasSuffix("Fix or remove the definition file; nothing was planned."))
+            #expect(!error.description.contains("\u{0}"), "no control character reaches the terminal")
+        }
+    }
+}
+
+@Test func anEmptyTextEncoderFolderIsNoFolder() throws {
+    let dir = try wan2gpWithFinetunes(["x.json": #"{"model": {"architecture": "t2v", "URLs": "t2v", "text_encoder_folder": ""}}"#])
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let files = try Catalog.load(wan2gpDirectory: dir).expand("x", settings: ModelSettings())
+    #expect(files.contains { $0.path == "ckpts/models_t5_umt5-xxl-enc-quanto_int8.safetensors" && $0.role == .textEncoder })
+}
+
+/// A finetune over a default is blamed on both files, in merge order.
+@Test func aBadFinetuneOverADefaultNamesBothFiles() throws {
+    let dir = try wan2gpWithFinetunes(["t2v.json": #"{"model": {"text_encoder_folder": "../../.."}}"#])
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let c = try Catalog.load(wan2gpDirectory: dir)
+    #expect(throws: CatalogError.unconfinedPath(model: "t2v", files: [dir + "/defaults/t2v.json", dir + "/finetunes/t2v.json"],
+                                                key: "text_encoder_folder",
+                                                problem: "path 'ckpts/../../../models_t5_umt5-xxl-enc-quanto_int8.safetensors' climbs out of its folder ('..' is not allowed)")) {
+        try c.expand([("i2v_2_2", ModelSettings()), ("t2v", ModelSettings())])
     }
 }

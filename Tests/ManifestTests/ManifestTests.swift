@@ -33,7 +33,13 @@ let badManifests: [BadManifest] = [
     BadManifest(name: "bad variants", yaml: "version: 1\nmodels:\n  - id: t2v\n    variants: some\n",
                 problems: ["4:15: variants must be 'all' or 'default'"]),
     BadManifest(name: "path escapes", yaml: "version: 1\nfiles:\n  - url: https://huggingface.co/a/b/resolve/main/x.bin\n    path: ckpts/../../etc/x\n",
-                problems: ["4:11: path 'ckpts/../../etc/x' escapes the Wan2GP directory"]),
+                problems: ["4:11: path 'ckpts/../../etc/x' climbs out of its folder"]),
+    BadManifest(name: "path with an empty segment", yaml: "version: 1\nfiles:\n  - url: https://huggingface.co/a/b/resolve/main/x.bin\n    path: loras/wan//x.bin\n",
+                problems: ["4:11: path 'loras/wan//x.bin' has an empty segment"]),
+    BadManifest(name: "path with a NUL", yaml: "version: 1\nfiles:\n  - url: https://huggingface.co/a/b/resolve/main/x.bin\n    path: \"ckpts/x\\0.bin\"\n",
+                problems: ["4:11: path 'ckpts/x?.bin' contains a control character"]),
+    BadManifest(name: "path naming wgpm's working files", yaml: "version: 1\nfiles:\n  - url: https://huggingface.co/a/b/resolve/main/x.bin\n    path: ckpts/.wgpm-partial/x.bin\n",
+                problems: ["4:11: path 'ckpts/.wgpm-partial/x.bin' names wgpm's own working files"]),
     BadManifest(name: "absolute path", yaml: "version: 1\nfiles:\n  - url: https://huggingface.co/a/b/resolve/main/x.bin\n    path: /etc/passwd\n",
                 problems: ["4:11: path '/etc/passwd' must be relative"]),
     BadManifest(name: "path outside managed folders", yaml: "version: 1\nfiles:\n  - url: https://huggingface.co/a/b/resolve/main/x.bin\n    path: wgp.py\n",
@@ -76,7 +82,7 @@ func manifestErrors(_ bad: BadManifest) {
         variants: all
     files:
       - url: https://huggingface.co/ORG/REPO/resolve/main/sub/file.safetensors
-        path: loras/wan//file.safetensors
+        path: loras/wan/file.safetensors
         sha256: 0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef
     """
     let m = try Manifest.parse(yaml, file: "m.yaml", knownModels: known)

@@ -7,9 +7,9 @@ import Foundation
 /// otherwise follow a `Location: gopher://…`, `dict://…` or `file:///dev/zero` from a hostile
 /// server to a local port or file). At most `maxRedirects` hops when redirects are followed.
 /// No compression: sizes and hashes are of the bytes as stored.
-struct CurlOptions {
+public struct CurlOptions {
     static let allowedProtocols = "http,https"
-    static let maxRedirects = 10
+    public static let maxRedirects = 10
 
     var connectTimeout: Int
     var lowSpeedTime: Int

@@ -50,7 +50,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "wgpm", dependencies: [
-            "Reconciler", "Executor", "Reuse",
+            "Reconciler", "Executor", "Reuse", "Catalog", "Manifest", "Planner", "Rendering", "State", "HubClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
         .target(name: "TestSupport", dependencies: ["Inventory", "HubClient"], path: "Tests/TestSupport", swiftSettings: swiftSettings),

@@ -124,7 +124,7 @@ public enum ExecutorError: Error, CustomStringConvertible, Equatable {
         case .crossDevice(let path, let source):
             return "\(path): cannot hardlink \(source) across filesystems; use link_mode symlink or copy."
         case .notEnoughSpace(let mount, let needed, let free, let reserve):
-            return "not enough space on \(mount): downloads need \(needed) bytes, \(free) are free and min_free_gb keeps \(reserve) in reserve. Free space or lower min_free_gb; nothing was downloaded."
+            return "not enough space on \(mount): downloads need \(formatBytes(needed)), \(formatBytes(free)) are free and min_free_gb keeps \(formatBytes(reserve)) in reserve. Free space or lower min_free_gb; nothing was downloaded."
         case .gaveUp(let path, let reason):
             return "\(path): giving up after repeated failures: \(reason). The partial file is kept; 'wgpm queue retry' continues it."
         case .notManaged(let path):

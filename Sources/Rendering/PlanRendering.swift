@@ -14,15 +14,6 @@ public struct TerminalStyle: Sendable {
     func paint(_ text: String, _ code: String) -> String { color ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
 }
 
-/// Decimal units, as disks and the Hub's web pages report sizes.
-public func formatBytes(_ bytes: Int64) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB"]
-    var value = Double(bytes)
-    var unit = 0
-    while value >= 1000, unit < units.count - 1 { value /= 1000; unit += 1 }
-    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
-}
-
 /// The human form of a plan (SPEC §3).
 public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = false) -> String {
     var lines: [String] = []

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Executor
 import Foundation
+import Planner
 import HubClient
 import Manifest
 import Reconciler

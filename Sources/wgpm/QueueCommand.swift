@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Planner
 import Rendering
 import State
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Catalog
 import Foundation
+import Planner
 import Reconciler
 import Rendering
 

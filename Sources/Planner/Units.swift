@@ -1,0 +1,22 @@
+/// Decimal units, as disks and the Hub's web pages report sizes: `812.0 GB`, `34.0 KB`, `17 B`.
+/// One decimal, rounded half up. Pure integer arithmetic, so it lives with the pure planner and
+/// every stage's messages share it.
+public func formatBytes(_ bytes: Int64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"]
+    guard bytes >= 1000 || bytes <= -1000 else { return "\(bytes) B" }
+    let negative = bytes < 0
+    let magnitude = bytes.magnitude
+    var unit = 0
+    var scale: UInt64 = 1
+    while unit < units.count - 1, magnitude / scale >= 1000 {
+        scale *= 1000
+        unit += 1
+    }
+    var tenths = (magnitude.multipliedReportingOverflow(by: 10).overflow ? magnitude / (scale / 10) : (magnitude * 10 + scale / 2) / scale)
+    if tenths >= 10_000, unit < units.count - 1 {  // 999.96 KB rounds to 1000.0 KB: say 1.0 MB
+        unit += 1
+        scale *= 1000
+        tenths = (magnitude * 10 + scale / 2) / scale
+    }
+    return (negative ? "-" : "") + "\(tenths / 10).\(tenths % 10) \(units[unit])"
+}

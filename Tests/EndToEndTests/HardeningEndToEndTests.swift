@@ -1,0 +1,122 @@
+import Crypto
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The wgpm binary against concurrent installs, a following worker, a closed stderr, a lying
+// local store and a subfolder on another filesystem. Each failed before the hardening.
+
+/// Two wgpm installs with different state directories on one ckpts/ take turns: the second
+/// waits for the folder lock (here it gives up after 1 s), so neither truncates the other's
+/// partial. Before: the second downloaded into the same partial file at the same time.
+@Test func twoInstallsOnOneCkptsTakeTurns() throws {
+    let (m, data) = try slowMachine(size: 8 << 20, limitKB: 3000)
+    let own = try String(contentsOfFile: m.dir.file("config.yaml"), encoding: .utf8)
+    try m.dir.write("other.yaml", own.replacingOccurrences(of: "state_directory: state", with: "state_directory: other-state"))
+    let (first, _) = try startWGPM(m, ["apply", "--yes"])
+    #expect(waitFor(30) { partialSize(m) > 1 << 20 })
+    let other = try m.wgpmRun(["apply", "--yes", "--config", "other.yaml", "--lock-timeout", "1"])
+    #expect(other.status == 1)
+    #expect(other.stderr.contains("is writing \(m.dir.file("ckpts"))"), "\(other.stderr)")
+    first.waitUntilExit()
+    #expect(first.terminationStatus == 0)
+    #expect(sha256Hex(try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))) == sha256Hex(data))
+    #expect(m.hub.requests().filter { $0.listener == "cdn" && $0.method == "GET" }.count == 1)
+    let again = try m.wgpmRun(["plan", "--config", "other.yaml", "--detailed-exitcode"])
+    #expect(again.status == 0, "the other install sees the finished file: \(again.stdout)")
+}
+
+/// `apply` beside a running `worker --follow` enqueues, then waits for its own jobs to be
+/// carried out by the worker. Before: it waited for the queue lock, which the worker never
+/// gives up, and timed out (or waited forever).
+@Test func applyBesideAFollowingWorkerWaitsForItsJobs() throws {
+    let (m, data) = try slowMachine(size: 2 << 20, limitKB: 2000)
+    let (worker, _) = try startWGPM(m, ["worker", "--follow"])
+    defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL) } }
+    Thread.sleep(forTimeInterval: 0.5)
+    let applied = try m.wgpmRun(["apply", "--yes", "--lock-timeout", "30"])
+    #expect(applied.status == 0, "\(applied.stderr)")
+    #expect(applied.stderr.contains("waiting for them"), "\(applied.stderr)")
+    #expect(applied.stdout.contains("Applied: 1 done, 0 failed (by the running wgpm)."), "\(applied.stdout)")
+    #expect(FileManager.default.contents(atPath: m.dir.file("ckpts/big.safetensors")) == data)
+    #expect(worker.isRunning, "the worker keeps following")
+}
+
+/// stderr closed while apply runs (`wgpm apply 2>&1 | head`): wgpm finishes its job instead of
+/// dying of SIGPIPE with the job left "running".
+@Test func aClosedStderrDoesNotLeaveAJobRunning() throws {
+    let (m, data) = try slowMachine(size: 4 << 20, limitKB: 600)  // ~7 s: the 5 s progress line is written
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: wgpm)
+    p.arguments = ["apply", "--yes"]
+    var env = ProcessInfo.processInfo.environment
+    env["HF_ENDPOINT"] = m.hub.hubURL
+    env["HOME"] = m.dir.path
+    for key in ["HF_TOKEN", "WGPM_CONFIG", "CI"] { env[key] = nil }
+    p.environment = env
+    p.currentDirectoryURL = URL(fileURLWithPath: m.dir.path)
+    let err = Pipe()
+    p.standardError = err
+    p.standardOutput = FileHandle.nullDevice
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    try err.fileHandleForReading.close()
+    #expect(waitFor(60) { !p.isRunning })
+    if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    p.waitUntilExit()
+    #expect(p.terminationReason == .exit, "killed by signal \(p.terminationStatus)")
+    #expect(p.terminationStatus == 0)
+    #expect(FileManager.default.contents(atPath: m.dir.file("ckpts/big.safetensors")) == data)
+    let status = try m.wgpmRun(["queue", "status"])
+    #expect(status.stdout.contains("0 running"), "\(status.stdout)")
+}
+
+/// An HF-cache blob whose name claims the VAE's sha256 but whose bytes differ (same size) is
+/// not linked: apply downloads the file, and the next plan has no changes. Before: the blob was
+/// linked, apply said "done", and every later plan proposed the same bad link again.
+@Test func aLyingCacheBlobIsNotLinkedAndThePlanConverges() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    let served = try Data(contentsOf: URL(fileURLWithPath: m.hub.root + "/DeepBeepMeep/Wan2.1/Wan2.1_VAE.safetensors"))
+    let sha = SHA256.hash(data: served).map { String(format: "%02x", $0) }.joined()
+    var corrupt = served
+    corrupt[corrupt.count - 1] ^= 0xFF
+    let repo = "hf/models--DeepBeepMeep--Wan2.1"
+    try m.dir.write("\(repo)/blobs/\(sha)", corrupt)
+    try FileManager.default.createDirectory(atPath: m.dir.file("\(repo)/snapshots/abc"), withIntermediateDirectories: true)
+    #expect(symlink("../../blobs/\(sha)", m.dir.file("\(repo)/snapshots/abc/Wan2.1_VAE.safetensors")) == 0)
+    try m.writeConfig("sources:\n  - hf_cache: hf\n")
+
+    let (_, json) = try m.planJSON()
+    let vae = try #require(actions(json).first { $0["path"] as? String == "ckpts/Wan2.1_VAE.safetensors" })
+    #expect(vae["action"] as? String == "link", "the claim is believed at plan time")
+
+    let applied = try m.wgpmRun(["apply", "--yes"])
+    #expect(applied.status == 0, "\(applied.stderr)")
+    #expect(applied.stderr.contains("does not hold the expected content"), "\(applied.stderr)")
+    #expect(FileManager.default.contents(atPath: m.dir.file("ckpts/Wan2.1_VAE.safetensors")) == served)
+    let after = try m.wgpmRun(["plan", "--detailed-exitcode"])
+    #expect(after.status == 0, "converged: \(after.stdout)")
+}
+
+/// A ckpts subfolder that is another filesystem: the partial lives on that filesystem, so the
+/// final rename works. Before: every apply failed with EXDEV ("cross-device link"). Needs root.
+@Test func aSubfolderOnAnotherFilesystemWorks() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    try m.writeConfig("min_free_gb: 0\n")
+    let sub = m.dir.file("ckpts/umt5-xxl")
+    try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
+    guard (try? run("/bin/mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", sub]))?.status == 0 else {
+        Issue.record("this test needs root and tmpfs (mount failed)")
+        return
+    }
+    defer { _ = try? run("/bin/umount", [sub]) }
+    let applied = try m.wgpmRun(["apply", "--yes"])
+    #expect(applied.status == 0, "\(applied.stderr)")
+    let placed = try FileManager.default.contentsOfDirectory(atPath: sub)
+    #expect(placed.contains("models_t5_umt5-xxl-enc-quanto_int8.safetensors"), "\(placed)")
+    #expect(placed.contains(".wgpm-partial"), "the partial folder sits on the subfolder's filesystem")
+    #expect(try m.wgpmRun(["plan", "--detailed-exitcode"]).status == 0)
+}

@@ -13,25 +13,24 @@ public final class CancelFlag: Sendable {
 /// A token bucket shared by all transfers of a run. A transfer that gets ahead of the budget
 /// sleeps in its write callback, which blocks only its own thread. libcurl's own per-handle
 /// limit is not used: with 512 KiB buffers it lets tens of megabytes through between checks.
-public final class BandwidthLimiter: @unchecked Sendable {
+public final class BandwidthLimiter: Sendable {
     public let bytesPerSecond: Double
-    private let lock = NSLock()
-    private var available: Double
-    private var last = Date()
+    /// Bytes that may pass now (negative: owed), and when that was computed.
+    private let bucket: Mutex<(available: Double, last: Date)>
 
     public init(bytesPerSecond: Int64) {
         self.bytesPerSecond = Double(bytesPerSecond)
-        available = Double(bytesPerSecond) / 4
+        bucket = Mutex((Double(bytesPerSecond) / 4, Date()))
     }
 
     public func consume(_ bytes: Int) {
-        lock.lock()
-        let now = Date()
-        available = min(bytesPerSecond / 4, available + now.timeIntervalSince(last) * bytesPerSecond)
-        last = now
-        available -= Double(bytes)
-        let wait = available < 0 ? -available / bytesPerSecond : 0
-        lock.unlock()
+        let wait = bucket.withLock { b -> Double in
+            let now = Date()
+            b.available = min(bytesPerSecond / 4, b.available + now.timeIntervalSince(b.last) * bytesPerSecond)
+            b.last = now
+            b.available -= Double(bytes)
+            return b.available < 0 ? -b.available / bytesPerSecond : 0
+        }
         if wait > 0 { Thread.sleep(forTimeInterval: wait) }
     }
 }

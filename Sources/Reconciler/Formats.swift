@@ -140,13 +140,13 @@ public struct WriteError: Error, CustomStringConvertible {
 
 /// Writes by way of a temporary file in the same folder renamed into place, so a reader sees
 /// the old file or the new one, never half of one.
-func writeAtomically(_ text: String, to path: String) throws {
+public func writeAtomically(_ text: String, to path: String) throws {
     let url = URL(fileURLWithPath: path)
     let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
     do {
         try Data(text.utf8).write(to: tmp)
     } catch {
-        throw WriteError(path: path, reason: (error as NSError).localizedDescription)
+        throw WriteError(path: path, reason: plainText(of: error, withPath: false))
     }
     if rename(tmp.path, url.path) != 0 {
         let reason = String(cString: strerror(errno))

@@ -82,17 +82,6 @@ var terminalStyle: TerminalStyle {
     TerminalStyle.detect(isTerminal: stdoutIsTerminal, environment: ProcessInfo.processInfo.environment)
 }
 
-/// Writes a file by way of a temporary file in the same folder, so no partial file is left.
-func writeAtomically(_ text: String, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-    try Data(text.utf8).write(to: tmp)
-    if rename(tmp.path, url.path) != 0 {
-        try? FileManager.default.removeItem(at: tmp)
-        throw CommandError("cannot write \(path): \(String(cString: strerror(errno)))")
-    }
-}
-
 /// A failure of the command's work (exit 1), as opposed to a usage error (exit 64).
 struct CommandError: Error, CustomStringConvertible {
     var description: String

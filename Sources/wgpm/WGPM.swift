@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import Reconciler
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,6 +23,14 @@ struct WGPM: ParsableCommand {
     /// next write, not kill wgpm with SIGPIPE while a job is half done.
     static func main() {
         signal(SIGPIPE, SIG_IGN)
-        main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            // Foundation's file errors are made plain; everything else is reported as
+            // ArgumentParser does (usage errors 64, ExitCode as given, the rest 1).
+            let ns = error as NSError
+            exit(withError: ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain ? PlainError(error) : error)
+        }
     }
 }

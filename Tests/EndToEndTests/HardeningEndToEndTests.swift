@@ -120,3 +120,12 @@ import Glibc
     #expect(placed.contains(".wgpm-partial"), "the partial folder sits on the subfolder's filesystem")
     #expect(try m.wgpmRun(["plan", "--detailed-exitcode"]).status == 0)
 }
+
+/// A file error from Foundation reads as one plain sentence, never `Error Domain=…`.
+@Test func aFileErrorIsPlainText() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    let r = try m.wgpmRun(["plan", "-o", m.dir.file("no-such-folder/plan.json")])
+    #expect(r.status == 1)
+    #expect(!r.stderr.contains("Error Domain"), "\(r.stderr)")
+    #expect(r.stderr.contains("no such file or directory"), "\(r.stderr)")
+}

@@ -352,3 +352,19 @@ func aLinkPlantedInThePartialFolderIsNotFollowed(_ kind: String) throws {
     #expect(byID["a"]?.state == .failed && byID["a"]?.lastError == "does not fit")
     #expect(byID["b"]?.state == .running && byID["b"]?.ownerPID == 4242, "only its owner may end it")
 }
+
+/// Failures read as what happened: a header over libcurl's limit is not "Out of memory", and
+/// a message about a transfer names the host and path, never an empty "()" nor the signed query.
+@Test func transferFailuresArePlainText() throws {
+    let rig = try Rig()
+    try rig.fault(["listener": "cdn", "type": "huge_header", "count": 100])
+    do {
+        try rig.download(rig.bigSpec())
+        Issue.record("expected a failure")
+    } catch let error as ExecutorError {
+        let text = "\(error)"
+        #expect(text.contains("header larger than wgpm accepts"), "\(text)")
+        #expect(!text.lowercased().contains("out of memory"))
+    }
+    #expect(displayURL("http://localhost:1/lfs/abc?Expires=1&Signature=secret") == "http://localhost:1/lfs/abc")
+}

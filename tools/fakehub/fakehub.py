@@ -14,7 +14,7 @@ by their id when a copy of the repo as it was sits at <root>/_history/<org>/<nam
    "repos": {"org/name": {"private": true, "gated": "manual", "granted": ["hf_good"]}},
    "page_size": 1000,
    "faults": [{"listener": "cdn", "method": "GET", "path_contains": "x", "count": 1,
-               "type": "status|drop|wrong_bytes|ignore_range|stall", "status": 429,
+               "type": "status|drop|wrong_bytes|ignore_range|stall|huge_header", "status": 429,
                "headers": {"Retry-After": "1"}, "after_bytes": 100}]}
 
 A fault applies to the first `count` (default 1) requests that match its listener, method and
@@ -44,6 +44,8 @@ The adversarial types:
   garbage_start the real file as usual, but a body that starts at offset 0 starts with
                 "<!DOCTYPE html>\\n" instead of its first 16 bytes:
                 {"listener": "cdn", "type": "garbage_start"}
+  huge_header   200 with one response header line of `size` bytes (default 300000):
+                {"listener": "cdn", "type": "huge_header"}
   lie_metadata  for entries whose repo path contains `file_contains`, the hub reports `size` and/or
                 `sha256` (and an LFS oid to match) instead of the real ones in paths-info, tree,
                 revision ?blobs=true and the resolve redirect's X-Linked-Size/X-Linked-Etag; the
@@ -317,6 +319,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.fault_redirect_loop(fault, url, query, head)
             if ftype == "html":
                 return self.reply(200, {"Content-Type": "text/html; charset=utf-8"}, LOGIN_PAGE, head)
+            if ftype == "huge_header":  # one response header line of `size` bytes (default 300 KB)
+                return self.reply(200, {"X-Filler": "x" * int(fault.get("size", 300000))}, b"", head)
             if self.listener == "cdn":
                 return self.cdn(path, url.query, head)
             return self.hub(cfg, path, url.query, head)

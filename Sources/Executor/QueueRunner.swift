@@ -1,6 +1,7 @@
 import Foundation
 import HubClient
 import Inventory
+import Planner
 import State
 import Synchronization
 #if canImport(Glibc)
@@ -18,9 +19,10 @@ public func checkSpace(for specs: [JobSpec], fileSystem: FileSystem, reserve: In
         guard let fs = fileSystem.filesystem(of: (spec.target as NSString).deletingLastPathComponent) else { continue }
         let folder = (try? (confinement ?? .inferred(from: spec)).partialFolder(for: spec, fileSystem: fileSystem))
         let already = folder.flatMap { fileSystem.stat($0 + "/" + Downloader.partialName(spec))?.size } ?? 0
-        need[fs.id, default: (fs.mountPoint, fs.freeBytes, 0)].bytes += max(0, size - already)
+        let entry = need[fs.id, default: (fs.mountPoint, fs.freeBytes, 0)]
+        need[fs.id] = (entry.mount, entry.free, saturatingSum(entry.bytes, max(0, size - already)))
     }
-    for (_, n) in need.sorted(by: { $0.key < $1.key }) where n.bytes > 0 && n.free - n.bytes < reserve {
+    for (_, n) in need.sorted(by: { $0.key < $1.key }) where n.bytes > 0 && !FilesystemUsage.fits(free: n.free, download: n.bytes, reserve: reserve) {
         throw ExecutorError.notEnoughSpace(mountPoint: n.mount, needed: n.bytes, free: n.free, reserve: reserve)
     }
 }
@@ -61,7 +63,7 @@ public final class ProgressBoard: Sendable {
     /// Totals from the jobs waiting now; a job that begins later (enqueued while a worker
     /// follows the queue) is added to them, so the total line never passes 100 %.
     public init(jobs: [(id: String, bytes: Int64?)]) {
-        totals = Mutex(Totals(totalBytes: jobs.reduce(0) { $0 + ($1.bytes ?? 0) }, totalFiles: jobs.count,
+        totals = Mutex(Totals(totalBytes: jobs.reduce(0) { saturatingSum($0, $1.bytes ?? 0) }, totalFiles: jobs.count,
                               counted: Set(jobs.map(\.id))))
     }
 
@@ -69,7 +71,7 @@ public final class ProgressBoard: Sendable {
         totals.withLock { t in
             t.entries[id] = Entry(path: path, done: 0, total: total, startDone: -1, started: Date())
             if t.counted.insert(id).inserted {
-                t.totalBytes += total ?? 0
+                t.totalBytes = saturatingSum(t.totalBytes, total ?? 0)
                 t.totalFiles += 1
             }
         }

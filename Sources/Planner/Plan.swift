@@ -53,7 +53,14 @@ public struct FilesystemUsage: Hashable, Sendable {
     /// What must stay free after the downloads (`min_free_gb`).
     public var reserveBytes: Int64 = 0
     /// The same rule apply enforces before it enqueues anything.
-    public var fits: Bool { filesystem.freeBytes - downloadBytes >= reserveBytes }
+    public var fits: Bool { Self.fits(free: filesystem.freeBytes, download: downloadBytes, reserve: reserveBytes) }
+
+    /// The one free-space rule: what stays free after the downloads is at least the reserve.
+    /// Sizes come from locks and recordings, which may hold any number: no overflow here.
+    public static func fits(free: Int64, download: Int64, reserve: Int64) -> Bool {
+        let (left, overflow) = free.subtractingReportingOverflow(download)
+        return !overflow && left >= reserve
+    }
 }
 
 public struct PlanSummary: Hashable, Sendable {

@@ -157,17 +157,24 @@ func summarize(actions: [Action], unchanged: Int, observed: ObservedState, reser
     var perFS: [String: FilesystemUsage] = [:]
     for action in actions {
         counts[action.kind, default: 0] += 1
-        reused += action.reusedBytes
+        reused = saturatingSum(reused, action.reusedBytes)
         guard case .download(_, let size)? = action.fetch else { continue }
         if size == nil { unknown += 1 }
-        download += size ?? 0
+        download = saturatingSum(download, size ?? 0)
         if let fs = observed.filesystemOf[action.path] {
-            perFS[fs.id, default: FilesystemUsage(filesystem: fs, downloadBytes: 0, reserveBytes: reserve)].downloadBytes += size ?? 0
+            let usage = perFS[fs.id, default: FilesystemUsage(filesystem: fs, downloadBytes: 0, reserveBytes: reserve)]
+            perFS[fs.id] = FilesystemUsage(filesystem: fs, downloadBytes: saturatingSum(usage.downloadBytes, size ?? 0), reserveBytes: reserve)
         }
     }
     return PlanSummary(counts: counts, unchanged: unchanged, downloadBytes: download,
                        unknownSizeDownloads: unknown, reusedBytes: reused,
                        filesystems: perFS.values.sorted { $0.filesystem.id < $1.filesystem.id })
+}
+
+/// `a + b`, held at Int64.max instead of trapping: sizes in a lock or recording are input.
+public func saturatingSum(_ a: Int64, _ b: Int64) -> Int64 {
+    let (sum, overflow) = a.addingReportingOverflow(b)
+    return overflow ? (b > 0 ? .max : .min) : sum
 }
 
 func short(_ hash: String) -> String { String(hash.prefix(12)) + "…" }

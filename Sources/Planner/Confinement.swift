@@ -23,7 +23,8 @@ public func confinementProblem(_ path: String) -> String? {
     guard let first = segments.first, first == "ckpts" || first == "loras", segments.count >= 2 else {
         return "path '\(path)' must be below ckpts/ or loras/, the folders wgpm manages"
     }
-    if segments.dropFirst().first == ".wgpm-partial" || segments.last!.hasPrefix(".wgpm-tmp") {
+    // wgpm's working names: partial folders (at a root or a mounted subfolder) and temporaries.
+    if segments.contains(".wgpm-partial") || segments.last!.hasPrefix(".wgpm-tmp") {
         return "path '\(path)' names wgpm's own working files"
     }
     return nil

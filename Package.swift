@@ -54,7 +54,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         // Parsers of wgpm's input files under libFuzzer (scripts/fuzz.sh builds it with -DWGPM_FUZZ);
         // the normal build makes a replayer of inputs: wgpm-fuzz FORMAT FILE|DIR…
-        .executableTarget(name: "wgpm-fuzz", dependencies: ["Manifest", "Reconciler"], swiftSettings: swiftSettings),
+        .executableTarget(name: "wgpm-fuzz", dependencies: ["Manifest", "Planner", "Reconciler", "Rendering"], swiftSettings: swiftSettings),
         .target(name: "TestSupport", dependencies: ["Inventory", "HubClient"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "PlannerTests", dependencies: ["Planner"], swiftSettings: swiftSettings),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: swiftSettings),

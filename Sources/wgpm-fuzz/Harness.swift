@@ -36,30 +36,49 @@ let scratch: String = {
     return dir
 }()
 
-func withTempFile(_ name: String, _ data: Data, _ body: (String) throws -> Void) {
+func withTempFile<T>(_ name: String, _ data: Data, _ body: (String) throws -> T) throws -> T {
     let path = scratch + "/" + name
-    guard FileManager.default.createFile(atPath: path, contents: data) else { return }
-    try? body(path)
+    guard FileManager.default.createFile(atPath: path, contents: data) else {
+        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+    }
+    return try body(path)
 }
 
-/// Runs one input through one parser. Errors are the expected outcome for most inputs.
-func run(_ format: Format, _ data: Data) {
+/// Runs one input through one parser and says how it ended (for the replayer; libFuzzer ignores
+/// it). Errors are the expected outcome for most inputs.
+@discardableResult
+func run(_ format: Format, _ data: Data) -> String {
+    func outcome(_ body: () throws -> String) -> String {
+        do { return try body() } catch { return "rejected: " + "\(error)".prefix(160).split(separator: "\n").joined(separator: " ") }
+    }
     switch format {
     case .manifest, .manifestUnchecked:
         // Manifest.load reads UTF-8 text and refuses anything else before the parser sees it.
-        guard let text = String(data: data, encoding: .utf8) else { return }
-        _ = try? Manifest.parse(text, file: "fuzz.yaml", knownModels: format == .manifest ? knownModels : nil)
+        guard let text = String(data: data, encoding: .utf8) else { return "rejected: not UTF-8" }
+        return outcome {
+            let m = try Manifest.parse(text, file: "fuzz.yaml", knownModels: format == .manifest ? knownModels : nil)
+            return "accepted: \(m.models.count) models, \(m.files.count) files"
+        }
     case .config:
-        guard let text = String(data: data, encoding: .utf8) else { return }
+        guard let text = String(data: data, encoding: .utf8) else { return "rejected: not UTF-8" }
         // A fixed environment: no token file or HF_HOME of the machine running the fuzzer is read.
         let env = ["HOME": "/nonexistent-wgpm-fuzz", "HF_HOME": "/nonexistent-wgpm-fuzz/hf"]
-        _ = try? MachineConfig.parse(text, file: "/fuzz/config.yaml", environment: env)
+        return outcome {
+            let c = try MachineConfig.parse(text, file: "/fuzz/config.yaml", environment: env)
+            return "accepted: \(c.sources.count) sources"
+        }
     case .lock:
-        withTempFile("wgpm.lock", data) { _ = try LockFile.load($0) }
+        return outcome {
+            let lock = try withTempFile("wgpm.lock", data) { try LockFile.load($0) }
+            return "accepted: \(lock?.files.count ?? 0) files"
+        }
     case .savedPlan:
-        SavedPlanAdapter.run(data)
+        return outcome { try SavedPlanAdapter.parse(data).map { "stale: " + $0 } ?? "accepted: still matches" }
     case .inventory:
-        withTempFile("inventory.json", data) { _ = try RecordedInventory.load($0) }
+        return outcome {
+            let inv = try withTempFile("inventory.json", data) { try RecordedInventory.load($0) }
+            return "accepted: \(inv.paths.count) paths"
+        }
     }
 }
 
@@ -74,10 +93,12 @@ let selected: Format? = {
     return f
 }()
 
-func runOne(_ data: Data, format: Format?) {
+@discardableResult
+func runOne(_ data: Data, format: Format?) -> String {
     if let format { return run(format, data) }
-    guard let first = data.first else { return }
-    run(Format.pick(first), data.dropFirst())
+    guard let first = data.first else { return "empty" }
+    let f = Format.pick(first)
+    return f.rawValue + " " + run(f, data.dropFirst())
 }
 
 #if WGPM_FUZZ
@@ -94,6 +115,10 @@ public func fuzzTestOneInput(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CI
 struct Replay {
     static func main() {
         let args = Array(CommandLine.arguments.dropFirst())
+        if args == ["print-saved-plan-seed"] {
+            print((try? SavedPlanAdapter.matchingSeed()) ?? "", terminator: "")
+            exit(0)
+        }
         let names = ["mixed"] + Format.allCases.map(\.rawValue)
         guard let name = args.first, names.contains(name), args.count >= 2 else {
             print("usage: wgpm-fuzz FORMAT FILE|DIR…   FORMAT: \(names.joined(separator: " | "))")
@@ -105,7 +130,10 @@ struct Replay {
             var isDir: ObjCBool = false
             if FileManager.default.fileExists(atPath: arg, isDirectory: &isDir), isDir.boolValue {
                 let entries = (try? FileManager.default.contentsOfDirectory(atPath: arg)) ?? []
-                files += entries.sorted().filter { !$0.hasPrefix(".") }.map { arg + "/" + $0 }
+                files += entries.sorted().filter { !$0.hasPrefix(".") }.map { arg + "/" + $0 }.filter {
+                    var sub: ObjCBool = false
+                    return FileManager.default.fileExists(atPath: $0, isDirectory: &sub) && !sub.boolValue
+                }
             } else {
                 files.append(arg)
             }
@@ -118,8 +146,8 @@ struct Replay {
                 continue
             }
             let start = Date()
-            runOne(data, format: format)
-            print(String(format: "wgpm-fuzz: %@ %@: ok (%.3f s)", name, file, Date().timeIntervalSince(start)))
+            let result = runOne(data, format: format)
+            print(String(format: "wgpm-fuzz: %@ %@: %.3f s, %@", name, file, Date().timeIntervalSince(start), result))
         }
         exit(failed ? 1 : 0)
     }

@@ -1,6 +1,8 @@
 import Foundation
 import Manifest
+import Planner
 import Reconciler
+import Rendering
 
 /// The saved plan (`wgpm plan -o FILE`) as `wgpm apply FILE` reads it today: JSON through
 /// JSONSerialization, then `stalenessReason(saved:fresh:)` against a fresh plan. The fresh plan is
@@ -11,12 +13,24 @@ import Reconciler
 /// `SavedPlan`), `parse` is the one line to change, e.g.
 /// `_ = try JSONDecoder().decode(SavedPlan.self, from: data)` or `withTempFile(…) { try SavedPlan.load($0) }`.
 enum SavedPlanAdapter {
-    static func parse(_ data: Data) throws {
-        guard let saved = try JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }
-        if let fresh { _ = stalenessReason(saved: saved, fresh: fresh) }
+    /// What `wgpm apply FILE` would say: nil when the plan still matches, else why not.
+    static func parse(_ data: Data) throws -> String? {
+        guard let saved = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            return "not a JSON object"
+        }
+        return fresh.flatMap { stalenessReason(saved: saved, fresh: $0) }
     }
 
-    static func run(_ data: Data) { try? parse(data) }
+    /// A saved plan that still matches the fresh plan, as `wgpm plan -o` writes it: the seed that
+    /// takes the fuzzer past the fingerprint checks (`wgpm-fuzz print-saved-plan-seed`).
+    static func matchingSeed() throws -> String {
+        guard let fresh else { return "" }
+        var object = planJSONObject(fresh.plan, extra: ["manifest": "wgpm.yaml"])
+        object["fingerprint"] = fresh.fingerprint
+        object["pruned"] = false
+        object["observed"] = Dictionary(uniqueKeysWithValues: fresh.observed.paths.map { ($0.key, describe($0.value)) })
+        return try renderJSON(object)
+    }
 
     /// The fresh plan compared against: two pinned files, one of them on disk with other content.
     static let fresh: PlanResult? = {
@@ -26,7 +40,7 @@ enum SavedPlanAdapter {
             for sub in ["ckpts", "loras", "state", "wan2gp"] {
                 try fm.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
             }
-            fm.createFile(atPath: dir + "/ckpts/present.safetensors", contents: Data("not the pinned bytes".utf8))
+            _ = fm.createFile(atPath: dir + "/ckpts/present.safetensors", contents: Data("not the pinned bytes".utf8))
             let config = try MachineConfig.parse("""
                 wan2gp_directory: \(dir)/wan2gp
                 ckpts_directory: \(dir)/ckpts

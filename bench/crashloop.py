@@ -4,7 +4,7 @@ download, start it again each time, then let it converge, and check what a crash
 
 A temporary machine (config: wan2gp_directory = fixtures/wan2gp, its own ckpts/loras/state,
 bandwidth_limit_kb so the transfers take seconds, parallel_downloads 2) and a manifest whose
-`files:` are COUNT generated files of 1..MAX MiB in a fake Hub repo (all LFS, served by the fake
+`files:` are COUNT generated files of MIN..MAX MiB in a fake Hub repo (all LFS, served by the fake
 file host). Then, --kills times: start `wgpm apply --yes` (or, with probability --worker-share,
 `wgpm worker`), SIGKILL it after a random delay, and look at the disk. Finally one apply without
 a kill. Fails when:
@@ -16,8 +16,8 @@ a kill. Fails when:
     from the fake Hub's JSONL log (`bytes` of the cdn listener; transfers cut off by a kill are
     logged by this script's wrapper of the server, which the plain fake Hub does not log).
 
-Usage: crashloop.py --wgpm PATH [--kills 25] [--seed S] [--files 16] [--max-mib 4]
-                    [--bandwidth-kb 2048] [--max-delay 2.0] [--worker-share 0.25] [--max-ratio 1.5]
+Usage: crashloop.py --wgpm PATH [--kills 25] [--seed S] [--files 16] [--min-mib 2] [--max-mib 6]
+                    [--bandwidth-kb 3072] [--max-delay 2.0] [--worker-share 0.25] [--max-ratio 1.5]
        crashloop.py --serve-hub ROOT LOG READY      (internal: the fake Hub with abort logging)
 """
 import argparse
@@ -27,6 +27,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = "crashloop/files"
+SNDBUF = 64 << 10
 
 
 def serve_hub(root, log, ready):
@@ -56,6 +58,10 @@ def serve_hub(root, log, ready):
 
     def send_file(self, full, info, headers, head):
         local.sent = 0
+        # A small send buffer keeps "sent" close to "received": on loopback the kernel would
+        # otherwise take megabytes of a file at once, and a client killed right after would
+        # count them as sent. (2 x 64 KiB after the kernel's doubling.)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
         try:
             return original(self, full, info, headers, head)
         except (BrokenPipeError, ConnectionResetError):
@@ -77,11 +83,11 @@ def sha256_of(path):
             h.update(chunk)
 
 
-def make_files(hub_root, rng, count, max_mib):
-    """COUNT files of random size in [1 MiB, MAX MiB] (all LFS), half of them bound for loras/."""
+def make_files(hub_root, rng, count, min_mib, max_mib):
+    """COUNT files of random size in [MIN MiB, MAX MiB] (all LFS), half of them bound for loras/."""
     files = []
     for i in range(count):
-        size = rng.randint(1 << 20, max_mib << 20)
+        size = rng.randint(min_mib << 20, max_mib << 20)
         name = "part-%02d.safetensors" % i
         path = os.path.join(hub_root, REPO, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -106,8 +112,9 @@ def main():
     ap.add_argument("--kills", type=int, default=25)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--files", type=int, default=16)
-    ap.add_argument("--max-mib", type=int, default=4)
-    ap.add_argument("--bandwidth-kb", type=int, default=2048)
+    ap.add_argument("--min-mib", type=int, default=2)
+    ap.add_argument("--max-mib", type=int, default=6)
+    ap.add_argument("--bandwidth-kb", type=int, default=3072)
     ap.add_argument("--min-delay", type=float, default=0.2)
     ap.add_argument("--max-delay", type=float, default=2.0)
     ap.add_argument("--worker-share", type=float, default=0.25)
@@ -119,16 +126,19 @@ def main():
         return serve_hub(*args.serve_hub)
     if not args.wgpm:
         ap.error("--wgpm is required")
+    args.wgpm = os.path.abspath(args.wgpm)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     rng = random.Random(seed)
     work = os.path.abspath(args.work) if args.work else tempfile.mkdtemp(prefix="wgpm-crashloop-")
     if args.work:
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(work)
-    print("crashloop: seed %d, %d kills, %d files of 1..%d MiB, %d KB/s, work %s"
-          % (seed, args.kills, args.files, args.max_mib, args.bandwidth_kb, work))
+    print("crashloop: seed %d, %d kills, %d files of %d..%d MiB, %d KB/s, work %s"
+          % (seed, args.kills, args.files, args.min_mib, args.max_mib, args.bandwidth_kb, work))
     hub_root, log, ready = os.path.join(work, "hub"), os.path.join(work, "hub-requests.jsonl"), os.path.join(work, "hub.json")
-    files = make_files(hub_root, rng, args.files, args.max_mib)
+    if args.min_mib < 1 or args.max_mib < args.min_mib:
+        ap.error("need 1 <= --min-mib <= --max-mib (files of 1 MiB or more are LFS, served by the file host)")
+    files = make_files(hub_root, rng, args.files, args.min_mib, args.max_mib)
     total = sum(f["size"] for f in files)
     data = os.path.join(work, "wan2gp-data")
     with open(os.path.join(work, "config.yaml"), "w") as f:
@@ -141,7 +151,7 @@ def main():
             f.write("  - url: https://huggingface.co/%s/resolve/main/%s\n    path: %s\n" % (REPO, x["name"], x["target"]))
 
     server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve-hub", hub_root, log, ready],
-                              stdout=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     problems = []
     try:
         for _ in range(200):
@@ -240,7 +250,8 @@ def main():
         print("crashloop: files at their final paths after each run: %s" % " ".join(map(str, history)))
         print("crashloop: file host: %d transfers (%d with Range, %d cut off by a kill), %.1f MiB sent for %.1f MiB of files"
               % (len(cdn), len(ranged), len(cut), sent / 2**20, total / 2**20))
-        print("crashloop: re-fetch ratio %.3f (bound %.2f)" % (ratio, args.max_ratio))
+        print("crashloop: re-fetch ratio %.3f (bound %.2f): %.1f MiB sent again, %.2f MiB per kill"
+              % (ratio, args.max_ratio, (sent - total) / 2**20, (sent - total) / 2**20 / max(1, kills)))
     finally:
         server.terminate()
         server.wait()

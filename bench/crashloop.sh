@@ -2,7 +2,7 @@
 # Crash loop: SIGKILL wgpm apply/worker at random moments during a multi-file download, start it
 # again each time, then converge; checks that no final path ever holds wrong bytes, that nothing
 # is left behind and how much was fetched again. Usage:
-#   bench/crashloop.sh [--release] [--kills N] [--seed S] [--files N] [--max-mib N]
+#   bench/crashloop.sh [--release] [--kills N] [--seed S] [--files N] [--min-mib N] [--max-mib N]
 #                      [--bandwidth-kb N] [--max-delay S] [--worker-share P] [--max-ratio R] [--keep]
 set -euo pipefail
 cd "$(dirname "$0")/.."

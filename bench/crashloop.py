@@ -16,8 +16,8 @@ a kill. Fails when:
     from the fake Hub's JSONL log (`bytes` of the cdn listener; transfers cut off by a kill are
     logged by this script's wrapper of the server, which the plain fake Hub does not log).
 
-Usage: crashloop.py --wgpm PATH [--kills 25] [--seed S] [--files 16] [--min-mib 2] [--max-mib 6]
-                    [--bandwidth-kb 3072] [--max-delay 2.0] [--worker-share 0.25] [--max-ratio 1.5]
+Usage: crashloop.py --wgpm PATH [--kills 25] [--seed S] [--files 16] [--min-mib 6] [--max-mib 16]
+                    [--bandwidth-kb 6144] [--max-delay 2.5] [--worker-share 0.25] [--max-ratio 1.5]
        crashloop.py --serve-hub ROOT LOG READY      (internal: the fake Hub with abort logging)
 """
 import argparse
@@ -112,11 +112,11 @@ def main():
     ap.add_argument("--kills", type=int, default=25)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--files", type=int, default=16)
-    ap.add_argument("--min-mib", type=int, default=2)
-    ap.add_argument("--max-mib", type=int, default=6)
-    ap.add_argument("--bandwidth-kb", type=int, default=3072)
-    ap.add_argument("--min-delay", type=float, default=0.2)
-    ap.add_argument("--max-delay", type=float, default=2.0)
+    ap.add_argument("--min-mib", type=int, default=6)
+    ap.add_argument("--max-mib", type=int, default=16)
+    ap.add_argument("--bandwidth-kb", type=int, default=6144)
+    ap.add_argument("--min-delay", type=float, default=0.3)
+    ap.add_argument("--max-delay", type=float, default=2.5)
     ap.add_argument("--worker-share", type=float, default=0.25)
     ap.add_argument("--max-ratio", type=float, default=1.5)
     ap.add_argument("--work", help="work folder (default: a temporary one, removed on success)")

@@ -108,6 +108,23 @@ public func fuzzTestOneInput(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CI
     runOne(data, format: selected)
     return 0
 }
+
+typealias FuzzCallback = @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+
+/// libFuzzer's driver (LLVM 12 and later): the argument parsing and loop of its own main.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
+                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                         _ callback: FuzzCallback) -> CInt
+
+/// SwiftPM links an executable with `main` defined as `<module>_main` (so that tests can link
+/// the module), which would hide libFuzzer's main: this is that symbol, handing over to libFuzzer.
+@_cdecl("wgpm_fuzz_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var count = argc
+    var args = argv
+    return LLVMFuzzerRunDriver(&count, &args, fuzzTestOneInput)
+}
 #else
 /// `wgpm-fuzz FORMAT FILE…` (FORMAT: mixed or one of the formats): runs each file through the
 /// parser and prints one line per file; exit 0 unless a file cannot be read. A crash is a bug.

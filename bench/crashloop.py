@@ -243,6 +243,22 @@ def main():
         cut = [r for r in cdn if r["status"] == 499]
         ranged = [r for r in cdn if r["range"]]
         ratio = sent / total
+        # Where the bytes sent again went: after each transfer of a file, the next one of the same
+        # file starts at the resume offset; what the host had sent beyond it was fetched twice.
+        # wgpm writes in 1 MiB slots, so the tail of an unfinished slot is always lost; whole MiB
+        # lost beyond that were in flight (socket buffers) or queued for the writer at the kill.
+        per_file = {}
+        for r in cdn:
+            begin = int(r["range"][6:].split("-")[0]) if r["range"] else 0
+            per_file.setdefault(r["path"].split("?")[0], []).append((begin, begin + r["bytes"]))
+        slot_tail = beyond = restarts = 0
+        mib = 1 << 20
+        for transfers in per_file.values():
+            for (_, end), (resume, _) in zip(transfers, transfers[1:]):
+                whole = end // mib * mib
+                slot_tail += end - max(whole, resume) if end > resume else 0
+                beyond += max(0, min(whole, end) - resume)
+                restarts += resume == 0 and end >= mib
         if ratio > args.max_ratio:
             problems.append("the file host sent %.2f× the total size (bound %.2f×)" % (ratio, args.max_ratio))
         print("crashloop: %d runs killed, %d finished before their kill (%d of all runs were 'worker'), %.1f s"
@@ -250,6 +266,8 @@ def main():
         print("crashloop: files at their final paths after each run: %s" % " ".join(map(str, history)))
         print("crashloop: file host: %d transfers (%d with Range, %d cut off by a kill), %.1f MiB sent for %.1f MiB of files"
               % (len(cdn), len(ranged), len(cut), sent / 2**20, total / 2**20))
+        print("crashloop: sent again: %.1f MiB in unfinished 1 MiB slots, %.1f MiB of whole MiB beyond them;"
+              " %d restarts from 0 after 1 MiB or more had been sent" % (slot_tail / mib, beyond / mib, restarts))
         print("crashloop: re-fetch ratio %.3f (bound %.2f): %.1f MiB sent again, %.2f MiB per kill"
               % (ratio, args.max_ratio, (sent - total) / 2**20, (sent - total) / 2**20 / max(1, kills)))
     finally:

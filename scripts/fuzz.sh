@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Fuzzes wgpm's input parsers with libFuzzer: manifest, machine config, lock, saved plan and
 # recorded inventory. Usage: scripts/fuzz.sh [SECONDS] [FORMAT…]
+#                           scripts/fuzz.sh --replay
 #   SECONDS  per format (default 60); FORMAT one of: manifest manifest-unchecked config lock
 #            saved-plan inventory (default: all of them)
+#   --replay runs the seeds (the repo's files, fuzz/corpus/, fuzz/findings/) through the normal
+#            debug build's wgpm-fuzz instead: no sanitizer build, a few seconds (scripts/test.sh).
 # Builds Sources/wgpm-fuzz with -DWGPM_FUZZ and -sanitize=fuzzer,address in its own scratch path
 # (.build-fuzz), seeds each corpus from the repo (manifests/*.yaml, config.yaml.example,
 # fuzz/corpus/FORMAT/), and runs each format for SECONDS. A crash, a hang (-timeout) or running out
@@ -21,26 +24,46 @@ SCRATCH=.build-fuzz
 TIMEOUT=${FUZZ_TIMEOUT:-10}
 RSS_MB=${FUZZ_RSS_MB:-2048}
 
-scripts/setup.sh
-echo "fuzz: building wgpm-fuzz with -sanitize=fuzzer,address in $SCRATCH"
-start=$(date +%s)
-BUILD=(swift build --scratch-path "$SCRATCH" --product wgpm-fuzz
-       -Xswiftc -sanitize=fuzzer,address -Xswiftc -DWGPM_FUZZ)
-if ! "${BUILD[@]}" >"$SCRATCH.log" 2>&1; then
-  grep -E "error" "$SCRATCH.log" | head -30 >&2 || tail -30 "$SCRATCH.log" >&2
-  echo "fuzz: the fuzzer did not build (full log: $SCRATCH.log)" >&2
-  exit 1
-fi
-rm -f "$SCRATCH.log"
-echo "fuzz: built in $(( $(date +%s) - start )) s"
-BIN=$("${BUILD[@]}" --show-bin-path)/wgpm-fuzz
-
 seed() {  # seed FORMAT DIR: the repo's own files of that format
   case "$1" in
     manifest|manifest-unchecked) cp manifests/*.yaml "$2"/ ;;
     config) cp config.yaml.example "$2"/config.yaml.example ;;
   esac
 }
+
+if [ "$SECS" = "--replay" ]; then
+  swift build --product wgpm-fuzz 2>&1 | grep -E "error|warning: " || true
+  BIN=$(swift build --show-bin-path)/wgpm-fuzz
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  n=0
+  for f in "${ALL[@]}"; do
+    mkdir -p "$tmp/$f"
+    seed "$f" "$tmp/$f"
+    dirs=("$tmp/$f")
+    for d in "fuzz/corpus/$f" "fuzz/findings/$f"; do [ -d "$d" ] && dirs+=("$d"); done
+    "$BIN" "$f" "${dirs[@]}" >"$tmp/$f.log" || { cat "$tmp/$f.log"; echo "fuzz: replay of $f failed" >&2; exit 1; }
+    n=$((n + $(wc -l <"$tmp/$f.log")))
+  done
+  echo "fuzz: replayed $n seed and finding inputs through every parser without a crash"
+  exit 0
+fi
+
+scripts/setup.sh
+echo "fuzz: building wgpm-fuzz with -sanitize=fuzzer,address in $SCRATCH"
+mkdir -p "$SCRATCH"
+start=$(date +%s)
+BUILD=(swift build --scratch-path "$SCRATCH" --product wgpm-fuzz
+       -Xswiftc -sanitize=fuzzer,address -Xswiftc -DWGPM_FUZZ)
+if ! "${BUILD[@]}" >"$SCRATCH/build.log" 2>&1; then
+  grep -E "error" "$SCRATCH/build.log" | head -30 >&2 || tail -30 "$SCRATCH/build.log" >&2
+  echo "fuzz: the fuzzer did not build (full log: $SCRATCH/build.log)" >&2
+  exit 1
+fi
+rm -f "$SCRATCH/build.log"
+echo "fuzz: built in $(( $(date +%s) - start )) s"
+BIN=$("${BUILD[@]}" --show-bin-path)/wgpm-fuzz
+
 dict() {
   case "$1" in
     manifest|manifest-unchecked|config) echo fuzz/yaml.dict ;;

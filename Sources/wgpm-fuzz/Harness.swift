@@ -162,9 +162,13 @@ struct Replay {
                 failed = true
                 continue
             }
+            // Named before it runs, so that a crash leaves the culprit as the last line.
+            print("wgpm-fuzz: \(name) \(file): ", terminator: "")
+            fflush(nil)
             let start = Date()
             let result = runOne(data, format: format)
-            print(String(format: "wgpm-fuzz: %@ %@: %.3f s, %@", name, file, Date().timeIntervalSince(start), result))
+            print(String(format: "%.3f s, %@", Date().timeIntervalSince(start), result))
+            fflush(nil)
         }
         exit(failed ? 1 : 0)
     }

@@ -12,6 +12,7 @@ a kill. Fails when:
   - a run that was not killed exits non-zero;
   - the final apply does not exit 0, a final file is missing or wrong, a `.wgpm-tmp-*` or a
     partial download is left, or `wgpm plan --detailed-exitcode` does not say "No changes" (0);
+  - a run asks for a file from an offset below the size of the partial file the killed run left;
   - the file host sent more than --max-ratio times the total size (the re-fetch ratio), counted
     from the fake Hub's JSONL log (`bytes` of the cdn listener; transfers cut off by a kill are
     logged by this script's wrapper of the server, which the plain fake Hub does not log).
@@ -194,13 +195,26 @@ def main():
                         partial.append(full)
             return tmp, partial
 
+        def partials():
+            """sha256 -> size of its partial download on disk."""
+            out = {}
+            for root in ("ckpts", "loras"):
+                d = os.path.join(data, root, ".wgpm-partial")
+                for n in os.listdir(d) if os.path.isdir(d) else []:
+                    if n.endswith(".part"):
+                        out[n.split("-")[0]] = os.path.getsize(os.path.join(d, n))
+            return out
+
         kills = finished = workers = 0
         history = []
+        runs = []  # (start time, partial sizes left on disk before it started)
+        left = {}
         start_time = time.monotonic()
         for i in range(args.kills):
             cmd = ["worker"] if rng.random() < args.worker_share else ["apply", "--yes"]
             workers += cmd == ["worker"]
             delay = rng.uniform(args.min_delay, args.max_delay)
+            runs.append((time.time(), left))
             proc, out = start(cmd)
             try:
                 code = proc.wait(timeout=delay)
@@ -216,8 +230,10 @@ def main():
                 kills += 1
             present = check("after run %d (%s, %.2f s)" % (i + 1, " ".join(cmd), delay))
             history.append(present)
+            left = partials()
         loop_seconds = time.monotonic() - start_time
 
+        runs.append((time.time(), left))
         proc, out = start(["apply", "--yes"])
         code = proc.wait(timeout=600)
         out.close()
@@ -243,6 +259,20 @@ def main():
         cut = [r for r in cdn if r["status"] == 499]
         ranged = [r for r in cdn if r["range"]]
         ratio = sent / total
+        # Each run's first request for a file should continue the partial that the run before
+        # left on disk: a lower offset means a partial was cut back or thrown away.
+        below = []
+        for n, (begin_time, sizes) in enumerate(runs):
+            end_time = runs[n + 1][0] if n + 1 < len(runs) else float("inf")
+            seen = set()
+            for r in cdn:
+                sha = r["path"].split("?")[0].rsplit("/", 1)[-1]
+                if not (begin_time <= r["time"] < end_time) or sha in seen:
+                    continue
+                seen.add(sha)
+                offset = int(r["range"][6:].split("-")[0]) if r["range"] else 0
+                if sha in sizes and offset < sizes[sha]:
+                    below.append("run %d asked for %s… from %d with %d bytes on disk" % (n + 1, sha[:12], offset, sizes[sha]))
         # Where the bytes sent again went: after each transfer of a file, the next one of the same
         # file starts at the resume offset; what the host had sent beyond it was fetched twice.
         # wgpm writes in 1 MiB slots, so the tail of an unfinished slot is always lost; whole MiB
@@ -259,6 +289,8 @@ def main():
                 slot_tail += end - max(whole, resume) if end > resume else 0
                 beyond += max(0, min(whole, end) - resume)
                 restarts += resume == 0 and end >= mib
+        if below:
+            problems.append("%d resumes started below the partial file left on disk: %s" % (len(below), "; ".join(below[:5])))
         if ratio > args.max_ratio:
             problems.append("the file host sent %.2f× the total size (bound %.2f×)" % (ratio, args.max_ratio))
         print("crashloop: %d runs killed, %d finished before their kill (%d of all runs were 'worker'), %.1f s"
@@ -268,6 +300,7 @@ def main():
               % (len(cdn), len(ranged), len(cut), sent / 2**20, total / 2**20))
         print("crashloop: sent again: %.1f MiB in unfinished 1 MiB slots, %.1f MiB of whole MiB beyond them;"
               " %d restarts from 0 after 1 MiB or more had been sent" % (slot_tail / mib, beyond / mib, restarts))
+        print("crashloop: %d restarts below the partial left on disk%s" % (len(below), "".join("\n  " + b for b in below[:10])))
         print("crashloop: re-fetch ratio %.3f (bound %.2f): %.1f MiB sent again, %.2f MiB per kill"
               % (ratio, args.max_ratio, (sent - total) / 2**20, (sent - total) / 2**20 / max(1, kills)))
     finally:

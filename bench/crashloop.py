@@ -17,8 +17,8 @@ a kill. Fails when:
     from the fake Hub's JSONL log (`bytes` of the cdn listener; transfers cut off by a kill are
     logged by this script's wrapper of the server, which the plain fake Hub does not log).
 
-Usage: crashloop.py --wgpm PATH [--kills 25] [--seed S] [--files 16] [--min-mib 6] [--max-mib 16]
-                    [--bandwidth-kb 6144] [--max-delay 2.5] [--worker-share 0.25] [--max-ratio 1.5]
+Usage: crashloop.py --wgpm PATH [--kills 25] [--seed S] [--files 16] [--min-mib 10] [--max-mib 24]
+                    [--bandwidth-kb 8192] [--max-delay 2.5] [--worker-share 0.25] [--max-ratio 1.5]
        crashloop.py --serve-hub ROOT LOG READY      (internal: the fake Hub with abort logging)
 """
 import argparse
@@ -70,6 +70,24 @@ def serve_hub(root, log, ready):
             raise
 
     fakehub.Handler.send_file = send_file
+
+    def record(self, status, sent):
+        # fakehub's log line, plus when the transfer started: a line is written when a transfer
+        # ends, which for one cut off by a kill can be after the next run has begun.
+        line = json.dumps({"listener": self.listener, "method": self.command, "path": self.path, "status": status,
+                           "auth": "Authorization" in self.headers, "range": self.headers.get("Range"),
+                           "bytes": sent, "time": time.time(), "start": getattr(local, "start", None)}, sort_keys=True)
+        with fakehub.LOG_LOCK, open(fakehub.LOG_PATH, "a") as f:
+            f.write(line + "\n")
+
+    fakehub.Handler.record = record
+    original_dispatch = fakehub.Handler.dispatch
+
+    def dispatch(self, head):
+        local.start = time.time()
+        return original_dispatch(self, head)
+
+    fakehub.Handler.dispatch = dispatch
     sys.argv = ["fakehub.py", "--root", root, "--log", log, "--ready-file", ready, "--lifetime", "3600"]
     fakehub.main()
 
@@ -113,9 +131,9 @@ def main():
     ap.add_argument("--kills", type=int, default=25)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--files", type=int, default=16)
-    ap.add_argument("--min-mib", type=int, default=6)
-    ap.add_argument("--max-mib", type=int, default=16)
-    ap.add_argument("--bandwidth-kb", type=int, default=6144)
+    ap.add_argument("--min-mib", type=int, default=10)
+    ap.add_argument("--max-mib", type=int, default=24)
+    ap.add_argument("--bandwidth-kb", type=int, default=8192)
     ap.add_argument("--min-delay", type=float, default=0.3)
     ap.add_argument("--max-delay", type=float, default=2.5)
     ap.add_argument("--worker-share", type=float, default=0.25)
@@ -262,12 +280,13 @@ def main():
         # Each run's first request for a file should continue the partial that the run before
         # left on disk: a lower offset means a partial was cut back or thrown away.
         below = []
+        cdn.sort(key=lambda r: r["start"])
         for n, (begin_time, sizes) in enumerate(runs):
             end_time = runs[n + 1][0] if n + 1 < len(runs) else float("inf")
             seen = set()
             for r in cdn:
                 sha = r["path"].split("?")[0].rsplit("/", 1)[-1]
-                if not (begin_time <= r["time"] < end_time) or sha in seen:
+                if not (begin_time <= r["start"] < end_time) or sha in seen:
                     continue
                 seen.add(sha)
                 offset = int(r["range"][6:].split("-")[0]) if r["range"] else 0

@@ -85,7 +85,7 @@ for f in "${FORMATS[@]}"; do
   echo "fuzz: $f for ${SECS} s (corpus $corpus, $(ls "$corpus" | wc -l) inputs before seeds)"
   set +e
   # The first directory receives new inputs; the committed seeds are read only.
-  WGPM_FUZZ_FORMAT=$f "$BIN" "$corpus" "${seeds[@]}" \
+  WGPM_FUZZ_FORMAT=$f LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}" "$BIN" "$corpus" "${seeds[@]}" \
     -max_total_time="$SECS" -timeout="$TIMEOUT" -rss_limit_mb="$RSS_MB" -max_len=8192 \
     -dict="$(dict "$f")" -artifact_prefix="$findings/" -error_exitcode=77 -timeout_exitcode=78 \
     -print_final_stats=1 ${FUZZ_FLAGS:-} >"$findings/run.log" 2>&1
@@ -100,7 +100,7 @@ for f in "${FORMATS[@]}"; do
     for input in "$findings"/crash-* "$findings"/timeout-* "$findings"/oom-* "$findings"/leak-*; do
       [ -e "$input" ] || continue
       echo "fuzz: kept $input; reproduce with:" >&2
-      echo "  WGPM_FUZZ_FORMAT=$f $BIN $input" >&2
+      echo "  WGPM_FUZZ_FORMAT=$f LSAN_OPTIONS=suppressions=$PWD/fuzz/lsan.supp $BIN $input" >&2
       echo "  or, without sanitizers: swift build --product wgpm-fuzz && \$(swift build --show-bin-path)/wgpm-fuzz $f $input" >&2
     done
   fi

@@ -9,16 +9,20 @@ import Rendering
 /// made once per process from a lock-pinned manifest in a scratch folder (no catalog, no network),
 /// so each input costs only the parse and the comparison.
 ///
-/// When the saved plan gets an entry point of its own that takes bytes or a path (a Codable
-/// `SavedPlan`), `parse` is the one line to change, e.g.
-/// `_ = try JSONDecoder().decode(SavedPlan.self, from: data)` or `withTempFile(…) { try SavedPlan.load($0) }`.
+/// The three lines marked API are all that touch the saved plan's interface. When the Codable
+/// `SavedPlan` (with `load(_ path:)` and `stalenessReason(fresh:)`) lands, they become:
+///     typealias Saved = SavedPlan
+///     let saved = try withTempFile("plan.json", data) { try SavedPlan.load($0) }
+///     return fresh.flatMap { saved.stalenessReason(fresh: $0) }
+/// and `matchingSeed` can write the seed with
+/// `SavedPlan(fresh, document: fresh.document(manifest: "wgpm.yaml"), pruned: false).render()`.
 enum SavedPlanAdapter {
+    typealias Saved = [String: Any]  // API
+
     /// What `wgpm apply FILE` would say: nil when the plan still matches, else why not.
     static func parse(_ data: Data) throws -> String? {
-        guard let saved = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            return "not a JSON object"
-        }
-        return fresh.flatMap { stalenessReason(saved: saved, fresh: $0) }
+        guard let saved = try JSONSerialization.jsonObject(with: data) as? Saved else { return "not a JSON object" }  // API
+        return fresh.flatMap { stalenessReason(saved: saved, fresh: $0) }  // API
     }
 
     /// A saved plan that still matches the fresh plan, as `wgpm plan -o` writes it: the seed that

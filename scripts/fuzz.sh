@@ -3,9 +3,11 @@
 # recorded inventory. Usage: scripts/fuzz.sh [SECONDS] [FORMAT…]
 #                           scripts/fuzz.sh --replay
 #   SECONDS  per format (default 60); FORMAT one of: manifest manifest-unchecked config lock
-#            saved-plan inventory (default: all of them)
+#            saved-plan inventory lock-plan inventory-plan (default: all of them). The last two
+#            plan with what the parser returned and render the plan (Sources/wgpm-fuzz/Harness.swift).
 #   --replay runs the seeds (the repo's files, fuzz/corpus/, fuzz/findings/) through the normal
 #            debug build's wgpm-fuzz instead: no sanitizer build, a few seconds (scripts/test.sh).
+# Findings not fixed yet wait in fuzz/findings/open/FORMAT/ (not replayed; see its README.md).
 # Builds Sources/wgpm-fuzz with -DWGPM_FUZZ and -sanitize=fuzzer,address in its own scratch path
 # (.build-fuzz), seeds each corpus from the repo (manifests/*.yaml, config.yaml.example,
 # fuzz/corpus/FORMAT/), and runs each format for SECONDS. A crash, a hang (-timeout) or running out
@@ -16,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
 shift || true
-ALL=(manifest manifest-unchecked config lock saved-plan inventory)
+ALL=(manifest manifest-unchecked config lock saved-plan inventory lock-plan inventory-plan)
 FORMATS=("$@")
 [ ${#FORMATS[@]} -gt 0 ] || FORMATS=("${ALL[@]}")
 SCRATCH=.build-fuzz

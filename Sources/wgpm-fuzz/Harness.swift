@@ -18,6 +18,11 @@ enum Format: String, CaseIterable {
     case savedPlan = "saved-plan"
     /// `wgpm inventory --json` output through `RecordedInventory.load` (path-based as well).
     case inventory
+    /// A lock as `wgpm plan` uses it: loaded, then planned on a fixed scratch machine and rendered
+    /// (so values the parser lets through meet the planner and the renderers).
+    case lockPlan = "lock-plan"
+    /// A recorded inventory as `wgpm plan --inventory FILE` uses it, the same way.
+    case inventoryPlan = "inventory-plan"
 
     /// The format an input of mixed mode is for: its first byte picks one, the rest is the input.
     static func pick(_ byte: UInt8) -> Format { allCases[Int(byte) % allCases.count] }
@@ -79,6 +84,10 @@ func run(_ format: Format, _ data: Data) -> String {
             let inv = try withTempFile("inventory.json", data) { try RecordedInventory.load($0) }
             return "accepted: \(inv.paths.count) paths"
         }
+    case .lockPlan:
+        return outcome { try FuzzMachine.planWithLock(data) }
+    case .inventoryPlan:
+        return outcome { try FuzzMachine.planWithInventory(data) }
     }
 }
 

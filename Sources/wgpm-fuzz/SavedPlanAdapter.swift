@@ -36,43 +36,11 @@ enum SavedPlanAdapter {
         return try renderJSON(object)
     }
 
-    /// The fresh plan compared against: two pinned files, one of them on disk with other content.
+    /// The fresh plan compared against: the fuzz machine's plan of its own lock.
     static let fresh: PlanResult? = {
-        let dir = scratch + "/plan-machine"
-        let fm = FileManager.default
+        guard let m = FuzzMachine.shared else { return nil }
         do {
-            for sub in ["ckpts", "loras", "state", "wan2gp"] {
-                try fm.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
-            }
-            _ = fm.createFile(atPath: dir + "/ckpts/present.safetensors", contents: Data("not the pinned bytes".utf8))
-            let config = try MachineConfig.parse("""
-                wan2gp_directory: \(dir)/wan2gp
-                ckpts_directory: \(dir)/ckpts
-                loras_directory: \(dir)/loras
-                state_directory: \(dir)/state
-                min_free_gb: 0
-                """, file: dir + "/config.yaml", environment: ["HOME": dir])
-            let text = """
-                version: 1
-                files:
-                  - url: https://huggingface.co/org/repo/resolve/main/a.safetensors
-                    path: ckpts/present.safetensors
-                  - url: https://huggingface.co/org/repo/resolve/main/b.safetensors
-                    path: loras/wan/b.safetensors
-
-                """
-            let manifest = try Manifest.parse(text, file: dir + "/wgpm.yaml", knownModels: nil)
-            let sha = String(repeating: "ab", count: 32)
-            let lock = LockFile(manifestSHA256: LockFile.digest(text), files: [
-                DesiredFile(path: "ckpts/present.safetensors", url: "https://huggingface.co/org/repo/resolve/main/a.safetensors",
-                            repo: "org/repo", commit: String(repeating: "1", count: 40),
-                            expected: FileIdentity(size: 20, sha256: sha), wantedBy: ["files:"]),
-                DesiredFile(path: "loras/wan/b.safetensors", url: "https://huggingface.co/org/repo/resolve/main/b.safetensors",
-                            repo: "org/repo", commit: String(repeating: "1", count: 40),
-                            expected: FileIdentity(size: 5 << 20, sha256: String(repeating: "cd", count: 32)), wantedBy: ["files:"]),
-            ])
-            let reconciler = try Reconciler(config: config)
-            return try reconciler.plan(manifest: manifest, catalog: nil, lock: lock, lockPath: dir + "/wgpm.lock")
+            return try m.reconciler.plan(manifest: m.manifest, catalog: nil, lock: m.lock, lockPath: m.dir + "/wgpm.lock")
         } catch {
             FileHandle.standardError.write(Data("wgpm-fuzz: cannot make the fresh plan for saved-plan inputs: \(error)\n".utf8))
             exit(70)

@@ -53,6 +53,9 @@ let package = Package(
             "Reconciler", "Executor", "Reuse", "Catalog", "Manifest", "Planner", "Rendering", "State", "HubClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
+        // Parsers of wgpm's input files under libFuzzer (scripts/fuzz.sh builds it with -DWGPM_FUZZ);
+        // the normal build makes a replayer of inputs: wgpm-fuzz FORMAT FILE|DIR…
+        .executableTarget(name: "wgpm-fuzz", dependencies: ["Manifest", "Planner", "Reconciler", "Rendering"], swiftSettings: swiftSettings),
         .target(name: "TestSupport", dependencies: ["Inventory", "HubClient"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "PlannerTests", dependencies: ["Planner"], swiftSettings: swiftSettings),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: swiftSettings),

@@ -13,8 +13,7 @@ rm -f .build-test-output.log
 # Parser fuzzing (scripts/fuzz.sh): the seeds through the debug build, then each format for a
 # bounded time under libFuzzer with AddressSanitizer (its own build in .build-fuzz).
 scripts/fuzz.sh --replay
-# lock-plan and inventory-plan join once the overflows in fuzz/findings/open/ are fixed.
-scripts/fuzz.sh "${WGPM_FUZZ_SECONDS:-30}" manifest manifest-unchecked config lock saved-plan inventory
+scripts/fuzz.sh "${WGPM_FUZZ_SECONDS:-30}" manifest manifest-unchecked config lock saved-plan inventory lock-plan inventory-plan
 # Crash loop (bench/crashloop.sh): random SIGKILLs during a multi-file apply, then converge.
 bench/crashloop.sh --kills 8 --files 8 --min-mib 8 --max-mib 14 --bandwidth-kb 8192
 swift test --skip-build

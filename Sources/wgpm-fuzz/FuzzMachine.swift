@@ -74,7 +74,7 @@ struct FuzzMachine: Sendable {
 
     static func render(_ result: PlanResult) throws -> String {
         _ = renderHuman(result.plan, style: TerminalStyle(color: true), verbose: true)
-        _ = try renderJSON(planJSONObject(result.plan, extra: ["manifest": "wgpm.yaml"]))
+        _ = try renderJSON(result.document(manifest: "wgpm.yaml"))
         return "planned: \(result.plan.actions.count) actions, \(result.plan.unchanged.count) unchanged"
     }
 }

@@ -4,36 +4,23 @@ import Planner
 import Reconciler
 import Rendering
 
-/// The saved plan (`wgpm plan -o FILE`) as `wgpm apply FILE` reads it today: JSON through
-/// JSONSerialization, then `stalenessReason(saved:fresh:)` against a fresh plan. The fresh plan is
+/// The saved plan (`wgpm plan -o FILE`) as `wgpm apply FILE` reads it: `SavedPlan.load`, then
+/// `stalenessReason(fresh:)` against a fresh plan. The fresh plan is
 /// made once per process from a lock-pinned manifest in a scratch folder (no catalog, no network),
 /// so each input costs only the parse and the comparison.
 ///
-/// The three lines marked API are all that touch the saved plan's interface. When the Codable
-/// `SavedPlan` (with `load(_ path:)` and `stalenessReason(fresh:)`) lands, they become:
-///     typealias Saved = SavedPlan
-///     let saved = try withTempFile("plan.json", data) { try SavedPlan.load($0) }
-///     return fresh.flatMap { saved.stalenessReason(fresh: $0) }
-/// and `matchingSeed` can write the seed with
-/// `SavedPlan(fresh, document: fresh.document(manifest: "wgpm.yaml"), pruned: false).render()`.
 enum SavedPlanAdapter {
-    typealias Saved = [String: Any]  // API
-
     /// What `wgpm apply FILE` would say: nil when the plan still matches, else why not.
     static func parse(_ data: Data) throws -> String? {
-        guard let saved = try JSONSerialization.jsonObject(with: data) as? Saved else { return "not a JSON object" }  // API
-        return fresh.flatMap { stalenessReason(saved: saved, fresh: $0) }  // API
+        let saved = try withTempFile("plan.json", data) { try SavedPlan.load($0) }
+        return fresh.flatMap { saved.stalenessReason(fresh: $0) }
     }
 
     /// A saved plan that still matches the fresh plan, as `wgpm plan -o` writes it: the seed that
     /// takes the fuzzer past the fingerprint checks (`wgpm-fuzz print-saved-plan-seed`).
     static func matchingSeed() throws -> String {
         guard let fresh else { return "" }
-        var object = planJSONObject(fresh.plan, extra: ["manifest": "wgpm.yaml"])
-        object["fingerprint"] = fresh.fingerprint
-        object["pruned"] = false
-        object["observed"] = Dictionary(uniqueKeysWithValues: fresh.observed.paths.map { ($0.key, describe($0.value)) })
-        return try renderJSON(object)
+        return try SavedPlan(fresh, document: fresh.document(manifest: "wgpm.yaml"), pruned: false).render()
     }
 
     /// The fresh plan compared against: the fuzz machine's plan of its own lock.

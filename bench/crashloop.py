@@ -113,7 +113,11 @@ def make_files(hub_root, rng, count, min_mib, max_mib):
         seed = rng.getrandbits(64).to_bytes(8, "big")
         block = hashlib.sha512(seed).digest() * 2048  # 128 KiB, varied per block below
         with open(path, "wb") as f:
-            left, n = size, 0
+            # A minimal safetensors header first: wgpm refuses bytes that cannot start the file's
+            # format (an 8-byte little-endian header length, then '{').
+            header = b"{}      "
+            f.write(len(header).to_bytes(8, "little") + header)
+            left, n = size - 16, 0
             while left > 0:
                 chunk = n.to_bytes(8, "big") + block[8:]
                 f.write(chunk[:left])

@@ -26,8 +26,10 @@ public struct Confinement: Sendable {
 
     /// For a job built by hand (tests, tools): the roots are where its target's path says.
     static func inferred(from spec: JobSpec) -> Confinement {
-        let rest = spec.path.split(separator: "/").dropFirst().joined(separator: "/")
-        let root = spec.target.hasSuffix("/" + rest) ? String(spec.target.dropLast(rest.count + 1)) : (spec.target as NSString).deletingLastPathComponent
+        let rest = pathSegments(spec.path).dropFirst().joined(separator: "/")
+        let target = Array(spec.target.unicodeScalars), tail = Array(("/" + rest).unicodeScalars)
+        let root = target.count > tail.count && Array(target.suffix(tail.count)) == tail
+            ? String(String.UnicodeScalarView(target.dropLast(tail.count))) : (spec.target as NSString).deletingLastPathComponent
         return Confinement(mapper: PathMapper(ckpts: root, loras: root))
     }
 
@@ -46,7 +48,7 @@ public struct Confinement: Sendable {
         }
         let root = root(of: spec.path)
         var current = root
-        for segment in spec.path.split(separator: "/").dropFirst().dropLast() {
+        for segment in pathSegments(spec.path).dropFirst().dropLast() {
             current += "/" + segment
             guard try folderStep(current, root: root, path: spec.path) else { return }
         }
@@ -59,11 +61,11 @@ public struct Confinement: Sendable {
         let root = root(of: path)
         try makeRoot(root, for: path)
         guard dir != root else { return }
-        guard dir.hasPrefix(root + "/") else {
+        guard isBelow(dir, root: root) else {
             throw ExecutorError.outsideFolders(path: path, reason: "\(dir) is not below \(root)")
         }
         var current = root
-        for segment in dir.dropFirst(root.count + 1).split(separator: "/") {
+        for segment in pathSegments(String(String.UnicodeScalarView(dir.unicodeScalars.dropFirst(root.unicodeScalars.count + 1)))) where !segment.isEmpty {
             current += "/" + segment
             if try folderStep(current, root: root, path: path) { continue }
             if mkdir(current, 0o755) != 0 && errno != EEXIST {
@@ -84,14 +86,14 @@ public struct Confinement: Sendable {
         if let rootDevice = fileSystem.stat(root)?.device {
             // The nearest existing folder above the target decides its filesystem.
             var existing = (spec.target as NSString).deletingLastPathComponent
-            while existing.count > root.count, fileSystem.lstat(existing)?.kind != .directory {
+            while existing.utf8.count > root.utf8.count, fileSystem.lstat(existing)?.kind != .directory {
                 existing = (existing as NSString).deletingLastPathComponent
             }
-            if existing.count > root.count, let device = fileSystem.stat(existing)?.device, device != rootDevice {
+            if existing.utf8.count > root.utf8.count, let device = fileSystem.stat(existing)?.device, device != rootDevice {
                 top = existing
                 while true {
                     let parent = (top as NSString).deletingLastPathComponent
-                    guard parent.count > root.count, fileSystem.stat(parent)?.device == device else { break }
+                    guard parent.utf8.count > root.utf8.count, fileSystem.stat(parent)?.device == device else { break }
                     top = parent
                 }
             }
@@ -155,7 +157,5 @@ func isFolder(_ path: String) -> Bool {
     return stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
 }
 
-/// A job path for a message: control characters shown as `?`.
-func printableJobPath(_ path: String) -> String {
-    String(path.map { $0.asciiValue.map { $0 < 0x20 || $0 == 0x7F } == true ? "?" : $0 })
-}
+/// A job path for a message: invisible characters shown as `?`.
+func printableJobPath(_ path: String) -> String { printable(path) }

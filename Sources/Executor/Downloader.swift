@@ -47,6 +47,9 @@ public struct Downloader: Sendable {
     public func run(_ spec: JobSpec, cancel: CancelFlag, progress: @escaping @Sendable (Int64) -> Void,
                     notice: @escaping @Sendable (String) -> Void) throws -> Int64 {
         guard let url = spec.url else { throw ExecutorError.gaveUp(path: spec.path, reason: "no URL") }
+        if let size = spec.size, size < 0 {
+            throw ExecutorError.gaveUp(path: spec.path, reason: "the expected size \(size) is not a byte count; run 'wgpm plan --refresh'")
+        }
         let confinement = self.confinement ?? .inferred(from: spec)
         try confinement.check(spec)
         let partialDir = try confinement.partialFolder(for: spec, fileSystem: fileSystem)

@@ -114,8 +114,13 @@ public struct Linker: Sendable {
         let input = open(from, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw ExecutorError.sourceVanished(path: path, source: from) }
         defer { close(input) }
-        let output = open(to, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        // The copy is as readable as its source and no more: a source readable by its owner only
+        // must not become readable by everyone in loras/. (setuid/setgid bits are not copied.)
+        var sourceStatus = stat()
+        let mode = fstat(input, &sourceStatus) == 0 ? mode_t(sourceStatus.st_mode) & 0o777 : 0o600
+        let output = open(to, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard output >= 0 else { throw ExecutorError.posix(path: path, code: errno, doing: "creating the copy") }
+        _ = fchmod(output, mode)  // open's mode is masked by the umask; the source's bits are meant
         var placed = false
         defer {
             close(output)

@@ -37,8 +37,14 @@ public final class ProcessLock: @unchecked Sendable {
     /// Takes the lock if it is free; false when another process holds it.
     public func tryAcquire(note: String = "") throws -> Bool {
         if fd < 0 {
-            fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-            guard fd >= 0 else { throw LockError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+            // The lock file is truncated and rewritten below: it must be wgpm's own regular file,
+            // not a symlink or hard link planted to make that truncation land elsewhere.
+            fd = openOwnFile(path)
+            guard fd >= 0 else {
+                let reason = fd == -2 ? "it keeps being replaced by a link or special file" : String(cString: strerror(errno))
+                fd = -1
+                throw LockError.cannotOpen(path: path, reason: reason)
+            }
         }
         var fl = flock()
         fl.l_type = Int16(F_WRLCK)

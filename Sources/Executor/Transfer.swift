@@ -240,21 +240,13 @@ final class PartialFile: TransferSink, @unchecked Sendable {
         close(fd)
     }
 
-    /// Opens (creating when needed) a regular file with a single link at `path`, refusing to
-    /// follow a symlink or write through a hard link planted at that name.
     static func openOwn(_ path: String) throws -> Int32 {
-        for _ in 0..<3 {
-            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
-            if fd < 0 {
-                if errno == ELOOP { unlink(path); continue }  // a symlink: drop the name only
-                throw ExecutorError.posix(path: path, code: errno, doing: "open")
-            }
-            var st = stat()
-            if fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_nlink == 1 { return fd }
-            close(fd)
-            unlink(path)  // a FIFO, device or hard link to someone else's file: not ours to write
+        let fd = openOwnFile(path)
+        guard fd >= 0 else {
+            if fd == -2 { throw ExecutorError.cannotWrite(path: path, reason: "something keeps replacing this partial file with a link or special file; check who writes to that folder") }
+            throw ExecutorError.posix(path: path, code: errno, doing: "open")
         }
-        throw ExecutorError.cannotWrite(path: path, reason: "something keeps replacing this partial file with a link or special file; check who writes to that folder")
+        return fd
     }
 
     /// Whether the `size` bytes already on disk may be continued: empty, or a start that the
@@ -340,6 +332,26 @@ final class PartialFile: TransferSink, @unchecked Sendable {
         do { try hasher.drain() } catch let f as WriteFailure { throw ExecutorError.posix(path: path, code: f.code, doing: "write") }
         guard fsync(fd) == 0 else { throw ExecutorError.posix(path: path, code: errno, doing: "flush") }
     }
+}
+
+/// Opens (creating when needed) a regular file with a single link at `path` in a folder of
+/// wgpm's own, refusing to follow a symlink or write through a hard link planted at that name:
+/// such an entry is unlinked (only the name, never what it pointed at) and the file created
+/// afresh. Returns the descriptor; -1 with errno set on an error, -2 when the name kept being
+/// replaced.
+func openOwnFile(_ path: String) -> Int32 {
+    for _ in 0..<3 {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
+        if fd < 0 {
+            if errno == ELOOP { unlink(path); continue }
+            return -1
+        }
+        var st = stat()
+        if fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_nlink == 1 { return fd }
+        close(fd)
+        unlink(path)  // a FIFO, device or hard link to someone else's file: not ours to write
+    }
+    return -2
 }
 
 /// fsync of a directory, so a rename inside it survives a crash.

@@ -109,11 +109,13 @@ public struct RealSleeper: Sleeper {
 /// How long to wait before retry number `attempt` (0-based), per huggingface-hub.md §8.
 public func retryDelay(attempt: Int, response: HTTPResponse?, jitter: Double) -> Double {
     if let r = response {
-        if let limit = r.header("ratelimit"), let params = parseRateLimit(limit), params["r"] == 0, let t = params["t"] {
-            return min(Double(t + 1), 300)
+        // Server-given numbers are clamped before any arithmetic: a huge `t` must not trap, and
+        // `nan` or a negative wait must not reach the sleeper.
+        if let limit = r.header("ratelimit"), let params = parseRateLimit(limit), params["r"] == 0, let t = params["t"], t >= 0 {
+            return min(Double(t) + 1, 300)
         }
         if let after = r.header("retry-after") {
-            if let secs = Double(after.trimmingCharacters(in: .whitespaces)) { return min(secs + 1, 300) }
+            if let secs = Double(after.trimmingCharacters(in: .whitespaces)), secs.isFinite { return min(max(secs, 0) + 1, 300) }
             let f = DateFormatter()
             f.locale = Locale(identifier: "en_US_POSIX")
             f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
@@ -239,7 +241,13 @@ public struct HubClient: Sendable {
             }
             var found: [String: HubFileRecord] = [:]
             for e in entries where (e["type"] as? String) == "file" {
-                guard let path = e["path"] as? String, let size = (e["size"] as? NSNumber)?.int64Value else { continue }
+                guard let path = e["path"] as? String, let number = e["size"] as? NSNumber else { continue }
+                // A size is a whole number of bytes that fits: anything else is not a Hub answer.
+                let value = number.doubleValue
+                guard value >= 0, value < 9e18, value == value.rounded() else {
+                    throw HubError.malformed(url: url, message: "the size of \(path) is not a byte count (\(number))")
+                }
+                let size = number.int64Value
                 let lfs = e["lfs"] as? [String: Any]
                 let sha256 = (lfs?["oid"] as? String).map { $0.lowercased() }
                 found[path] = HubFileRecord(path: path, size: size, sha256: sha256,

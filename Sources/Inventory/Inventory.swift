@@ -12,9 +12,13 @@ public struct PathMapper: Sendable {
         self.loras = loras
     }
 
+    /// Compared on scalars, as the kernel splits paths (not on Swift's Characters, which join a
+    /// `/` with a following combining mark). A path below neither root maps to itself, and the
+    /// confinement check refuses it.
     public func absolute(_ relative: String) -> String {
-        if relative.hasPrefix("ckpts/") { return ckpts + "/" + relative.dropFirst(6) }
-        if relative.hasPrefix("loras/") { return loras + "/" + relative.dropFirst(6) }
+        for (name, root) in [("ckpts", ckpts), ("loras", loras)] where isBelow(relative, root: name) {
+            return root + "/" + String(String.UnicodeScalarView(relative.unicodeScalars.dropFirst(name.unicodeScalars.count + 1)))
+        }
         return relative
     }
 }

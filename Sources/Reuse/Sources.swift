@@ -304,6 +304,12 @@ public struct InvokeAISource: LocalSource {
         for row in rows {
             if row.path.hasPrefix("external://") || row.fileSize == 0 { continue }
             if row.path.count > 2, row.path.dropFirst().hasPrefix(":/") { continue }  // a Windows path
+            // A relative path is InvokeAI's own models folder's; one that climbs out of it is
+            // not a model InvokeAI installed there (an absolute path is an in-place install).
+            if !row.path.hasPrefix("/"), pathSegments(row.path).contains("..") {
+                warn("invokeai: model \(row.id) has the path '\(printable(row.path))', which climbs out of models_dir; skipped")
+                continue
+            }
             let abs = row.path.hasPrefix("/") ? row.path : modelsDirectory + "/" + row.path
             guard let st = fs.stat(abs) else { continue }  // a stale record: nothing on disk
             let repoParts = parseRepoSource(row)

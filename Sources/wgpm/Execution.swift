@@ -75,7 +75,7 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool, ownJob
         minFreeBytes: config.minFreeBytes, fileSystem: reconciler.context.fileSystem, confinement: confinement,
         clock: reconciler.context.clock,
         notice: { printer.line("wgpm: \($0)") },
-        onJobEnd: { path, error in printer.line(error.map { "  failed  \(path): \($0)" } ?? "  done    \(path)") })
+        onJobEnd: { path, error in printer.line(error.map { "  failed  \(naming(path, $0))" } ?? "  done    \(path)") })
     printer.start()
     let summary = try runner.run(cancel: interruption, board: board, follow: follow)
     printer.stop()
@@ -84,8 +84,13 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool, ownJob
         throw ExitCode(130)
     }
     print("Applied: \(summary.completed.count) done, \(summary.failed.count) failed, \(formatBytes(summary.bytesDownloaded)) downloaded.")
-    for (path, error) in summary.failed { printError("wgpm: error: \(path): \(error)") }
+    for (path, error) in summary.failed { printError("wgpm: error: \(naming(path, error))") }
     return summary.failed.isEmpty
+}
+
+/// "path: error", unless the error already starts with the path.
+func naming(_ path: String, _ error: String) -> String {
+    error.hasPrefix(path + ":") || error.hasPrefix("cannot write \(path)") ? error : "\(path): \(error)"
 }
 
 /// Follows the jobs `ids` while another process runs the queue, printing each as it ends.
@@ -99,12 +104,12 @@ func waitForJobs(_ ids: [String], locks: RunLocks, state: StateDatabase, timeout
     while true {
         let jobs = try state.jobs().filter { wanted.contains($0.id) }
         for job in jobs where (job.state == .done || job.state == .failed) && reported.insert(job.id).inserted {
-            printError(job.state == .done ? "  done    \(job.path)" : "  failed  \(job.path): \(job.lastError ?? "unknown error")")
+            printError(job.state == .done ? "  done    \(job.path)" : "  failed  \(naming(job.path, job.lastError ?? "unknown error"))")
         }
         let failed = jobs.filter { $0.state == .failed }
         if jobs.allSatisfy({ $0.state == .done || $0.state == .failed }) {
             print("Applied: \(jobs.count - failed.count) done, \(failed.count) failed (by the running wgpm).")
-            for job in failed { printError("wgpm: error: \(job.path): \(job.lastError ?? "unknown error")") }
+            for job in failed { printError("wgpm: error: \(naming(job.path, job.lastError ?? "unknown error"))") }
             return failed.isEmpty
         }
         if try locks.tryQueue() { return nil }

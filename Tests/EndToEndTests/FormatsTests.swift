@@ -92,7 +92,7 @@ let lockFiles = [
     } catch let error as FormatError {
         #expect(error.entries == [
             "files[1]: path 'ckpts/../../../../tmp/x' climbs out of its folder ('..' is not allowed)",
-            "files[2]: path 'ckpts/a?b' contains a control character (NUL, newline …)",
+            "files[2]: path 'ckpts/a?b' contains a control character or an invisible one (NUL, newline, zero-width space, bidi mark …)",
             "files[3]: path '/etc/passwd' must be relative (e.g. ckpts/x.safetensors), not absolute",
             "files[4] 'ckpts/ok.safetensors': listed twice (also files[0])",
             "files[5] 'ckpts/s': sha256 must be 64 lowercase hexadecimal characters",

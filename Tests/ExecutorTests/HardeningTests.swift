@@ -67,10 +67,12 @@ func aHubRedirectToAnotherSchemeIsRefused(_ scheme: String) throws {
 
 /// The file host redirecting elsewhere: libcurl may follow http(s) hops only, and few of them.
 /// Before: a redirect to gopher:// was followed; a redirect loop ran ~2,000 hops per attempt.
-@Test func theFileHostMayRedirectOnlyToHTTPAndOnlyAFewTimes() throws {
+/// (libcurl 7.88 itself follows ftp:// but not gopher:// by default; both are refused here.)
+@Test(arguments: ["gopher", "ftp"])
+func theFileHostMayRedirectOnlyToHTTPAndOnlyAFewTimes(_ scheme: String) throws {
     let rig = try Rig()
     let listener = try Listener()
-    try rig.fault(["listener": "cdn", "type": "redirect", "location": "gopher://127.0.0.1:\(listener.port)/_x", "count": 100])
+    try rig.fault(["listener": "cdn", "type": "redirect", "location": "\(scheme)://127.0.0.1:\(listener.port)/_x", "count": 100])
     do {
         try rig.download(rig.bigSpec())
         Issue.record("expected a failure")
@@ -116,12 +118,17 @@ func aHubRedirectToAnotherSchemeIsRefused(_ scheme: String) throws {
 }
 
 /// Metadata that claims a smaller size than the host serves: no byte past the claimed size is
-/// written, and the file fails verification instead of being placed.
+/// written (the partial never grows past it), and the file fails verification instead of
+/// being placed. Before: the whole body was written, then refused for its size.
 @Test func noByteIsWrittenPastAClaimedSize() throws {
     let rig = try Rig()
     var spec = rig.bigSpec()
     spec.size = 1_000_000
-    #expect(throws: ExecutorError.self) { try rig.download(spec) }
+    let most = Mutex<Int64>(0)
+    #expect(throws: ExecutorError.self) {
+        try rig.downloader().run(spec, cancel: CancelFlag(), progress: { n in most.withLock { $0 = max($0, n) } }, notice: { _ in })
+    }
+    #expect(most.withLock { $0 } == 1_000_000, "the partial held exactly the claimed size at most")
     #expect(!FileManager.default.fileExists(atPath: spec.target))
     let left = try FileManager.default.contentsOfDirectory(atPath: rig.dir.file("ckpts/.wgpm-partial")).filter { $0.hasSuffix(".part") }
     #expect(left.isEmpty, "the partial that failed verification is deleted")
@@ -367,4 +374,37 @@ func aLinkPlantedInThePartialFolderIsNotFollowed(_ kind: String) throws {
         #expect(!text.lowercased().contains("out of memory"))
     }
     #expect(displayURL("http://localhost:1/lfs/abc?Expires=1&Signature=secret") == "http://localhost:1/lfs/abc")
+}
+
+/// The lock file in `.wgpm-partial` is truncated and rewritten when taken: a hard link planted
+/// at its name must not make that land in someone else's file. Before: the victim was
+/// overwritten with "pid N state …".
+@Test func aHardLinkPlantedAtTheLockFileIsNotWrittenThrough() throws {
+    let dir = try TempDir("lockfile")
+    defer { dir.remove() }
+    let victim = try dir.write("victim.txt", "precious")
+    try FileManager.default.createDirectory(atPath: dir.file("ckpts/.wgpm-partial"), withIntermediateDirectories: true)
+    #expect(link(victim, dir.file("ckpts/.wgpm-partial/.lock")) == 0)
+    let lock = ProcessLock(path: dir.file("ckpts/.wgpm-partial/.lock"), what: "ckpts")
+    #expect(try lock.tryAcquire(note: "test"))
+    lock.release()
+    #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious")
+}
+
+/// A copy is as readable as its source and no more. Before: every copy was 0644, so a source
+/// readable only by root became readable by everyone in loras/.
+@Test func aCopyKeepsItsSourcesPermissions() throws {
+    let dir = try TempDir("copy-mode")
+    defer { dir.remove() }
+    let content = payload(5000)
+    let source = try dir.write("store/private.safetensors", content)
+    #expect(chmod(source, 0o600) == 0)
+    let spec = JobSpec(kind: .link, path: "loras/private.safetensors", target: dir.file("loras/private.safetensors"),
+                       size: Int64(content.count), sha256: sha256Hex(content), linkFrom: source, linkMode: .copy,
+                       basis: "sha256", replaces: false)
+    try Linker().run(spec)
+    var st = stat()
+    #expect(stat(spec.target, &st) == 0)
+    #expect(st.st_mode & 0o777 == 0o600)
+    #expect(FileManager.default.contents(atPath: spec.target) == content)
 }

@@ -165,3 +165,26 @@ func sha1Hex(_ message: inout [UInt8]) -> String {
     }
     return h.map { String(format: "%08x", $0) }.joined()
 }
+
+/// Numbers in a server's headers and listings are input: a huge RateLimit `t`, `nan` or a
+/// negative Retry-After, and a negative or out-of-range size never trap or reach the sleeper
+/// (before: `t + 1` trapped with an arithmetic overflow; a size of -1 reached apply).
+@Test func serverNumbersAreClampedOrRefused() throws {
+    let huge = HTTPResponse(status: 429, headers: ["ratelimit": "\"api\";r=0;t=9223372036854775807"])
+    #expect(retryDelay(attempt: 0, response: huge, jitter: 0) == 300)
+    for after in ["nan", "-5", "inf"] {
+        let wait = retryDelay(attempt: 0, response: HTTPResponse(status: 429, headers: ["retry-after": after]), jitter: 0)
+        #expect(wait.isFinite && wait >= 0, "Retry-After \(after) gave \(wait)")
+    }
+    try withHub { hub, dir in
+        try hub.addFile(repo: "org/repo", path: "w.safetensors", Data(repeating: 1, count: 2 << 20))
+        let client = HubClient(endpoint: hub.hubURL, token: "hf_good", sleeper: RecordingSleeper())
+        let ref = HubReference(repo: "org/repo", revision: "main", path: "w.safetensors")
+        let commit = try client.resolveCommit(ref)
+        for size in [-1, 1e300] as [Any] {  // (the fake Hub serves sizes as integers)
+            try hub.setConfig(["tokens": ["hf_good"], "faults": [["listener": "hub", "type": "lie_metadata",
+                                                                    "file_contains": "w.safetensors", "size": size, "count": 10]]])
+            #expect(throws: HubError.self, "size \(size)") { _ = try client.fileInfo(ref, commit: commit, paths: ["w.safetensors"]) }
+        }
+    }
+}

@@ -296,3 +296,20 @@ final class Lines: @unchecked Sendable {
     let both = try index.candidates(for: [want, byName], files: files).0
     #expect(both["ckpts/a-locked.bin"] == nil)
 }
+
+/// A relative InvokeAI path that climbs out of models_dir is not an InvokeAI model: skipped with
+/// a warning. Before: `../../../../etc/shadow` was offered and, by URL, copied into loras/.
+@Test func anInvokeAIRowThatClimbsOutOfModelsDirIsSkipped() throws {
+    let fx = try InvokeAIFixture()
+    defer { fx.dir.remove() }
+    let secret = try fx.dir.write("secret.txt", "not a model")
+    let queue = try DatabaseQueue(path: fx.db)
+    try queue.writeWithoutTransaction { db in
+        try db.execute(sql: "UPDATE models SET config = json_set(config, '$.path', ?) WHERE id LIKE 'c2add694%'",
+                       arguments: ["../secret.txt"])
+    }
+    var warnings: [String] = []
+    let files = try InvokeAISource(database: fx.db, modelsDirectory: fx.models).scan(fileSystem: LocalFileSystem()) { warnings.append($0) }
+    #expect(!files.contains { ($0.path as NSString).standardizingPath == secret }, "\(files.map(\.path))")
+    #expect(warnings.contains { $0.contains("climbs out of models_dir") }, "\(warnings)")
+}

@@ -1,0 +1,33 @@
+import Testing
+@testable import Planner
+
+// The confinement rule on the kernel's view of a path. Before: the rule split paths into Swift
+// Characters, which fold "/" and a following combining mark (U+0301) into one, so
+// "ckpts/../\u{301}x" had no ".." segment for the check while the kernel climbed out.
+
+@Test(arguments: [
+    "ckpts/../\u{301}escaped.safetensors",         // a combining mark hides the separator
+    "loras/../\u{301}lockesc.safetensors",
+    "ckpts/x|../\u{301}pwn/c.bin",
+    "ckpts/.wgpm-partial/\u{301}b.safetensors",
+    "ckpts/\u{202E}evil\u{200B}.bin",              // bidi override and zero-width space
+    "ckpts/a\u{600}/../../x",                      // a prepend mark that joins what follows
+    "ckpts/" + String(repeating: "a", count: 256), // one name over 255 bytes
+    "ckpts/" + String(repeating: "abcdefgh/", count: 500) + "x",  // over 4000 bytes in all
+    "ckpts/\u{301}x",
+])
+func pathsTheKernelWouldReadOtherwiseAreRefused(_ path: String) {
+    #expect(confinementProblem(path) != nil, "accepted: \(path.unicodeScalars.map { String($0.value, radix: 16) })")
+}
+
+@Test(arguments: ["ckpts/umt5-xxl/tokenizer.json", "loras/wan/Wan2.1_Ré_style.safetensors", "loras/中文/风格.safetensors"])
+func ordinaryNamesStayAcceptable(_ path: String) {
+    #expect(confinementProblem(path) == nil)
+}
+
+@Test func segmentsAreSplitOnTheSeparatorScalar() {
+    #expect(pathSegments("ckpts/../\u{301}x") == ["ckpts", "..", "\u{301}x"])
+    #expect(isBelow("ckpts/\u{301}x", root: "ckpts"))
+    #expect(!isBelow("ckptsx/y", root: "ckpts"))
+    #expect(printable("a\u{202E}b") == "a?b")
+}

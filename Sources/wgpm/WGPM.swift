@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Catalog
 import Reconciler
 #if canImport(Glibc)
 import Glibc
@@ -23,6 +24,13 @@ struct WGPM: ParsableCommand {
     /// next write, not kill wgpm with SIGPIPE while a job is half done.
     static func main() {
         signal(SIGPIPE, SIG_IGN)
+        // A mistyped command gets a suggestion, as a mistyped flag already does.
+        let names = configuration.subcommands.map { $0.configuration.commandName ?? "" } + ["help"]
+        if let first = CommandLine.arguments.dropFirst().first, !first.hasPrefix("-"), !names.contains(first) {
+            let hint = closest(to: first, in: names).map { "; did you mean '\($0)'?" } ?? "."
+            printError("wgpm: error: unknown command '\(first)'\(hint) Run 'wgpm --help' for the list.")
+            Glibc.exit(64)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()

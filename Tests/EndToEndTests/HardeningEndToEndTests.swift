@@ -129,3 +129,11 @@ import Glibc
     #expect(!r.stderr.contains("Error Domain"), "\(r.stderr)")
     #expect(r.stderr.contains("no such file or directory"), "\(r.stderr)")
 }
+
+/// A mistyped command is a usage error with a suggestion (issue 12: "wgpm pln").
+@Test func aMistypedCommandGetsASuggestion() throws {
+    let r = try run(wgpm, ["pln"])
+    #expect(r.status == 64)
+    #expect(r.stderr.contains("unknown command 'pln'; did you mean 'plan'?"), "\(r.stderr)")
+    #expect(try run(wgpm, ["plan", "--help"]).status == 0)
+}

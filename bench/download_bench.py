@@ -90,11 +90,16 @@ def start_server(hub_root, ready, in_netns):
 
 def make_file(path, size):
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    # A minimal safetensors header first: wgpm refuses bytes that cannot start the file's format.
+    header = (8).to_bytes(8, "little") + b"{}      "
     if os.path.exists(path) and os.path.getsize(path) == size:
-        return
+        with open(path, "rb") as f:
+            if f.read(16) == header:
+                return
     block = os.urandom(1 << 20)
     with open(path, "wb") as f:
-        left = size
+        f.write(header)
+        left = size - len(header)
         i = 0
         while left > 0:
             chunk = bytes([i & 0xFF]) + block[1:]  # each MiB differs, so the hash covers every block

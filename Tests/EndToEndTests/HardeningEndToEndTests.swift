@@ -49,20 +49,7 @@ import Glibc
 /// dying of SIGPIPE with the job left "running".
 @Test func aClosedStderrDoesNotLeaveAJobRunning() throws {
     let (m, data) = try slowMachine(size: 4 << 20, limitKB: 600)  // ~7 s: the 5 s progress line is written
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: wgpm)
-    p.arguments = ["apply", "--yes"]
-    var env = ProcessInfo.processInfo.environment
-    env["HF_ENDPOINT"] = m.hub.hubURL
-    env["HOME"] = m.dir.path
-    for key in ["HF_TOKEN", "WGPM_CONFIG", "CI"] { env[key] = nil }
-    p.environment = env
-    p.currentDirectoryURL = URL(fileURLWithPath: m.dir.path)
-    let err = Pipe()
-    p.standardError = err
-    p.standardOutput = FileHandle.nullDevice
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
+    let (p, err) = try startWGPM(m, ["apply", "--yes"])
     try err.fileHandleForReading.close()
     #expect(waitFor(60) { !p.isRunning })
     if p.isRunning { kill(p.processIdentifier, SIGKILL) }
@@ -107,18 +94,14 @@ import Glibc
     let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
     try m.writeConfig("min_free_gb: 0\n")
     let sub = m.dir.file("ckpts/umt5-xxl")
-    try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
-    guard (try? run("/bin/mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", sub]))?.status == 0 else {
-        Issue.record("this test needs root and tmpfs (mount failed)")
-        return
+    try withTmpfs(at: sub, size: "64m") {
+        let applied = try m.wgpmRun(["apply", "--yes"])
+        #expect(applied.status == 0, "\(applied.stderr)")
+        let placed = try FileManager.default.contentsOfDirectory(atPath: sub)
+        #expect(placed.contains("models_t5_umt5-xxl-enc-quanto_int8.safetensors"), "\(placed)")
+        #expect(placed.contains(".wgpm-partial"), "the partial folder sits on the subfolder's filesystem")
+        #expect(try m.wgpmRun(["plan", "--detailed-exitcode"]).status == 0)
     }
-    defer { _ = try? run("/bin/umount", [sub]) }
-    let applied = try m.wgpmRun(["apply", "--yes"])
-    #expect(applied.status == 0, "\(applied.stderr)")
-    let placed = try FileManager.default.contentsOfDirectory(atPath: sub)
-    #expect(placed.contains("models_t5_umt5-xxl-enc-quanto_int8.safetensors"), "\(placed)")
-    #expect(placed.contains(".wgpm-partial"), "the partial folder sits on the subfolder's filesystem")
-    #expect(try m.wgpmRun(["plan", "--detailed-exitcode"]).status == 0)
 }
 
 /// A file error from Foundation reads as one plain sentence, never `Error Domain=…`.

@@ -255,19 +255,14 @@ func aLinkPlantedInThePartialFolderIsNotFollowed(_ kind: String) throws {
 /// then "check that the folder … is not on a read-only filesystem". Needs root (a small tmpfs).
 @Test func aFullDiskIsReportedAtOnce() throws {
     let rig = try Rig()
-    let ckpts = rig.dir.file("ckpts")
-    try FileManager.default.createDirectory(atPath: ckpts, withIntermediateDirectories: true)
-    guard (try? run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", ckpts]))?.status == 0 else {
-        Issue.record("this test needs root and tmpfs (mount failed)")
-        return
-    }
-    defer { _ = try? run("/bin/umount", [ckpts]) }
-    do {
-        try rig.download(rig.bigSpec())
-        Issue.record("expected a failure")
-    } catch let error as ExecutorError {
-        #expect(error == .diskFull(path: rig.dir.file("ckpts/.wgpm-partial/" + Downloader.partialName(rig.bigSpec()))), "\(error)")
-        #expect(!"\(error)".contains("read-only"))
+    try withTmpfs(at: rig.dir.file("ckpts"), size: "1m") {
+        do {
+            try rig.download(rig.bigSpec())
+            Issue.record("expected a failure")
+        } catch let error as ExecutorError {
+            #expect(error == .diskFull(path: rig.dir.file("ckpts/.wgpm-partial/" + Downloader.partialName(rig.bigSpec()))), "\(error)")
+            #expect(!"\(error)".contains("read-only"))
+        }
     }
     #expect(rig.sleeper.waits.isEmpty, "not retried")
     #expect(rig.cdnGets.count == 1)

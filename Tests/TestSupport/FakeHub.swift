@@ -188,3 +188,15 @@ public func run(_ executable: String, _ arguments: [String], environment: [Strin
     p.waitUntilExit()
     return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
 }
+
+/// Mounts a tmpfs of `size` (e.g. "1m") on `folder` (created if missing) for the body, then
+/// unmounts it: another filesystem inside a machine's folders, or a small disk that fills.
+/// Needs root; without it the test records an issue instead of passing silently.
+public func withTmpfs(at folder: String, size: String, _ body: () throws -> Void) throws {
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    guard (try? run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", folder]))?.status == 0 else {
+        throw NSError(domain: "TestSupport", code: 3, userInfo: [NSLocalizedDescriptionKey: "this test needs root and tmpfs (mount failed)"])
+    }
+    defer { _ = try? run("/bin/umount", [folder]) }
+    try body()
+}

@@ -54,11 +54,13 @@ final class HashPipeline: @unchecked Sendable {
     }
 
     deinit {
+        // Every block queued on the writer or the hasher holds `self`, so when this runs none is
+        // queued or running and every slot they read is back; only the one being filled is not.
+        // (No `sync` on the queues here: the last reference may be dropped by a block as it is
+        // released on the hasher's own thread, and a sync there would deadlock — seen as a trap.)
         // Every slot must be back before the semaphore goes: libdispatch traps when a semaphore
         // is released with a count below the one it was created with.
         if current != nil { free.signal() }
-        writer.sync {}
-        hasher.sync {}
         munmap(region, regionSize)
     }
 

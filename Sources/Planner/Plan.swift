@@ -10,6 +10,8 @@ public enum MatchBasis: String, Sendable, Codable, Hashable {
 public enum Fetch: Hashable, Sendable {
     case download(url: String, size: Int64?)
     case link(source: String, from: String, basis: MatchBasis, mode: LinkMode)
+
+    public var isDownload: Bool { if case .download = self { return true } else { return false } }
 }
 
 public enum ActionKind: String, Sendable, Codable, Hashable, CaseIterable {

@@ -23,7 +23,7 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
         case .missing:
             let fetch = resolve(file, candidates: observed.candidates[file.path] ?? [], mode: options.linkMode, targetFS: observed.filesystemOf[file.path]?.id)
             let kind: ActionKind = if case .link = fetch { .link } else { .download }
-            var reason = describe(fetch, requested: options.linkMode)
+            var reason = (fetch.isDownload ? "not present; " : "") + describe(fetch, requested: options.linkMode)
             if !file.downloadable { reason += "; Wan2GP does not download this file itself" }
             actions.append(Action(kind: kind, path: file.path, fetch: fetch, reason: reason, file: file))
         case .file(let content):
@@ -80,17 +80,17 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
 /// better to compare against. With a hash, the hash alone decides.
 func mismatch(_ content: FileContent, _ expected: FileIdentity) -> String? {
     if let size = expected.size, size != content.size {
-        return "size differs: \(content.size) != \(size) bytes"
+        return "size differs: \(formatBytes(content.size)) on disk, \(formatBytes(size)) expected"
     }
     if !expected.isVerifiable, let problem = content.formatProblem {
         return problem
     }
     if let sha = expected.sha256 {
         guard let actual = content.sha256 else { return "content not verified" }
-        if actual != sha { return "sha256 differs: \(short(actual)) != \(short(sha))" }
+        if actual != sha { return "sha256 differs: \(short(actual)) on disk, \(short(sha)) expected" }
     } else if let sha1 = expected.gitSHA1 {
         guard let actual = content.gitSHA1 else { return "content not verified" }
-        if actual != sha1 { return "git sha1 differs: \(short(actual)) != \(short(sha1))" }
+        if actual != sha1 { return "git sha1 differs: \(short(actual)) on disk, \(short(sha1)) expected" }
     }
     return nil
 }
@@ -133,7 +133,7 @@ func resolve(_ file: DesiredFile, candidates: [ReuseCandidate], mode: LinkMode, 
 
 func describe(_ fetch: Fetch, requested: LinkMode? = nil) -> String {
     switch fetch {
-    case .download: return "not present; download"
+    case .download: return "download"
     case .link(let source, _, let basis, let mode):
         let note = requested == .hardlink && mode == .copy ? "; a hardlink cannot cross filesystems, so it is copied" : ""
         return "\(mode.rawValue) from \(source) (\(basis.rawValue))\(note)"

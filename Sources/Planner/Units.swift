@@ -20,3 +20,8 @@ public func formatBytes(_ bytes: Int64) -> String {
     }
     return (negative ? "-" : "") + "\(tenths / 10).\(tenths % 10) \(units[unit])"
 }
+
+/// "1 file", "2 files": a count with its noun, never "file(s)". `plural` defaults to noun + "s".
+public func counted(_ n: Int, _ noun: String, plural: String? = nil) -> String {
+    "\(n) \(n == 1 ? noun : plural ?? noun + "s")"
+}

@@ -3,6 +3,7 @@ import Foundation
 import HubClient
 import Inventory
 import Manifest
+import Planner
 import Reuse
 import State
 #if canImport(Glibc)
@@ -28,7 +29,7 @@ extension Reconciler {
         do {
             let catalog = try loadCatalog()
             add(catalog.warnings.isEmpty ? .ok : .warn, "wan2gp_directory",
-                "\(config.wan2gpDirectory): \(catalog.models.count) model definitions" + (catalog.warnings.isEmpty ? "" : "; \(catalog.warnings.count) warning(s): \(catalog.warnings[0])"))
+                "\(config.wan2gpDirectory): \(catalog.models.count) model definitions" + (catalog.warnings.isEmpty ? "" : "; \(counted(catalog.warnings.count, "warning")): \(catalog.warnings[0])"))
         } catch {
             add(.fail, "wan2gp_directory", "\(error)")
         }

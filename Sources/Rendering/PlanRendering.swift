@@ -55,7 +55,9 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
     if s.count(.conflict) > 0 {
         summary += s.count(.conflict) == 1 ? " 1 conflict needs attention." : " \(s.count(.conflict)) conflicts need attention."
     }
-    if !plan.hasChanges { summary = "No changes. \(s.unchanged) files are already as the manifest wants." }
+    if !plan.hasChanges {
+        summary = "No changes. " + (s.unchanged == 1 ? "1 file is" : "\(s.unchanged) files are") + " already as the manifest wants."
+    }
     lines.append(summary)
     for fs in s.filesystems where fs.downloadBytes > 0 {
         let text = "  \(fs.filesystem.mountPoint): \(formatBytes(fs.downloadBytes)) to download, \(formatBytes(fs.filesystem.freeBytes)) free"

@@ -36,7 +36,7 @@ struct IndexCommand: ParsableCommand {
             let bar = HashProgress(terminal: isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil)
             let stats = try index.hashPending(progress: { done, total in bar.show(done, total) })
             bar.finish()
-            if !json { print("Hashed \(stats.filesHashed) file(s), \(formatBytes(stats.bytesHashed)).") }
+            if !json { print("Hashed \(counted(stats.filesHashed, "file")), \(formatBytes(stats.bytesHashed)).") }
         }
         let files = try reconciler.state.indexedFilesAll()
         let total = IndexCounts(files)

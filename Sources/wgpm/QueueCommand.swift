@@ -28,9 +28,10 @@ struct QueueCommand: ParsableCommand {
         let now = Date().timeIntervalSince1970
         switch verb {
         case .retry:
-            print("\(try state.retryFailedJobs(at: now)) failed job(s) are pending again; run 'wgpm worker' to carry them out.")
+            let n = try state.retryFailedJobs(at: now)
+            print("\(counted(n, "failed job")) \(n == 1 ? "is" : "are") pending again; run 'wgpm worker' to carry them out.")
         case .clear:
-            print("Removed \(try state.clearJobs(includeFailed: failed)) finished job(s).")
+            print("Removed \(counted(try state.clearJobs(includeFailed: failed), "finished job")).")
         case .status:
             let jobs = try state.jobs()
             if json {

@@ -270,7 +270,7 @@ func runOnTerminal(_ m: Machine, _ args: [String], input: String, env: [String: 
     #expect(text.contains("done    ckpts/big.safetensors"), "\(text)")
 
     let cleared = try m.wgpmRun(["queue", "clear"])
-    #expect(cleared.stdout.contains("Removed 1 finished job(s)."))
+    #expect(cleared.stdout.contains("Removed 1 finished job."))
     #expect(try m.wgpmRun(["queue", "status"]).stdout.contains("Queue: 0 pending, 0 running, 0 done, 0 failed."))
     #expect(try m.wgpmRun(["plan", "--detailed-exitcode"]).status == 0)
 }

@@ -31,3 +31,15 @@ func ordinaryNamesStayAcceptable(_ path: String) {
     #expect(!isBelow("ckptsx/y", root: "ckpts"))
     #expect(printable("a\u{202E}b") == "a?b")
 }
+
+/// Human units and plurals, as issue 12 asks: "1 file", never "file(s)"; one decimal.
+@Test func unitsAndPlurals() {
+    #expect(formatBytes(17) == "17 B")
+    #expect(formatBytes(999) == "999 B")
+    #expect(formatBytes(1000) == "1.0 KB")
+    #expect(formatBytes(154_100) == "154.1 KB")
+    #expect(formatBytes(999_960) == "1.0 MB", "rounds into the next unit")
+    #expect(formatBytes(14_300_000_000) == "14.3 GB")
+    #expect(formatBytes(Int64.max) == "9223372.0 TB")
+    #expect(counted(1, "file") == "1 file" && counted(2, "file") == "2 files" && counted(0, "job") == "0 jobs")
+}

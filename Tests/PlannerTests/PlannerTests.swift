@@ -40,10 +40,10 @@ let cases: [Case] = [
          actions: [], unchanged: ["ckpts/umt5-xxl/tokenizer.json"]),
     Case(name: "wrong size is replaced", desired: [lfs()],
          observed: ObservedState(paths: ["ckpts/model.safetensors": .file(FileContent(size: 99))]),
-         actions: [(.replace, "ckpts/model.safetensors", "size differs: 99 != 100")]),
+         actions: [(.replace, "ckpts/model.safetensors", "size differs: 99 B on disk, 100 B expected; download")]),
     Case(name: "wrong sha256 is replaced", desired: [lfs()],
          observed: ObservedState(paths: ["ckpts/model.safetensors": .file(FileContent(size: 100, sha256: otherSHA))]),
-         actions: [(.replace, "ckpts/model.safetensors", "sha256 differs: bbbbbbbbbbbb… != aaaaaaaaaaaa…")]),
+         actions: [(.replace, "ckpts/model.safetensors", "sha256 differs: bbbbbbbbbbbb… on disk, aaaaaaaaaaaa… expected; download")]),
     Case(name: "unhashed content is not trusted", desired: [lfs()],
          observed: ObservedState(paths: ["ckpts/model.safetensors": .file(FileContent(size: 100))]),
          actions: [(.replace, "ckpts/model.safetensors", "content not verified")]),
@@ -251,7 +251,7 @@ func applyThenPlanConverges(_ seed: Int) {
     let html = FileContent(size: 5120, formatProblem: "it is an HTML page, not a .safetensors file")
     let plan = makePlan(desired: [noHash], observed: ObservedState(paths: ["loras/x.safetensors": .file(html)]))
     #expect(plan.actions.map(\.kind) == [.replace])
-    #expect(plan.actions.first?.reason == "it is an HTML page, not a .safetensors file; not present; download")
+    #expect(plan.actions.first?.reason == "it is an HTML page, not a .safetensors file; download")
     // Through a link it is the link's content that is wrong.
     let linked = makePlan(desired: [noHash], observed: ObservedState(paths: ["loras/x.safetensors": .symlink(target: "/d/x", content: html)]))
     #expect(linked.actions.first?.reason.hasPrefix("link to the wrong content (it is an HTML page") == true)

@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 MANIFEST=${1:-manifests/studio-mix.yaml}
 scripts/setup.sh
-echo "demo: building wgpm"
-swift build 2>&1 | grep -E "error|warning: " || true
+echo "demo: building wgpm (about 1.5 minutes the first time; swift's progress follows)"
+# The build's own progress lines, so the first run is not a silent minute and a half.
+swift build 2>&1 | grep --line-buffered -E "^\[[0-9]+/[0-9]+\] (Compiling|Linking)|error|warning: " \
+  | awk '/error|warning: / { print; next } { n++; if (n % 40 == 1) print "  " $0 }' || true
 WGPM=$(swift build --show-bin-path)/wgpm
 
 WORK=$ROOT/demo-work
@@ -56,8 +58,8 @@ PY
 [ "$status" -eq 2 ] || { echo "demo: expected pending changes (exit 2), got $status" >&2; exit 1; }
 
 echo
-echo "\$ wgpm apply $WORK/plan.json      # the saved plan, applied only while it still matches the machine"
-"$WGPM" apply -m "$MANIFEST" "$WORK/plan.json"
+echo "\$ wgpm apply -m $MANIFEST $WORK/plan.json 2>&1   # the saved plan, applied only while it still matches"
+"$WGPM" apply -m "$MANIFEST" "$WORK/plan.json" 2>&1
 echo
 echo "\$ wgpm plan -m $MANIFEST --detailed-exitcode"
 "$WGPM" plan -m "$MANIFEST" --detailed-exitcode
@@ -71,4 +73,11 @@ log = [json.loads(l) for l in open(sys.argv[1])]
 cdn = [r for r in log if r["listener"] == "cdn"]
 print("fake Hub saw %d requests; %d to the file host, %d of them with a token" % (len(log), len(cdn), sum(r["auth"] for r in cdn)))
 PY
-echo "demo: done. The work folder is $WORK."
+kill $HUB_PID 2>/dev/null || true
+cat <<EOF
+demo: done. The work folder is $WORK. To keep exploring with the same machine:
+  rm -f $WORK/hub.json; python3 tools/fakehub/fakehub.py --root $WORK/hub --ready-file $WORK/hub.json & sleep 1
+  export WGPM_CONFIG=$WORK/config.yaml
+  export HF_ENDPOINT=\$(python3 -c "import json; print(json.load(open('$WORK/hub.json'))['hub'])")
+  $WGPM plan -m $MANIFEST        # then edit the manifest, 'wgpm show t2v', 'wgpm queue status' …
+EOF

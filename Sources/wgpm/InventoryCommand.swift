@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Planner
 import Reconciler
 import Rendering
 
@@ -18,6 +19,12 @@ struct InventoryCommand: ParsableCommand {
 
     func run() throws {
         let recorded = try configOptions.reconciler().recordInventory()
-        if let out { try recorded.write(to: out) } else { print(try recorded.render(), terminator: "") }
+        if let out {
+            try recorded.write(to: out)
+            let files = recorded.paths.values.filter { if case .missing = $0 { return false } else { return true } }.count
+            print("Recorded \(counted(files, "path")) of ckpts/ and loras/ in \(out); plan against it with 'wgpm plan --inventory \(out)'.")
+        } else {
+            print(try recorded.render(), terminator: "")
+        }
     }
 }

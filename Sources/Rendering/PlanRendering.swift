@@ -56,7 +56,8 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
         summary += s.count(.conflict) == 1 ? " 1 conflict needs attention." : " \(s.count(.conflict)) conflicts need attention."
     }
     if !plan.hasChanges {
-        summary = "No changes. " + (s.unchanged == 1 ? "1 file is" : "\(s.unchanged) files are") + " already as the manifest wants."
+        summary = s.unchanged == 0 ? "No changes. The manifest wants no files: add model ids under 'models:' ('wgpm models' lists them)."
+            : "No changes. " + (s.unchanged == 1 ? "1 file is" : "\(s.unchanged) files are") + " already as the manifest wants."
     }
     lines.append(summary)
     for fs in s.filesystems where fs.downloadBytes > 0 {

@@ -83,6 +83,10 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool, ownJob
         printError("wgpm: \(ExecutorError.cancelled)")
         throw ExitCode(130)
     }
+    if summary.completed.isEmpty && summary.failed.isEmpty && !follow && ownJobs == nil {
+        print("The queue is empty: nothing to do. 'wgpm apply' plans and enqueues; 'wgpm queue status' shows past jobs.")
+        return true
+    }
     print("Applied: \(summary.completed.count) done, \(summary.failed.count) failed, \(formatBytes(summary.bytesDownloaded)) downloaded.")
     for (path, error) in summary.failed { printError("wgpm: error: \(naming(path, error))") }
     return summary.failed.isEmpty

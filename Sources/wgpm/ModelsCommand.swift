@@ -38,7 +38,12 @@ struct ModelsCommand: ParsableCommand {
             let size = e.bytes.map { "  " + formatBytes($0) } ?? ""
             print("\(id)  \(e.architecture)  \(e.slots)  \(e.files) files\(size)  \(e.name)\(e.visible ? "" : " (hidden)")")
         }
-        print("\(entries.count) model\(entries.count == 1 ? "" : "s").")
+        if entries.isEmpty, let filter {
+            let hint = closest(to: filter, in: catalog.ids).map { " Did you mean \($0)?" } ?? ""
+            print("No model's id, name or architecture contains '\(filter)'.\(hint) 'wgpm models' lists all \(catalog.ids.count).")
+            return
+        }
+        print("\(counted(entries.count, "model")).")
     }
 }
 

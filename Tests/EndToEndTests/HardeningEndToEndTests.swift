@@ -120,3 +120,15 @@ import Glibc
     #expect(r.stderr.contains("unknown command 'pln'; did you mean 'plan'?"), "\(r.stderr)")
     #expect(try run(wgpm, ["plan", "--help"]).status == 0)
 }
+
+/// Empty cases say what to do (issue 12): a worker with an empty queue, a filter that matches
+/// no model, a manifest that wants no files.
+@Test func emptyCasesSaySomethingUseful() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: []\n")
+    let worker = try m.wgpmRun(["worker"])
+    #expect(worker.status == 0 && worker.stdout.contains("The queue is empty"), "\(worker.stdout)")
+    let models = try m.wgpmRun(["models", "t2vv"])
+    #expect(models.stdout.contains("No model's id, name or architecture contains 't2vv'. Did you mean t2v?"), "\(models.stdout)")
+    let plan = try m.wgpmRun(["plan"])
+    #expect(plan.stdout.contains("The manifest wants no files"), "\(plan.stdout)")
+}

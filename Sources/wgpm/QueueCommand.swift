@@ -22,6 +22,9 @@ struct QueueCommand: ParsableCommand {
     @Flag(help: "Print JSON (format_version 1).")
     var json = false
 
+    @Flag(help: "With status: list finished jobs too (they are counted, not listed, by default).")
+    var all = false
+
     func run() throws {
         let config = try configOptions.load()
         let state = try StateDatabase(directory: config.stateDirectory)
@@ -46,14 +49,23 @@ struct QueueCommand: ParsableCommand {
                 return
             }
             var counts: [JobRecord.State: Int] = [:]
-            for j in jobs {
-                counts[j.state, default: 0] += 1
+            for j in jobs { counts[j.state, default: 0] += 1 }
+            // What needs attention first: failed, then running, pending, and done (with --all).
+            let order: [JobRecord.State: Int] = [.failed: 0, .running: 1, .pending: 2, .done: 3]
+            let shown = jobs.filter { all || $0.state != .done }.enumerated()
+                .sorted { (order[$0.element.state]!, $0.offset) < (order[$1.element.state]!, $1.offset) }.map(\.element)
+            if !shown.isEmpty { print("  state    kind      attempts  progress               path") }
+            for j in shown {
                 let progress = j.bytesTotal.map { "\(formatBytes(j.bytesDone)) / \(formatBytes($0))" } ?? formatBytes(j.bytesDone)
-                var line = "  \(j.state.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(j.kind.padding(toLength: 9, withPad: " ", startingAt: 0)) \(j.path)  \(progress)"
-                if j.attempts > 1 { line += "  attempts \(j.attempts)" }
-                if let e = j.lastError, j.state != .done { line += "  (\(e))" }
+                var line = "  " + [j.state.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0),
+                                   j.kind.padding(toLength: 9, withPad: " ", startingAt: 0),
+                                   String(j.attempts).padding(toLength: 9, withPad: " ", startingAt: 0),
+                                   progress.padding(toLength: max(22, progress.count), withPad: " ", startingAt: 0),
+                                   j.path].joined(separator: " ")
+                if let e = j.lastError, j.state != .done { line += "\n      \(e)" }
                 print(line)
             }
+            if !all, let done = counts[.done], done > 0 { print("  (\(counted(done, "finished job")) not listed; --all lists them)") }
             print("Queue: " + JobRecord.State.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", ") + ".")
         }
     }

@@ -255,8 +255,9 @@ func runOnTerminal(_ m: Machine, _ args: [String], input: String, env: [String: 
     #expect(waitFor(30) { FileManager.default.contents(atPath: m.dir.file("ckpts/big.safetensors")) == data })
     #expect(worker.isRunning, "a following worker keeps waiting for work")
 
-    let status = try m.wgpmRun(["queue", "status"])
+    let status = try m.wgpmRun(["queue", "status", "--all"])
     #expect(status.stdout.contains("done") && status.stdout.contains("ckpts/big.safetensors"), "\(status.stdout)")
+    #expect(try m.wgpmRun(["queue", "status"]).stdout.contains("(1 finished job not listed; --all lists them)"))
     #expect(status.stdout.contains("Queue: 0 pending, 0 running, 1 done, 0 failed."), "\(status.stdout)")
 
     kill(worker.processIdentifier, SIGINT)

@@ -132,3 +132,18 @@ import Glibc
     let plan = try m.wgpmRun(["plan"])
     #expect(plan.stdout.contains("The manifest wants no files"), "\(plan.stdout)")
 }
+
+/// `queue status` puts what needs attention first, with its attempts and error, and counts the
+/// finished jobs instead of listing them (issue 12).
+@Test func queueStatusListsFailedJobsFirstAndCountsDoneOnes() throws {
+    let (m, _) = try slowMachine(size: 1 << 20, limitKB: 100_000)
+    try m.hub.setConfig(["faults": [["listener": "cdn", "method": "GET", "status": 404, "count": 100]]])
+    let applied = try m.wgpmRun(["apply", "--yes"])
+    #expect(applied.status == 1)
+    let status = try m.wgpmRun(["queue", "status"]).stdout
+    let lines = status.split(separator: "\n").map(String.init)
+    #expect(lines.first?.hasPrefix("  state    kind      attempts") == true, "\(status)")
+    #expect(lines.dropFirst().first?.hasPrefix("  failed   download  1") == true, "\(status)")
+    #expect(status.contains("HTTP 404"), "the error is shown under the job: \(status)")
+    #expect(status.hasSuffix("Queue: 0 pending, 0 running, 0 done, 1 failed.\n"), "\(status)")
+}

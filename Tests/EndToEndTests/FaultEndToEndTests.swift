@@ -186,3 +186,18 @@ let offlineManifest = """
     #expect(ok.status == 0, "\(ok.stdout) \(ok.stderr)")
 }
 
+
+/// `wgpm index update` names a source file it cannot read instead of skipping it silently.
+@Test(.enabled(if: canDropPrivileges))
+func indexUpdateNamesAnUnreadableSourceFile() throws {
+    let dir = try offlineMachine(manifest: "version: 1\nmodels: []\n", config: "sources:\n  - directory: store\n")
+    defer { dir.remove() }
+    try dir.write("store/ok.safetensors", withSafetensorsStart(Data(repeating: 1, count: 100)))
+    let secret = try dir.write("store/root-only.safetensors", withSafetensorsStart(Data(repeating: 2, count: 100)))
+    try giveToNobody(dir.path)
+    #expect(chown(secret, 0, 0) == 0 && chmod(secret, 0o600) == 0)
+    let r = try wgpmAsNobody(["index", "update"], cwd: dir.path, env: ["HOME": dir.path])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stderr.contains("root-only.safetensors"), "\(r.stderr)")
+    #expect(r.stdout.contains("Hashed 1 file"), "\(r.stdout)")
+}

@@ -21,7 +21,8 @@ struct ModelsCommand: ParsableCommand {
     func run() throws {
         let reconciler = try configOptions.reconciler()
         let catalog = try reconciler.loadCatalog()
-        let entries = try modelSummaries(catalog, filter: filter, sizes: reconciler.knownSizes)
+        let (entries, skipped) = catalog.summaries(filter: filter, sizes: reconciler.knownSizes)
+        for problem in skipped { printError("wgpm: warning: \(problem)") }
         if json {
             let list: [[String: Any]] = entries.map { e in
                 var o: [String: Any] = ["id": e.id, "name": e.name, "architecture": e.architecture,
@@ -45,30 +46,4 @@ struct ModelsCommand: ParsableCommand {
         }
         print("\(counted(entries.count, "model")).")
     }
-}
-
-struct ModelSummary {
-    var id: String
-    var name: String
-    var architecture: String
-    /// "single", or "high/low-noise pair" when a second transformer slot exists.
-    var slots: String
-    var files: Int
-    var bytes: Int64?
-    var visible: Bool
-}
-
-func modelSummaries(_ catalog: Catalog, filter: String?, sizes: (([RequiredFile]) -> Int64?)?) throws -> [ModelSummary] {
-    let needle = filter?.lowercased()
-    var out: [ModelSummary] = []
-    for id in catalog.ids {
-        let def = catalog.models[id]!
-        if let needle, ![id, def.name, def.architecture].contains(where: { $0.lowercased().contains(needle) }) { continue }
-        let files = try catalog.expand(id, settings: ModelSettings())
-        let pair = def.model["URLs2"] != nil
-        out.append(ModelSummary(id: id, name: def.name, architecture: def.architecture,
-                                slots: pair ? "high/low-noise pair" : "single", files: files.count,
-                                bytes: sizes?(files), visible: def.visible))
-    }
-    return out
 }

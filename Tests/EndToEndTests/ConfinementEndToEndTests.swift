@@ -131,3 +131,15 @@ func machineWithFinetunes(_ finetunes: [String: String], manifest: String) throw
     #expect(m.tree() == [])
     #expect(try m.wgpmRun(["queue", "status"]).stdout.hasSuffix(emptyQueue + "\n"))
 }
+
+/// One bad finetune does not hide the catalog: `wgpm models` names it and lists the rest.
+@Test func modelsListsTheRestWhenOneDefinitionIsBad() throws {
+    let m = try machineWithFinetunes(
+        ["x.json": #"{"model": {"name": "x", "architecture": "t2v", "URLs": "t2v", "text_encoder_folder": "../.."}}"#],
+        manifest: "version: 1\nmodels: [t2v]\n")
+    defer { try? FileManager.default.removeItem(atPath: m.wan2gp) }
+    let r = try m.wgpmRun(["models"])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stderr.contains("model x is not listed"), "\(r.stderr)")
+    #expect(r.stdout.contains("t2v ") && !r.stdout.contains("\nx "), "\(r.stdout.suffix(300))")
+}

@@ -8,12 +8,10 @@ import Glibc
 /// Where the executor may write: below the managed roots (`ckpts/`, `loras/`), and into folders
 /// outside them only where the user linked one on purpose (`linked_folders` in the config).
 ///
-/// Every job passes `check` before its first effect, and folders are created through
-/// `makeFolders`, one level at a time, so that neither a crafted relative path nor a symlinked
-/// folder planted inside a root leads a write, link, rename or unlink elsewhere.
-///
-/// What this does not close: a process that swaps a folder for a symlink between the check and
-/// the write (a race, not a planted file). The roots belong to the user who runs wgpm.
+/// Every job passes `check` before its first effect, and every write, link, rename and unlink
+/// goes through a folder descriptor from `openFolder` — a walk from the root, one name at a
+/// time with `O_NOFOLLOW` — so that neither a crafted relative path nor a symlinked folder,
+/// planted before or swapped in during a download, leads it elsewhere.
 public struct Confinement: Sendable {
     public var mapper: PathMapper
     /// Absolute folders outside the roots that a symlinked folder inside them may lead to.
@@ -58,23 +56,57 @@ public struct Confinement: Sendable {
     /// of `path`), never through a symlink that leads outside. The root itself is created as
     /// configured.
     public func makeFolders(_ dir: String, for path: String) throws {
+        close(try openFolder(dir, for: path, create: true))
+    }
+
+    /// Opens `dir` (the root of `path` or a folder below it) for `*at` calls, walking from the
+    /// root one name at a time with `O_NOFOLLOW`, so that what is opened is what was checked —
+    /// no folder swapped for a symlink between a check and a write can lead out. A symlinked
+    /// folder is followed only into the root or a linked folder. With `create`, missing folders
+    /// are made (`mkdirat`). The caller closes the descriptor.
+    public func openFolder(_ dir: String, for path: String, create: Bool) throws -> Int32 {
         let root = root(of: path)
-        try makeRoot(root, for: path)
-        guard dir != root else { return }
+        if create { try makeRoot(root, for: path) }
+        var fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw ExecutorError.posix(path: path, code: errno, doing: "opening the folder \(root)") }
+        guard dir != root else { return fd }
         guard isBelow(dir, root: root) else {
+            close(fd)
             throw ExecutorError.outsideFolders(path: path, reason: "\(dir) is not below \(root)")
         }
         var current = root
-        for segment in pathSegments(String(String.UnicodeScalarView(dir.unicodeScalars.dropFirst(root.unicodeScalars.count + 1)))) where !segment.isEmpty {
+        let rest = String(String.UnicodeScalarView(dir.unicodeScalars.dropFirst(root.unicodeScalars.count + 1)))
+        for segment in pathSegments(rest) where !segment.isEmpty {
             current += "/" + segment
-            if try folderStep(current, root: root, path: path) { continue }
-            if mkdir(current, 0o755) != 0 && errno != EEXIST {
-                throw ExecutorError.posix(path: path, code: errno, doing: "creating the folder \(current)")
+            let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+            var next = openat(fd, segment, flags)
+            if next < 0 && errno == ENOENT && create {
+                if mkdirat(fd, segment, 0o755) != 0 && errno != EEXIST {
+                    let code = errno
+                    close(fd)
+                    throw ExecutorError.posix(path: path, code: code, doing: "creating the folder \(current)")
+                }
+                next = openat(fd, segment, flags)
             }
-            guard try folderStep(current, root: root, path: path) else {
-                throw ExecutorError.cannotWrite(path: path, reason: "the folder \(current) vanished while it was created")
+            if next < 0 && (errno == ELOOP || errno == ENOTDIR) {
+                var st = stat()
+                let isLink = fstatat(fd, segment, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_mode & S_IFMT == S_IFLNK
+                guard isLink else {
+                    close(fd)
+                    throw ExecutorError.cannotWrite(path: path, reason: "\(current) is a file where a folder belongs; move it away")
+                }
+                do { _ = try folderStep(current, root: root, path: path) } catch { close(fd); throw error }
+                next = realPath(current).map { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } ?? -1
             }
+            if next < 0 {
+                let code = errno
+                close(fd)
+                throw ExecutorError.posix(path: path, code: code, doing: "opening the folder \(current)")
+            }
+            close(fd)
+            fd = next
         }
+        return fd
     }
 
     /// The folder for partial downloads of `path`: `.wgpm-partial` at the top of the filesystem

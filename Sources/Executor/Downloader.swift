@@ -53,9 +53,13 @@ public struct Downloader: Sendable {
         let confinement = self.confinement ?? .inferred(from: spec)
         try confinement.check(spec)
         let partialDir = try confinement.partialFolder(for: spec, fileSystem: fileSystem)
-        try confinement.makeFolders(partialDir, for: spec.path)
-        try confinement.makeFolders((spec.target as NSString).deletingLastPathComponent, for: spec.path)
-        let partial = try PartialFile(path: partialDir + "/" + Self.partialName(spec), expectedSize: spec.size,
+        // Both folders are opened by a walk from the root that follows no planted symlink; the
+        // partial file and the final rename go through these descriptors, not paths again.
+        let partialFolder = try confinement.openFolder(partialDir, for: spec.path, create: true)
+        defer { close(partialFolder) }
+        let targetFolder = try confinement.openFolder((spec.target as NSString).deletingLastPathComponent, for: spec.path, create: true)
+        defer { close(targetFolder) }
+        let partial = try PartialFile(path: partialDir + "/" + Self.partialName(spec), in: partialFolder, expectedSize: spec.size,
                                       wantGitSHA1: spec.sha256 == nil && spec.gitSHA1 != nil,
                                       formatName: (spec.path as NSString).lastPathComponent)
         progress(partial.length)
@@ -68,7 +72,7 @@ public struct Downloader: Sendable {
             if failures >= maxAttempts { throw ExecutorError.gaveUp(path: spec.path, reason: lastReason) }
             // Already complete (an earlier run was stopped between the last byte and the rename).
             if let size = spec.size, partial.length == size {
-                return try finish(spec, partial, confinement)
+                return try finish(spec, partial, into: targetFolder)
             }
             var source = DownloadSource(url: url, sendToken: false)
             if let ref {
@@ -117,7 +121,7 @@ public struct Downloader: Sendable {
                     wait(failures - 1, nil, spec, notice)
                     continue
                 }
-                return try finish(spec, partial, confinement)
+                return try finish(spec, partial, into: targetFolder)
             case .badContent(let reason):
                 // Nothing of it was kept: the start was held back, or the reply was refused
                 // before its first byte was written.
@@ -126,7 +130,7 @@ public struct Downloader: Sendable {
                 notice("\(spec.path): \(reason); nothing of it was kept")
                 wait(failures - 1, nil, spec, notice)
             case .rangeNotSatisfiable:
-                if let size = spec.size, partial.length == size { return try finish(spec, partial, confinement) }
+                if let size = spec.size, partial.length == size { return try finish(spec, partial, into: targetFolder) }
                 try partial.restart()  // the partial belongs to other content
                 failures += 1
                 lastReason = "the server refused to resume at byte \(before)"
@@ -159,14 +163,14 @@ public struct Downloader: Sendable {
     }
 
     /// Verifies size and hash, flushes, and renames the partial file over the target.
-    private func finish(_ spec: JobSpec, _ partial: PartialFile, _ confinement: Confinement) throws -> Int64 {
+    private func finish(_ spec: JobSpec, _ partial: PartialFile, into targetFolder: Int32) throws -> Int64 {
         if let size = spec.size, partial.length != size {
-            unlink(partial.path)
+            partial.remove()
             throw ExecutorError.sizeMismatch(path: spec.path, expected: size, actual: partial.length)
         }
         let (sha256, gitSHA1) = partial.digests()
         if let expected = spec.sha256, expected != sha256 {
-            unlink(partial.path)
+            partial.remove()
             throw ExecutorError.verificationFailed(path: spec.path, expected: expected, actual: sha256)
         }
         // The git sha1 is computed as the bytes stream only when the size is known up front
@@ -174,15 +178,14 @@ public struct Downloader: Sendable {
         let actualSHA1 = spec.sha256 == nil && spec.gitSHA1 != nil
             ? try gitSHA1 ?? fileSystem.hash(partial.path, sha256: false, gitSHA1: true).gitSHA1 : gitSHA1
         if spec.sha256 == nil, let expected = spec.gitSHA1, let actual = actualSHA1, expected != actual {
-            unlink(partial.path)
+            partial.remove()
             throw ExecutorError.verificationFailed(path: spec.path, expected: expected, actual: actual)
         }
         try partial.sync()
-        try confinement.check(spec)  // again, just before the one step that places the file
-        guard rename(partial.path, spec.target) == 0 else {
+        guard renameat(partial.folder, partial.name, targetFolder, (spec.target as NSString).lastPathComponent) == 0 else {
             throw ExecutorError.posix(path: spec.path, code: errno, doing: "moving the finished download into place")
         }
-        syncDirectory((spec.target as NSString).deletingLastPathComponent)
+        syncDirectory(targetFolder)
         return partial.length
     }
 }

@@ -34,33 +34,30 @@ public struct Linker: Sendable {
             throw ExecutorError.sourceVanished(path: spec.path, source: source)
         }
         try verify(source, st, spec)
-        let dir = (spec.target as NSString).deletingLastPathComponent
-        try confinement.makeFolders(dir, for: spec.path)
-        let tmp = dir + "/.wgpm-tmp-\(getpid())-" + (spec.target as NSString).lastPathComponent
-        unlink(tmp)
+        // The target's folder is opened by a walk that follows no planted symlink; the temporary
+        // entry and the rename go through that descriptor.
+        let folder = try confinement.openFolder((spec.target as NSString).deletingLastPathComponent, for: spec.path, create: true)
+        defer { close(folder) }
+        let name = (spec.target as NSString).lastPathComponent
+        let tmp = ".wgpm-tmp-\(getpid())-" + name
+        unlinkat(folder, tmp, 0)
         switch spec.linkMode ?? .symlink {
         case .symlink:
-            guard symlink(source, tmp) == 0 else { throw ExecutorError.posix(path: spec.path, code: errno, doing: "creating a symlink") }
+            guard symlinkat(source, folder, tmp) == 0 else { throw ExecutorError.posix(path: spec.path, code: errno, doing: "creating a symlink") }
         case .hardlink:
-            if link(source, tmp) != 0 {
+            if linkat(AT_FDCWD, source, folder, tmp, 0) != 0 {
                 if errno == EXDEV { throw ExecutorError.crossDevice(path: spec.path, source: source) }
                 throw ExecutorError.posix(path: spec.path, code: errno, doing: "creating a hard link")
             }
         case .copy:
-            try copyFile(source, tmp, path: spec.path)
+            try copyFile(source, tmp, in: folder, path: spec.path)
         }
-        do {
-            try confinement.check(spec)
-        } catch {
-            unlink(tmp)
-            throw error
-        }
-        guard rename(tmp, spec.target) == 0 else {
+        guard renameat(folder, tmp, folder, name) == 0 else {
             let code = errno
-            unlink(tmp)
+            unlinkat(folder, tmp, 0)
             throw ExecutorError.posix(path: spec.path, code: code, doing: "moving the link into place")
         }
-        syncDirectory(dir)
+        syncDirectory(folder)
     }
 
     /// Throws `badContent` (and records the source as bad) unless the source holds the
@@ -110,7 +107,7 @@ public struct Linker: Sendable {
 
     /// Copies `from` into a new file `to` (never an existing entry: `O_EXCL | O_NOFOLLOW`);
     /// on any failure `to` is removed again.
-    func copyFile(_ from: String, _ to: String, path: String) throws {
+    func copyFile(_ from: String, _ to: String, in folder: Int32, path: String) throws {
         let input = open(from, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw ExecutorError.sourceVanished(path: path, source: from) }
         defer { close(input) }
@@ -118,13 +115,13 @@ public struct Linker: Sendable {
         // must not become readable by everyone in loras/. (setuid/setgid bits are not copied.)
         var sourceStatus = stat()
         let mode = fstat(input, &sourceStatus) == 0 ? mode_t(sourceStatus.st_mode) & 0o777 : 0o600
-        let output = open(to, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        let output = openat(folder, to, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard output >= 0 else { throw ExecutorError.posix(path: path, code: errno, doing: "creating the copy") }
         _ = fchmod(output, mode)  // open's mode is masked by the umask; the source's bits are meant
         var placed = false
         defer {
             close(output)
-            if !placed { unlink(to) }
+            if !placed { unlinkat(folder, to, 0) }
         }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4 << 20, alignment: 4096)
         defer { buffer.deallocate() }

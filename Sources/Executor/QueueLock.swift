@@ -39,7 +39,7 @@ public final class ProcessLock: @unchecked Sendable {
         if fd < 0 {
             // The lock file is truncated and rewritten below: it must be wgpm's own regular file,
             // not a symlink or hard link planted to make that truncation land elsewhere.
-            fd = openOwnFile(path)
+            fd = openOwnFile(path)  // a full path: relative to the working folder
             guard fd >= 0 else {
                 let reason = fd == -2 ? "it keeps being replaced by a link or special file" : String(cString: strerror(errno))
                 fd = -1

@@ -263,9 +263,7 @@ public struct QueueRunner: Sendable {
                 }
             case .remove:
                 guard try state.managedPaths().contains(spec.path) else { throw ExecutorError.notManaged(path: spec.path) }
-                if unlink(spec.target) != 0 && errno != ENOENT {
-                    throw ExecutorError.posix(path: spec.path, code: errno, doing: "removing it")
-                }
+                try remove(spec)
                 try state.forgetManaged(spec.path)
             }
             if spec.kind != .remove { try state.recordManaged(spec.path, at: clock()) }
@@ -282,6 +280,18 @@ public struct QueueRunner: Sendable {
             board?.end(job.id, bytes: 0)
             summary.fail(spec.path, message)
             onJobEnd(spec.path, message)
+        }
+    }
+
+    /// Unlinks the target's name (never what a symlink there points at) inside its folder as
+    /// opened by the confined walk; a folder or target already gone is nothing to remove.
+    func remove(_ spec: JobSpec) throws {
+        let parent = (spec.target as NSString).deletingLastPathComponent
+        guard fileSystem.lstat(parent) != nil else { return }
+        let folder = try (confinement ?? .inferred(from: spec)).openFolder(parent, for: spec.path, create: false)
+        defer { close(folder) }
+        if unlinkat(folder, (spec.target as NSString).lastPathComponent, 0) != 0 && errno != ENOENT {
+            throw ExecutorError.posix(path: spec.path, code: errno, doing: "removing it")
         }
     }
 

@@ -218,14 +218,22 @@ final class PartialFile: TransferSink, @unchecked Sendable {
     /// The start of the file while it is being judged (only when `length` is 0).
     private var head: [UInt8] = []
 
-    init(path: String, expectedSize: Int64?, wantGitSHA1: Bool, formatName: String? = nil) throws {
+    /// The folder the file is named in (a descriptor of its own, or AT_FDCWD) and its name
+    /// there: removing and renaming go through these, not through `path` again.
+    let folder: Int32
+    let name: String
+
+    /// `folder`: a descriptor of the partial folder (duplicated here), or nil for a plain path.
+    init(path: String, in folder: Int32? = nil, expectedSize: Int64?, wantGitSHA1: Bool, formatName: String? = nil) throws {
         self.path = path
         self.expectedSize = expectedSize
         self.formatName = formatName
+        self.folder = folder.map { dup($0) } ?? AT_FDCWD
+        name = folder == nil ? path : (path as NSString).lastPathComponent
         do { hasher = try HashPipeline(gitSHA1Size: wantGitSHA1 ? expectedSize : nil) } catch let f as WriteFailure {
             throw ExecutorError.posix(path: path, code: f.code, doing: "prepare")
         }
-        fd = try Self.openOwn(path)
+        fd = try Self.openOwn(self.folder, name, path: path)
         var st = stat()
         fstat(fd, &st)
         if let expectedSize, Int64(st.st_size) > expectedSize {
@@ -240,10 +248,14 @@ final class PartialFile: TransferSink, @unchecked Sendable {
     deinit {
         try? hasher.drain()  // queued writes go to this descriptor: finish them before closing it
         close(fd)
+        if folder != AT_FDCWD { close(folder) }
     }
 
-    static func openOwn(_ path: String) throws -> Int32 {
-        let fd = openOwnFile(path)
+    /// Removes the partial file's name (a failed verification: never resumed).
+    func remove() { unlinkat(folder, name, 0) }
+
+    static func openOwn(_ folder: Int32, _ name: String, path: String) throws -> Int32 {
+        let fd = openOwnFile(name, in: folder)
         guard fd >= 0 else {
             if fd == -2 { throw ExecutorError.cannotWrite(path: path, reason: "something keeps replacing this partial file with a link or special file; check who writes to that folder") }
             throw ExecutorError.posix(path: path, code: errno, doing: "open")
@@ -341,20 +353,23 @@ final class PartialFile: TransferSink, @unchecked Sendable {
 /// such an entry is unlinked (only the name, never what it pointed at) and the file created
 /// afresh. Returns the descriptor; -1 with errno set on an error, -2 when the name kept being
 /// replaced.
-func openOwnFile(_ path: String) -> Int32 {
+func openOwnFile(_ name: String, in folder: Int32 = AT_FDCWD) -> Int32 {
     for _ in 0..<3 {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
+        let fd = openat(folder, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
         if fd < 0 {
-            if errno == ELOOP { unlink(path); continue }
+            if errno == ELOOP { unlinkat(folder, name, 0); continue }
             return -1
         }
         var st = stat()
         if fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_nlink == 1 { return fd }
         close(fd)
-        unlink(path)  // a FIFO, device or hard link to someone else's file: not ours to write
+        unlinkat(folder, name, 0)  // a FIFO, device or hard link to someone else's file: not ours to write
     }
     return -2
 }
+
+/// fsync of an open directory, so a rename inside it survives a crash.
+func syncDirectory(_ fd: Int32) { fsync(fd) }
 
 /// fsync of a directory, so a rename inside it survives a crash.
 func syncDirectory(_ path: String) {

@@ -147,3 +147,27 @@ import Glibc
     #expect(status.contains("HTTP 404"), "the error is shown under the job: \(status)")
     #expect(status.hasSuffix("Queue: 0 pending, 0 running, 0 done, 1 failed.\n"), "\(status)")
 }
+
+/// The target's folder swapped for a symlink to somewhere else *while* the file downloads: the
+/// finished file still lands in the folder that was checked (now moved aside), never through the
+/// new symlink. Before: the final rename went by path and followed the symlink out.
+@Test func aFolderSwappedForASymlinkDuringTheDownloadLeadsNowhere() throws {
+    let m = try Machine(manifest: """
+        version: 1
+        files:
+          - url: \(bigURL)
+            path: ckpts/sub/big.safetensors
+        """)
+    let data = bigPayload(8 << 20)
+    try m.hub.addFile(repo: "extra/big", path: "weights/big.safetensors", data)
+    try m.writeConfig("parallel_downloads: 1\nbandwidth_limit_kb: 3000\nmin_free_gb: 0\n")
+    let outside = m.dir.file("outside")
+    try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+    let (p, _) = try startWGPM(m, ["apply", "--yes"])
+    #expect(waitFor(30) { partialSize(m) > 1 << 20 })
+    try FileManager.default.moveItem(atPath: m.dir.file("ckpts/sub"), toPath: m.dir.file("ckpts/sub-moved"))
+    #expect(symlink(outside, m.dir.file("ckpts/sub")) == 0)
+    p.waitUntilExit()
+    #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty, "nothing was written through the new symlink")
+    #expect(FileManager.default.contents(atPath: m.dir.file("ckpts/sub-moved/big.safetensors")) == data)
+}

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,13 +9,16 @@ import Glibc
 /// fcntl locks are released by the kernel when the process dies (even with `kill -9`), so a
 /// crashed apply never leaves a stale lock. The lock file is opened with `O_NOFOLLOW`: a
 /// symlink planted in its place is refused, never followed and truncated.
-public final class ProcessLock: @unchecked Sendable {
+public final class ProcessLock: Sendable {
     public let path: String
     /// What holding the lock means, for messages ("the queue", "ckpts").
     public let what: String
-    /// fd is touched only by the thread that acquires and releases (documented, not enforced:
-    /// fcntl locks belong to the process, so the lock object is not shared between threads).
-    private var fd: Int32 = -1
+    /// The open lock file, -1 when not open.
+    private let descriptor = Mutex<Int32>(-1)
+    private var fd: Int32 {
+        get { descriptor.withLock { $0 } }
+        set { descriptor.withLock { $0 = newValue } }
+    }
 
     public init(path: String, what: String) {
         self.path = path
@@ -102,7 +106,7 @@ public final class ProcessLock: @unchecked Sendable {
 /// folder it writes (so two wgpm installs with different state directories never write the
 /// same `ckpts/` at once). Taken in a fixed order — the queue, then folders sorted by path —
 /// so two runners cannot each hold one and wait for the other.
-public final class RunLocks: @unchecked Sendable {
+public final class RunLocks: Sendable {
     public let queue: ProcessLock
     public let folders: [ProcessLock]
     let stateDirectory: String

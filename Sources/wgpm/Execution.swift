@@ -7,6 +7,7 @@ import Manifest
 import Reconciler
 import Rendering
 import State
+import Synchronization
 
 /// Ctrl-C and SIGTERM stop transfers at the next callback; partial files stay for the next run.
 let interruption = CancelFlag()
@@ -129,13 +130,11 @@ func waitForJobs(_ ids: [String], locks: RunLocks, state: StateDatabase, timeout
 }
 
 /// Progress on stderr: a redrawn bar on a terminal, a plain line every few seconds elsewhere.
-final class ProgressPrinter: @unchecked Sendable {
+final class ProgressPrinter: Sendable {
     let board: ProgressBoard
     let terminal: Bool
-    private let lock = NSLock()
-    private var running = false
-    private var drawn = 0
-    private var thread: Thread?
+    /// Whether the drawing thread runs, and how many bar lines are on screen now.
+    private let screen = Mutex<(running: Bool, drawn: Int)>((false, 0))
 
     init(board: ProgressBoard, terminal: Bool) {
         self.board = board
@@ -143,33 +142,34 @@ final class ProgressPrinter: @unchecked Sendable {
     }
 
     func start() {
-        running = true
+        screen.withLock { $0.running = true }
         let t = Thread { [self] in
             var ticks = 0
-            while lock.withLock({ running }) {
+            while screen.withLock({ $0.running }) {
                 Thread.sleep(forTimeInterval: 0.25)
                 ticks += 1
                 if terminal { draw() } else if ticks % 20 == 0 { plain() }
             }
         }
-        thread = t
         t.start()
     }
 
     func stop() {
-        lock.withLock { running = false }
-        if terminal { lock.withLock { clear() } }
+        screen.withLock { state in
+            state.running = false
+            if terminal { Self.clear(&state.drawn) }
+        }
     }
 
     /// A line that scrolls above the bars.
     func line(_ text: String) {
-        lock.withLock {
-            if terminal { clear() }
+        screen.withLock { state in
+            if terminal { Self.clear(&state.drawn) }
             writeStandardError(text + "\n")
         }
     }
 
-    private func clear() {
+    private static func clear(_ drawn: inout Int) {
         if drawn > 0 { writeStandardError(String(repeating: "\u{1B}[1A\u{1B}[2K", count: drawn)) }
         drawn = 0
     }
@@ -181,20 +181,24 @@ final class ProgressPrinter: @unchecked Sendable {
 
     private func draw() {
         let s = board.snapshot()
-        lock.withLock {
-            clear()
-            var lines: [String] = []
-            for a in s.active.prefix(8) {
-                let fraction = a.total.map { $0 > 0 ? Double(a.done) / Double($0) : 1 } ?? 0
-                let width = 24
-                let filled = Int(fraction * Double(width))
-                let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-                lines.append("  [\(bar)] \(String(format: "%3.0f", fraction * 100))% \(formatBytes(Int64(a.speed)))/s  \(a.path)")
-            }
-            let total = s.totalBytes > 0 ? Double(s.doneBytes) / Double(s.totalBytes) : 0
-            lines.append("  total \(String(format: "%3.0f", total * 100))%  " + summaryText(s))
+        // Every line fits the terminal: a line that wraps is not erased by the redraw and
+        // leaves a stale copy behind each time (long paths lose their middle instead).
+        let columns = terminalColumns() - 1
+        var lines: [String] = []
+        for a in s.active.prefix(8) {
+            let fraction = a.total.map { $0 > 0 ? Double(a.done) / Double($0) : 1 } ?? 0
+            let width = 24
+            let filled = Int(fraction * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            let head = "  [\(bar)] \(String(format: "%3.0f", fraction * 100))% \(formatBytes(Int64(a.speed)))/s  "
+            lines.append(head + truncatingMiddle(a.path, to: max(10, columns - head.count)))
+        }
+        let total = s.totalBytes > 0 ? Double(s.doneBytes) / Double(s.totalBytes) : 0
+        lines.append(String(("  total \(String(format: "%3.0f", total * 100))%  " + summaryText(s)).prefix(columns)))
+        screen.withLock { state in
+            Self.clear(&state.drawn)
             writeStandardError(lines.joined(separator: "\n") + "\n")
-            drawn = lines.count
+            state.drawn = lines.count
         }
     }
 
@@ -202,4 +206,18 @@ final class ProgressPrinter: @unchecked Sendable {
         let s = board.snapshot()
         line("progress: " + summaryText(s))
     }
+}
+
+/// The width of the terminal on stderr, 80 when it does not say.
+func terminalColumns() -> Int {
+    var size = winsize()
+    return ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 80
+}
+
+/// `text` cut to `width` characters by dropping its middle ("ckpts/wan2.1_te…int8.safetensors"):
+/// both the folder and the file name stay readable.
+func truncatingMiddle(_ text: String, to width: Int) -> String {
+    guard text.count > width, width > 3 else { return text }
+    let head = (width - 1) / 2
+    return String(text.prefix(head)) + "…" + String(text.suffix(width - 1 - head))
 }

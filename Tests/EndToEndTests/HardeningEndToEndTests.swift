@@ -171,3 +171,20 @@ import Glibc
     #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty, "nothing was written through the new symlink")
     #expect(FileManager.default.contents(atPath: m.dir.file("ckpts/sub-moved/big.safetensors")) == data)
 }
+
+/// On an 80-column terminal every progress line fits (a long path loses its middle), so a
+/// redraw erases the whole bar instead of leaving a wrapped piece behind (issue 12).
+@Test func progressLinesFitAnEightyColumnTerminal() throws {
+    let long = "ckpts/" + String(repeating: "very-long-folder-name/", count: 3) + "a-checkpoint-with-a-long-name.safetensors"
+    let m = try Machine(manifest: "version: 1\nfiles:\n  - url: \(bigURL)\n    path: \(long)\n")
+    try m.hub.addFile(repo: "extra/big", path: "weights/big.safetensors", bigPayload(3 << 20))
+    try m.writeConfig("parallel_downloads: 1\nbandwidth_limit_kb: 1500\nmin_free_gb: 0\n")
+    let run = try runOnTerminal(m, ["apply", "--yes"], input: "", env: ["NO_COLOR": "1"])
+    #expect(run.status == 0, "\(run.screen)")
+    let bars = run.screen.replacingOccurrences(of: "\u{1B}\\[[0-9;]*[A-Za-z]", with: "\n", options: .regularExpression)
+        .components(separatedBy: .newlines)
+        .filter { $0.hasPrefix("  [") || $0.hasPrefix("  total ") }
+    #expect(!bars.isEmpty, "bars were drawn: \(run.screen)")
+    #expect(bars.allSatisfy { $0.count <= 79 }, "\(bars.filter { $0.count > 79 })")
+    #expect(bars.contains { $0.contains("…") && $0.hasSuffix("name.safetensors") && $0.contains("ckpts/very") }, "the middle of the path is dropped")
+}

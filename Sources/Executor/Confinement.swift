@@ -40,7 +40,7 @@ public struct Confinement: Sendable {
     /// every existing folder between its root and the target is a real folder inside the root
     /// (or a symlink into a linked folder). Nothing is created or changed.
     public func check(_ spec: JobSpec) throws {
-        if let problem = confinementProblem(spec.path) { throw ExecutorError.outsideFolders(path: printableJobPath(spec.path), reason: problem) }
+        if let problem = confinementProblem(spec.path) { throw ExecutorError.outsideFolders(path: printable(spec.path), reason: problem) }
         guard spec.target == mapper.absolute(spec.path) else {
             throw ExecutorError.outsideFolders(path: spec.path, reason: "the job's target \(spec.target) is not where \(spec.path) belongs (\(mapper.absolute(spec.path))); the queue entry was altered — run 'wgpm queue clear --failed' and plan again")
         }
@@ -188,6 +188,3 @@ func isFolder(_ path: String) -> Bool {
     var st = stat()
     return stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
 }
-
-/// A job path for a message: invisible characters shown as `?`.
-func printableJobPath(_ path: String) -> String { printable(path) }

@@ -63,35 +63,27 @@ public struct Linker: Sendable {
     /// Throws `badContent` (and records the source as bad) unless the source holds the
     /// expected content: same size, and the known hash, or a start its format allows.
     func verify(_ source: String, _ st: FileStatus, _ spec: JobSpec) throws {
-        let stamp = FileStamp(device: st.device, inode: st.inode, size: st.size, mtimeNanoseconds: st.mtimeNanoseconds)
         var problem: String?
         if let size = spec.size, st.size != size {
             problem = "size \(st.size) instead of \(size) bytes"
         } else if spec.sha256 != nil || spec.gitSHA1 != nil {
-            let cached = (try? state?.cachedHash(stamp)) ?? nil
-            var sha256 = cached?.sha256
-            var gitSHA1 = cached?.gitSHA1
-            let needSHA = spec.sha256 != nil && sha256 == nil
-            let needSHA1 = spec.sha256 == nil && gitSHA1 == nil
-            if needSHA || needSHA1 {
-                let computed: (sha256: String?, gitSHA1: String?)
-                do { computed = try fileSystem.hash(source, sha256: needSHA, gitSHA1: needSHA1) } catch {
-                    throw ExecutorError.sourceVanished(path: spec.path, source: source)
-                }
-                sha256 = computed.sha256 ?? sha256
-                gitSHA1 = computed.gitSHA1 ?? gitSHA1
-                try? state?.storeHash(stamp, sha256: computed.sha256, gitSHA1: computed.gitSHA1)
+            let digests: (sha256: String?, gitSHA1: String?)
+            do {
+                digests = try cachedDigests(of: source, st, sha256: spec.sha256 != nil, gitSHA1: spec.sha256 == nil,
+                                            state: state, fileSystem: fileSystem)
+            } catch {
+                throw ExecutorError.sourceVanished(path: spec.path, source: source)
             }
-            if let expected = spec.sha256, let actual = sha256, actual != expected {
+            if let expected = spec.sha256, let actual = digests.sha256, actual != expected {
                 problem = "sha256 \(actual.prefix(12))… instead of \(expected.prefix(12))…"
-            } else if spec.sha256 == nil, let expected = spec.gitSHA1, let actual = gitSHA1, actual != expected {
+            } else if spec.sha256 == nil, let expected = spec.gitSHA1, let actual = digests.gitSHA1, actual != expected {
                 problem = "git sha1 \(actual.prefix(12))… instead of \(expected.prefix(12))…"
             }
         } else {
             problem = try formatProblem(source, name: (spec.path as NSString).lastPathComponent, path: spec.path)
         }
         guard let problem else { return }
-        try? state?.markBadSource(path: source, stamp: stamp, reason: problem)
+        try? state?.markBadSource(path: source, stamp: FileStamp(st), reason: problem)
         throw ExecutorError.badContent(path: spec.path, source: source, reason: problem)
     }
 
@@ -139,4 +131,28 @@ public struct Linker: Sendable {
         guard fsync(output) == 0 else { throw ExecutorError.posix(path: path, code: errno, doing: "flushing the copy") }
         placed = true
     }
+}
+
+extension FileStamp {
+    init(_ st: FileStatus) {
+        self.init(device: st.device, inode: st.inode, size: st.size, mtimeNanoseconds: st.mtimeNanoseconds)
+    }
+}
+
+/// The requested digests of a local file: from the hash cache while its stamp (device, inode,
+/// size, mtime) is unchanged, else computed — only the missing ones, in one read — and stored,
+/// so each unchanged file is read at most once. Throws when the file cannot be read.
+func cachedDigests(of path: String, _ st: FileStatus, sha256 wantSHA: Bool, gitSHA1 wantSHA1: Bool,
+                   state: StateDatabase?, fileSystem: FileSystem) throws -> (sha256: String?, gitSHA1: String?) {
+    let stamp = FileStamp(st)
+    let cached = (try? state?.cachedHash(stamp)) ?? nil
+    var digests = (sha256: cached?.sha256, gitSHA1: cached?.gitSHA1)
+    let missingSHA = wantSHA && digests.sha256 == nil
+    let missingSHA1 = wantSHA1 && digests.gitSHA1 == nil
+    guard missingSHA || missingSHA1 else { return digests }
+    let computed = try fileSystem.hash(path, sha256: missingSHA, gitSHA1: missingSHA1)
+    digests.sha256 = computed.sha256 ?? digests.sha256
+    digests.gitSHA1 = computed.gitSHA1 ?? digests.gitSHA1
+    try? state?.storeHash(stamp, sha256: computed.sha256, gitSHA1: computed.gitSHA1)
+    return digests
 }

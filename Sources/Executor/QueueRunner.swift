@@ -227,7 +227,7 @@ public struct QueueRunner: Sendable {
     private func execute(_ job: JobRecord, cancel: CancelFlag, board: ProgressBoard?, summary: SummaryBox) {
         let spec: JobSpec
         do { spec = try JobSpec.decode(job.spec) } catch {
-            let message = "\(printableJobPath(job.path)): the queued job cannot be read; run 'wgpm queue clear --failed' and plan again"
+            let message = "\(printable(job.path)): the queued job cannot be read; run 'wgpm queue clear --failed' and plan again"
             try? state.failJob(job.id, error: message, at: clock())
             summary.fail(job.path, message)
             onJobEnd(job.path, message)
@@ -301,16 +301,10 @@ public struct QueueRunner: Sendable {
     func inPlace(_ spec: JobSpec) throws -> Bool {
         guard spec.sha256 != nil || spec.gitSHA1 != nil, let st = fileSystem.stat(spec.target), st.kind == .file else { return false }
         if let size = spec.size, st.size != size { return false }
-        let stamp = FileStamp(device: st.device, inode: st.inode, size: st.size, mtimeNanoseconds: st.mtimeNanoseconds)
         let wantSHA = spec.sha256 != nil
-        let cached = try state.cachedHash(stamp)
-        var actual = wantSHA ? cached?.sha256 : cached?.gitSHA1
-        if actual == nil {
-            guard let computed = try? fileSystem.hash(spec.target, sha256: wantSHA, gitSHA1: !wantSHA) else { return false }
-            try state.storeHash(stamp, sha256: computed.sha256, gitSHA1: computed.gitSHA1)
-            actual = wantSHA ? computed.sha256 : computed.gitSHA1
-        }
-        return actual == (wantSHA ? spec.sha256 : spec.gitSHA1)
+        guard let digests = try? cachedDigests(of: spec.target, st, sha256: wantSHA, gitSHA1: !wantSHA,
+                                               state: state, fileSystem: fileSystem) else { return false }
+        return wantSHA ? digests.sha256 == spec.sha256 : digests.gitSHA1 == spec.gitSHA1
     }
 }
 

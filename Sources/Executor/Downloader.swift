@@ -26,6 +26,12 @@ public struct Downloader: Sendable {
     /// Where jobs may write; nil: inferred from each job's own path and target.
     public var confinement: Confinement?
     public var fileSystem: FileSystem = LocalFileSystem()
+    /// Connections one file may use (`connections_per_file`); 1: one stream per file.
+    public var connectionsPerFile = 1
+    /// Connections beyond each file's first, shared by all files of a run (`max_connections`).
+    public var pool: ConnectionPool?
+    /// Files of at least this size with a known sha256 are fetched as parallel ranges.
+    public var segmentThreshold: Int64 = 64 << 20
 
     public init(hub: HubClient, transfer: CurlDownload = CurlDownload(), sleeper: Sleeper = RealSleeper(), maxAttempts: Int = 6,
                 confinement: Confinement? = nil) {
@@ -59,6 +65,15 @@ public struct Downloader: Sendable {
         defer { close(partialFolder) }
         let targetFolder = try confinement.openFolder((spec.target as NSString).deletingLastPathComponent, for: spec.path, create: true)
         defer { close(targetFolder) }
+        if connectionsPerFile > 1, let size = spec.size, size >= segmentThreshold, let sha256 = spec.sha256 {
+            if let placed = try runSegmented(spec, size: size, sha256: sha256, partialFolder: partialFolder, targetFolder: targetFolder,
+                                             cancel: cancel, progress: progress, notice: notice) {
+                return placed
+            }
+            notice("\(spec.path): the file host does not serve byte ranges; fetching it as one stream")
+        }
+        // A segmented partial has holes: one stream continues only after its run from byte 0.
+        SegmentedDownload.reduceToPrefix(folder: partialFolder, name: Self.partialName(spec), size: spec.size, sha256: spec.sha256)
         let partial = try PartialFile(path: partialDir + "/" + Self.partialName(spec), in: partialFolder, expectedSize: spec.size,
                                       wantGitSHA1: spec.sha256 == nil && spec.gitSHA1 != nil,
                                       formatName: (spec.path as NSString).lastPathComponent)
@@ -97,7 +112,7 @@ public struct Downloader: Sendable {
             // Never more than the file can hold: what lies past it is not this file.
             let limit = spec.size.map { (end ?? $0 - 1) - before + 1 } ?? unknownSizeLimit - before
             let headers = source.sendToken ? hub.authorization(for: source.url) : []
-            var outcome = transfer.fetch(url: source.url, headers: headers, offset: before, through: end, limit: limit,
+            var outcome = transfer.fetch(url: source.url, headers: headers, offset: before, through: end, expectedTotal: spec.size, limit: limit,
                                          followRedirects: !source.sendToken, sink: partial, cancel: cancel,
                                          progress: { [partial] _ in progress(partial.length) })
             do { try partial.settle() } catch let rejected as ContentRejected { outcome = .badContent(rejected.reason) }
@@ -152,7 +167,51 @@ public struct Downloader: Sendable {
                 failures += 1
                 lastReason = message
                 wait(failures - 1, nil, spec, notice)
+            case .rangeIgnored:
+                // Only sinks that take ranges alone get this; the partial file takes whole files.
+                throw ExecutorError.gaveUp(path: spec.path, reason: "the server ignored a range request")
             }
+        }
+    }
+
+    /// The segmented path: resolves the link, runs the workers, and moves the verified file into
+    /// place. Returns nil when the host ignores ranges (the caller goes on with one stream).
+    private func runSegmented(_ spec: JobSpec, size: Int64, sha256: String, partialFolder: Int32, targetFolder: Int32,
+                              cancel: CancelFlag, progress: @escaping @Sendable (Int64) -> Void,
+                              notice: @escaping @Sendable (String) -> Void) throws -> Int64? {
+        guard let url = spec.url else { return nil }
+        var source = DownloadSource(url: url, sendToken: false)
+        if let ref = HubReference(url: url) {
+            var failures = 0
+            while true {
+                if cancel.isSet { throw ExecutorError.cancelled }
+                do {
+                    source = try hub.downloadSource(ref, revision: spec.commit ?? ref.revision)
+                    break
+                } catch let error as HubError {
+                    guard case .unreachable = error else { throw error }
+                    failures += 1
+                    if failures >= maxAttempts { throw ExecutorError.gaveUp(path: spec.path, reason: "\(error)") }
+                    wait(failures - 1, nil, spec, notice)
+                }
+            }
+            if let served = source.linkedETag, served.count == sha256.count, served != sha256 {
+                throw ExecutorError.upstreamChanged(path: spec.path, expected: sha256, served: served)
+            }
+        }
+        let name = Self.partialName(spec)
+        let download = try SegmentedDownload(spec: spec, size: size, sha256: sha256, folder: partialFolder, name: name,
+                                             source: source, downloader: self, progress: progress, notice: notice)
+        switch try download.run(connections: connectionsPerFile, pool: pool, cancel: cancel) {
+        case .singleStream:
+            return nil
+        case .placed(let bytes):
+            guard renameat(partialFolder, name, targetFolder, (spec.target as NSString).lastPathComponent) == 0 else {
+                throw ExecutorError.posix(path: spec.path, code: errno, doing: "moving the finished download into place")
+            }
+            unlinkat(partialFolder, SegmentMapFile.name(of: name), 0)
+            syncDirectory(targetFolder)
+            return bytes
         }
     }
 

@@ -18,7 +18,8 @@ public func checkSpace(for specs: [JobSpec], fileSystem: FileSystem, reserve: In
         guard let size = spec.size else { continue }
         guard let fs = fileSystem.filesystem(of: (spec.target as NSString).deletingLastPathComponent) else { continue }
         let folder = (try? (confinement ?? .inferred(from: spec)).partialFolder(for: spec, fileSystem: fileSystem))
-        let already = folder.flatMap { fileSystem.stat($0 + "/" + Downloader.partialName(spec))?.size } ?? 0
+        let name = Downloader.partialName(spec)
+        let already = folder.map { SegmentedDownload.bytesHeld(folder: $0, name: name) ?? fileSystem.stat($0 + "/" + name)?.size ?? 0 } ?? 0
         let entry = need[fs.id, default: (fs.mountPoint, fs.freeBytes, 0)]
         need[fs.id] = (entry.mount, entry.free, saturatingSum(entry.bytes, max(0, size - already)))
     }

@@ -71,6 +71,9 @@ public enum TransferOutcome: Sendable, Equatable {
     case badContent(String)
     /// Connection problems, timeouts, stalls, a body cut short: retryable.
     case networkError(String)
+    /// A `200` with the whole file to a range request, for a sink that takes ranges only
+    /// (`TransferSink.takesWholeFile`): nothing was written. The host does not serve ranges.
+    case rangeIgnored
     /// Writing to the local disk failed: not the network's fault, not retried.
     case localFailure(String)
     /// The caller asked to stop (Ctrl-C).
@@ -90,6 +93,55 @@ public protocol TransferSink: AnyObject {
     func restart() throws
     /// Throws `ContentRejected` for bytes that cannot be the file, anything else for a local failure.
     func write(_ bytes: UnsafeRawBufferPointer) throws
+    /// Bytes the sink still takes from this reply, read before every write; nil: only the
+    /// request's own limit. A segment that was split while its reply streams stops at its new end.
+    var room: Int64? { get }
+    /// False for a sink that writes one range of a file: a `200` reply to its range request
+    /// ends the transfer as `.rangeIgnored` instead of restarting the sink.
+    var takesWholeFile: Bool { get }
+}
+
+extension TransferSink {
+    public var room: Int64? { nil }
+    public var takesWholeFile: Bool { true }
+}
+
+/// One libcurl easy handle kept across requests by one thread: a worker's next range request
+/// reuses the connection its last one left open (libcurl keeps it alive across a reset).
+public final class CurlConnection {
+    let handle: UnsafeMutableRawPointer
+
+    public init?() {
+        _ = CurlTransport.globalInit
+        guard let h = curl_easy_init() else { return nil }
+        handle = h
+    }
+
+    deinit { curl_easy_cleanup(handle) }
+}
+
+/// The parts of a `Content-Range: bytes FIRST-LAST/TOTAL` header; TOTAL nil for `*`.
+struct ContentRange: Equatable {
+    var first: Int64
+    var last: Int64
+    var total: Int64?
+
+    init?(_ header: String) {
+        let value = header.trimmingCharacters(in: .whitespaces)
+        guard value.hasPrefix("bytes ") else { return nil }
+        let parts = value.dropFirst(6).split(separator: "/", maxSplits: 1)
+        guard parts.count == 2 else { return nil }
+        let bounds = parts[0].split(separator: "-", maxSplits: 1)
+        guard bounds.count == 2, let first = Int64(bounds[0]), let last = Int64(bounds[1]), first >= 0, last >= first else { return nil }
+        self.first = first
+        self.last = last
+        if parts[1] == "*" {
+            total = nil
+        } else {
+            guard let total = Int64(parts[1]), total > last else { return nil }
+            self.total = total
+        }
+    }
 }
 
 /// One streaming GET with libcurl, written through a sink with a 512 KiB receive buffer.
@@ -108,6 +160,8 @@ public struct CurlDownload: Sendable {
     final class Context {
         let sink: TransferSink
         let offset: Int64
+        let end: Int64?
+        let expectedTotal: Int64?
         var limit: Int64?
         let handle: UnsafeMutableRawPointer
         let cancel: CancelFlag?
@@ -121,15 +175,18 @@ public struct CurlDownload: Sendable {
         var overflow = false
         var rejected: String?
         var failure: String?
+        var rangeIgnored = false
         var cancelled = false
         /// The failure is the local disk's (a sink or restart error), not the network's.
         var localError = false
         var reported: Int64 = 0
-        init(sink: TransferSink, offset: Int64, limit: Int64?, handle: UnsafeMutableRawPointer, url: String,
-             cancel: CancelFlag?, limiter: BandwidthLimiter?, progress: (@Sendable (Int64) -> Void)?) {
+        init(sink: TransferSink, offset: Int64, end: Int64?, expectedTotal: Int64?, limit: Int64?, handle: UnsafeMutableRawPointer,
+             url: String, cancel: CancelFlag?, limiter: BandwidthLimiter?, progress: (@Sendable (Int64) -> Void)?) {
             self.sink = sink
             self.limiter = limiter
             self.offset = offset
+            self.end = end
+            self.expectedTotal = expectedTotal
             self.limit = limit
             self.handle = handle
             self.url = url
@@ -152,9 +209,21 @@ public struct CurlDownload: Sendable {
                 return
             }
             if status == 206 {
-                let range = headers.values["content-range"] ?? ""
-                accept = range.hasPrefix("bytes \(offset)-")
-                if !accept { failure = "the server sent another range than asked for (\(range.isEmpty ? "none" : range)) from \(url)" }
+                // The range must start where asked, end no later than asked, and belong to a
+                // file of the expected size: bytes of another range or file are not this one's.
+                let header = headers.values["content-range"] ?? ""
+                let range = ContentRange(header)
+                accept = range.map { r in
+                    r.first == offset && (end.map { r.last <= $0 } ?? true)
+                        && (expectedTotal.map { expected in r.total.map { $0 == expected } ?? true } ?? true)
+                } ?? false
+                if !accept {
+                    let asked = "bytes \(offset)-\(end.map(String.init) ?? "")" + (expectedTotal.map { "/\($0)" } ?? "")
+                    failure = "the server sent another range than asked for (\(header.isEmpty ? "none" : header), asked for \(asked)) from \(url)"
+                }
+            } else if !sink.takesWholeFile && (offset > 0 || end != nil) {
+                rangeIgnored = true
+                accept = false
             } else {
                 accept = true
                 if offset > 0 {
@@ -168,18 +237,28 @@ public struct CurlDownload: Sendable {
     }
 
     /// GETs `url` from byte `offset` (through byte `end` when given, for chunked downloads),
-    /// writing at most `limit` bytes of body (when given) and refusing the rest.
+    /// writing at most `limit` bytes of body (when given) and refusing the rest. A 206 must
+    /// carry a Content-Range inside the one asked for, of a file of `expectedTotal` bytes.
     /// Follows redirects (http/https only, a bounded number) only for requests that carry no token.
+    /// With `connection`, its handle is used (and its open connection reused) instead of a new one.
     public func fetch(url: String, headers: [(String, String)], offset: Int64, through end: Int64? = nil,
-                      limit: Int64? = nil, followRedirects: Bool, sink: TransferSink, cancel: CancelFlag? = nil,
+                      expectedTotal: Int64? = nil, limit: Int64? = nil, followRedirects: Bool, sink: TransferSink,
+                      cancel: CancelFlag? = nil, connection: CurlConnection? = nil,
                       progress: (@Sendable (Int64) -> Void)? = nil) -> TransferOutcome {
         guard isAllowedScheme(url) else {
             return .badContent("the download URL \(displayURL(url)) is not http or https; wgpm refuses it")
         }
-        guard let h = curl_easy_init() else { return .networkError("libcurl could not start") }
-        defer { curl_easy_cleanup(h) }
-        let ctx = Context(sink: sink, offset: offset, limit: limit, handle: h, url: displayURL(url),
-                          cancel: cancel, limiter: limiter, progress: progress)
+        let handle: UnsafeMutableRawPointer?
+        if let connection {
+            curl_easy_reset(connection.handle)
+            handle = connection.handle
+        } else {
+            handle = curl_easy_init()
+        }
+        guard let h = handle else { return .networkError("libcurl could not start") }
+        defer { if connection == nil { curl_easy_cleanup(h) } }
+        let ctx = Context(sink: sink, offset: offset, end: end, expectedTotal: expectedTotal, limit: limit, handle: h,
+                          url: displayURL(url), cancel: cancel, limiter: limiter, progress: progress)
         let opaque = Unmanaged.passRetained(ctx).toOpaque()
         defer { Unmanaged<Context>.fromOpaque(opaque).release() }
         let options = CurlOptions(connectTimeout: connectTimeout, lowSpeedTime: lowSpeedTime, userAgent: "wgpm/0.1")
@@ -195,7 +274,7 @@ public struct CurlDownload: Sendable {
             let ctx = Unmanaged<Context>.fromOpaque(c!).takeUnretainedValue()
             let n = size * count
             if !ctx.decided { ctx.decide() }
-            if ctx.rejected != nil || ctx.failure != nil { return 0 }
+            if ctx.rejected != nil || ctx.failure != nil || ctx.rangeIgnored { return 0 }
             guard ctx.accept else { return n }  // error bodies are dropped
             if ctx.cancel?.isSet == true { ctx.cancelled = true; return 0 }
             guard let ptr else { return n }
@@ -203,6 +282,10 @@ public struct CurlDownload: Sendable {
             var take = n
             if let limit = ctx.limit, ctx.written + Int64(n) > limit {
                 take = Int(max(0, limit - ctx.written))
+                ctx.overflow = true
+            }
+            if let room = ctx.sink.room, Int64(take) > room {
+                take = Int(max(0, room))
                 ctx.overflow = true
             }
             do {
@@ -239,6 +322,7 @@ public struct CurlDownload: Sendable {
         _ = ccurl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
         if let failure = ctx.failure { return ctx.localError ? .localFailure(failure) : .networkError(failure) }
         if let rejected = ctx.rejected { return .badContent(rejected) }
+        if ctx.rangeIgnored { return .rangeIgnored }
         if code == CURLE_ABORTED_BY_CALLBACK || ctx.cancelled { return .cancelled }
         if ctx.overflow { return .tooLong(status: status) }
         if status == 416 {

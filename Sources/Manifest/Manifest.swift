@@ -43,8 +43,20 @@ public struct Manifest: Hashable, Sendable {
     public var defaults: ModelSettings
     public var models: [ManifestModel]
     public var files: [ManifestFile]
-    /// The manifest text, for fingerprints of saved plans.
+    /// The manifest text as read.
     public var text: String
+
+    /// What the manifest means, without comments, layout or line numbers: a saved plan
+    /// fingerprints this, so reformatting or commenting the manifest does not make it stale.
+    public var content: String {
+        func describe(_ s: ModelSettings) -> String {
+            "\(s.transformerQuantization.rawValue) \(s.textEncoderQuantization.rawValue) \(s.dtype.rawValue) shared=\(s.sharedFiles) all=\(s.allVariants)"
+        }
+        var lines = ["defaults \(describe(defaults))"]
+        lines += models.map { "model \($0.id) \(describe($0.settings))" }
+        lines += files.map { "file \($0.path) \($0.url) \($0.sha256 ?? "-")" }
+        return lines.joined(separator: "\n")
+    }
 
     static let topKeys = ["version", "settings", "models", "files"]
     static let settingKeys = ["transformer_quantization", "text_encoder_quantization", "dtype", "shared_files"]

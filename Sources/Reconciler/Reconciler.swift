@@ -130,7 +130,7 @@ public struct Reconciler: Sendable {
             desiredHash.update(data: Data("\(f.path) \(f.url) \(f.expected.size ?? -1) \(f.expected.sha256 ?? f.expected.gitSHA1 ?? "-")\n".utf8))
         }
         return [
-            "manifest_sha256": hexString(SHA256.hash(data: Data(manifest.text.utf8))),
+            "manifest_content_sha256": hexString(SHA256.hash(data: Data(manifest.content.utf8))),
             "catalog_sha256": hexString(catalogHash.finalize()),
             "desired_sha256": hexString(desiredHash.finalize()),
             "observed_sha256": hexString(observedHash.finalize()),

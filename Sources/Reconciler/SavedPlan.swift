@@ -14,9 +14,21 @@ public struct SavedPlan: Sendable, Equatable {
     public var observed: [String: String] { document.observed ?? [:] }
     /// Made with `--prune`: apply then plans with pruning too.
     public var pruned: Bool { document.pruned ?? false }
+    /// The manifest the plan was made from (absolute in plans this version writes).
+    public var manifest: String? { document.manifest }
+    /// The config file the plan was made with, nil when it was made without one.
+    public var config: String? { document.config }
 
-    public init(_ result: PlanResult, document: PlanDocument, pruned: Bool) {
+    /// `document.manifest` and `config` are made absolute against `cwd`, so the plan can be
+    /// applied from any folder.
+    public init(_ result: PlanResult, document: PlanDocument, pruned: Bool, config: String? = nil,
+                cwd: String = FileManager.default.currentDirectoryPath) {
         var document = document
+        func absolute(_ path: String) -> String {
+            URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: cwd, isDirectory: true)).standardizedFileURL.path
+        }
+        document.manifest = document.manifest.map(absolute)
+        document.config = config.map(absolute)
         document.fingerprint = result.fingerprint
         document.observed = Dictionary(uniqueKeysWithValues: result.observed.paths.map { ($0.key, describe($0.value)) })
         document.pruned = pruned
@@ -35,6 +47,11 @@ public struct SavedPlan: Sendable, Equatable {
         for (i, a) in document.actions.enumerated() { problems.path(a.path, at: "actions[\(i)]") }
         for (i, p) in document.unchanged.enumerated() { problems.path(p, at: "unchanged[\(i)]") }
         for p in (document.observed ?? [:]).keys.sorted() { problems.path(p, at: "observed") }
+        for (key, value) in [("manifest", document.manifest), ("config", document.config)] {
+            if let value, !value.hasPrefix("/") || shown(value) != value {
+                problems.add(key, path: value, "not an absolute path without control characters")
+            }
+        }
         if !problems.lines.isEmpty {
             throw FormatError(file: path, kind: .plan, reason: "it names paths outside ckpts/ and loras/", entries: problems.lines,
                               remedy: remedy)
@@ -51,7 +68,7 @@ public struct SavedPlan: Sendable, Equatable {
     /// Why the saved plan no longer describes the machine, or nil when it still does.
     /// Any difference makes it stale, and the message names what changed.
     public func stalenessReason(fresh: PlanResult) -> String? {
-        if fingerprint["manifest_sha256"] != fresh.fingerprint["manifest_sha256"] { return "the manifest changed" }
+        if fingerprint["manifest_content_sha256"] != fresh.fingerprint["manifest_content_sha256"] { return "the manifest changed" }
         if fingerprint["catalog_sha256"] != fresh.fingerprint["catalog_sha256"] { return "Wan2GP's model definitions changed" }
         if fingerprint["desired_sha256"] != fresh.fingerprint["desired_sha256"] {
             return "the files the manifest wants changed (the Hub's metadata or the lock moved)"

@@ -92,9 +92,13 @@ public struct PlanDocument: Codable, Equatable, Sendable {
     public var fingerprint: [String: String]?
     public var observed: [String: String]?
     public var pruned: Bool?
+    /// Saved plans only: the absolute path of the config file the plan was made with (absent
+    /// when none was found), so `wgpm apply FILE` uses it from any folder.
+    public var config: String?
 
     enum CodingKeys: String, CodingKey {
-        case formatVersion = "format_version", changes, manifest, actions, unchanged, summary, stats, fingerprint, observed, pruned
+        case formatVersion = "format_version", changes, manifest, actions, unchanged, summary, stats, fingerprint, observed, pruned,
+             config
     }
 
     public init(_ plan: Plan, manifest: String? = nil, stats: [String: Int64]? = nil) {

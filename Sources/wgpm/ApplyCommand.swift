@@ -16,8 +16,8 @@ struct ApplyCommand: ParsableCommand {
     @Argument(help: "A plan saved with 'wgpm plan -o'; it is applied only while it still matches the machine.")
     var planFile: String?
 
-    @Option(name: [.short, .customLong("manifest")], help: "The manifest.")
-    var manifest = "wgpm.yaml"
+    @Option(name: [.short, .customLong("manifest")], help: "The manifest (default: the saved plan's, else wgpm.yaml).")
+    var manifest: String?
 
     @Flag(help: "Do not ask for confirmation.")
     var yes = false
@@ -32,13 +32,14 @@ struct ApplyCommand: ParsableCommand {
     var locked = false
 
     func run() throws {
-        let reconciler = try configOptions.reconciler()
-        let inputs = try Inputs(reconciler: reconciler, manifestPath: self.manifest)
+        // A saved plan names its manifest and config, so it applies alone from any folder.
+        let saved = try planFile.map(SavedPlan.load)
+        let reconciler = try configOptions.reconciler(savedConfig: saved?.config)
+        let inputs = try Inputs(reconciler: reconciler, manifestPath: self.manifest ?? saved?.manifest ?? "wgpm.yaml")
         let manifest = inputs.manifest
         let catalog = inputs.catalog
         let plan: PlanResult
-        if let planFile {
-            let saved = try SavedPlan.load(planFile)
+        if let planFile, let saved {
             plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: saved.pruned || prune,
                                        lock: inputs.lock, lockPath: inputs.lockPath, locked: locked)
             if let reason = saved.stalenessReason(fresh: plan) {

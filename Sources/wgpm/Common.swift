@@ -11,19 +11,20 @@ struct ConfigOptions: ParsableArguments {
     var config: String?
 
     /// The machine config; with `allowMissing`, the fallback settings when no file exists.
-    func load(allowMissing: Bool = false) throws -> MachineConfig {
+    /// `saved` is the config a saved plan was made with: used unless --config names another.
+    func load(allowMissing: Bool = false, saved: String? = nil) throws -> MachineConfig {
         let env = ProcessInfo.processInfo.environment
         let cwd = FileManager.default.currentDirectoryPath
         do {
-            return try MachineConfig.load(explicit: config, environment: env, cwd: cwd)
+            return try MachineConfig.load(explicit: config ?? saved, environment: env, cwd: cwd)
         } catch ConfigError.notFound where allowMissing {
             return try MachineConfig.fallback(environment: env, cwd: cwd)
         }
     }
 
-    func reconciler(allowMissingConfig: Bool = false) throws -> Reconciler {
+    func reconciler(allowMissingConfig: Bool = false, savedConfig: String? = nil) throws -> Reconciler {
         let context = Context(notice: { line in printError("wgpm: \(line)") })
-        return try Reconciler(config: try load(allowMissing: allowMissingConfig), context: context)
+        return try Reconciler(config: try load(allowMissing: allowMissingConfig, saved: savedConfig), context: context)
     }
 }
 

@@ -49,7 +49,7 @@ struct PlanCommand: ParsableCommand {
                                          lock: inputs.lock, lockPath: inputs.lockPath, locked: locked, recorded: recorded)
         for warning in result.warnings { printError("wgpm: warning: \(warning)") }
         let document = result.document(manifest: inputs.manifest.file)
-        if let out { try SavedPlan(result, document: document, pruned: prune).write(to: out) }
+        if let out { try SavedPlan(result, document: document, pruned: prune, config: reconciler.config.file).write(to: out) }
         if json {
             print(try renderJSON(document), terminator: "")
         } else {

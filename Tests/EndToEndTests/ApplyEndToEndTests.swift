@@ -108,11 +108,16 @@ func partialSize(_ m: Machine) -> Int {
     #expect(stale.status == 1)
     #expect(stale.stderr.contains("plan.json is stale: ckpts/Wan2.1_VAE.safetensors changed since the plan was made"), "\(stale.stderr)")
     #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts/umt5-xxl")), "nothing applied from a stale plan")
-    try m.dir.write("wgpm.yaml", "version: 1\nmodels: [t2v]\n# edited\n")
+    try FileManager.default.removeItem(atPath: m.dir.file("ckpts/Wan2.1_VAE.safetensors"))
+    try m.dir.write("wgpm.yaml", "version: 1\nmodels: [t2v, i2v_2_2]\n")
     let edited = try m.wgpmRun(["apply", "plan.json"])
-    #expect(edited.stderr.contains("the manifest changed"))
-    #expect(try m.wgpmRun(["plan", "-o", "plan.json"]).status == 0)
-    let fresh = try m.wgpmRun(["apply", "plan.json"])
+    #expect(edited.stderr.contains("the manifest changed"), "\(edited.stderr)")
+    // Comments and layout are not meaning: the plan stays valid through them.
+    try m.dir.write("wgpm.yaml", "# the render box\nversion: 1\nmodels:\n  - t2v   # text to video\n")
+    // The plan names its manifest and config: applied alone, from another folder.
+    try m.dir.write("elsewhere/README", "")
+    let fresh = try run(wgpm, ["apply", m.dir.file("plan.json")], environment: ["HF_ENDPOINT": m.hub.hubURL, "HOME": m.dir.path],
+                        cwd: m.dir.file("elsewhere"))
     #expect(fresh.status == 0, "\(fresh.stderr)")
     #expect(fresh.stdout.contains("Applied: 37 done"))
     #expect(try m.wgpmRun(["plan", "--detailed-exitcode"]).status == 0)

@@ -168,7 +168,7 @@ func samplePlanResult() -> PlanResult {
     for f in desired { observed.filesystemOf[f.path] = fs }
     let plan = makePlan(desired: desired, observed: observed, options: PlanOptions(reserveBytes: 5))
     return PlanResult(plan: plan, desired: desired, observed: observed, warnings: [], metadata: MetadataStats(),
-                      inventory: InventoryStats(), reuse: ReuseStats(), fingerprint: ["manifest_sha256": hexA, "catalog_sha256": hexA,
+                      inventory: InventoryStats(), reuse: ReuseStats(), fingerprint: ["manifest_content_sha256": hexA, "catalog_sha256": hexA,
                                                                                       "desired_sha256": hexA, "observed_sha256": hexA])
 }
 

@@ -147,7 +147,7 @@ func actions(_ json: [String: Any]) -> [[String: Any]] { json["actions"] as? [[S
     #expect((byPath["ckpts/flow/raft-things.pth"]?["reason"] as? String)?.contains("dangling") == true)
     #expect(m.tree() == treeBefore, "plan changes nothing in ckpts/ or loras/")
     let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: m.dir.file("saved-plan.json")))) as? [String: Any]
-    #expect((saved?["fingerprint"] as? [String: String])?["manifest_sha256"]?.count == 64)
+    #expect((saved?["fingerprint"] as? [String: String])?["manifest_content_sha256"]?.count == 64)
     #expect(saved?["format_version"] as? Int == 1)
 
     // The human form names each action and ends with the summary.

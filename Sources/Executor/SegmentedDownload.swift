@@ -171,7 +171,8 @@ final class SegmentedDownload: Sendable {
                 ($0.alive, $0.fatal, $0.singleStream, $0.schedule.isComplete, $0.rangesWork, $0.exhausted, $0.schedule.hasWorkToHandOut)
             }
             if alive == 0 {
-                if abort.isSet || fatal != nil || singleStream || !complete || hashed == size { break }
+                // Nothing more will be written: stop once what is written is hashed.
+                if abort.isSet || fatal != nil || singleStream || !complete || hashed == size || (steps == 0 && hashed >= prefix) { break }
             } else if rangesWork && !exhausted && work && alive < connections && fatal == nil && !abort.isSet,
                       pool?.tryTake() == true {
                 spawn(id: nextWorker, pooled: true, pool: pool)
@@ -374,10 +375,13 @@ final class SegmentedDownload: Sendable {
 
     /// Writes `bytes` at `worker`'s cursor; returns how many fit in its assignment.
     func write(_ bytes: UnsafeRawBufferPointer, worker: Int) throws -> Int {
-        let (offset, count) = state.withLock { s in
+        let (offset, count, first) = state.withLock { s in
+            let first = !s.rangesWork
             s.rangesWork = true
-            return s.schedule.reserve(worker, Int64(bytes.count))
+            let (offset, count) = s.schedule.reserve(worker, Int64(bytes.count))
+            return (offset, count, first)
         }
+        if first { wake.signal() }  // the host serves ranges: the others may start now
         var done = 0
         while done < Int(count) {
             let n = pwrite(fd, bytes.baseAddress! + done, Int(count) - done, off_t(offset) + off_t(done))

@@ -92,18 +92,7 @@ struct SegmentSchedule: Sendable {
     var isComplete: Bool { writtenBytes == size }
 
     /// The end of the written run from byte 0: what may be hashed.
-    var prefix: Int64 {
-        var end = finished.prefix
-        var moved = true
-        while moved {
-            moved = false
-            for a in assignments.values where a.start <= end && a.cursor > end {
-                end = a.cursor
-                moved = true
-            }
-        }
-        return end
-    }
+    var prefix: Int64 { written.prefix }
 
     /// Whether a worker asking now would get something.
     var hasWorkToHandOut: Bool {

@@ -64,10 +64,15 @@ public struct MachineConfig: Sendable {
     /// Folders outside ckpts/ and loras/ that a symlinked subfolder of them may lead to
     /// (`linked_folders`); any other symlinked folder is refused as an escape.
     public var linkedFolders: [String] = []
+    /// Range requests one large file is fetched over at once (`connections_per_file`).
+    public var connectionsPerFile = 16
+    /// Connections all downloads of a run hold together (`max_connections`); at least
+    /// `parallel_downloads`, since every running download needs one.
+    public var maxConnections = 32
 
     static let keys = ["linked_folders", "wan2gp_directory", "ckpts_directory", "loras_directory", "state_directory", "hub",
                        "bandwidth_limit_kb", "parallel_downloads", "parallel_hash_workers", "link_mode",
-                       "min_free_gb", "sources", "source_lock_timeout", "when_source_locked",
+                       "min_free_gb", "sources", "source_lock_timeout", "when_source_locked", "connections_per_file", "max_connections",
                        "invokeai_db", "invokeai_models_dir"]
 
     /// The config files tried, in order, when none is named.
@@ -156,6 +161,18 @@ public struct MachineConfig: Sendable {
             sources: sources,
             sourceLockTimeout: check.int(map["source_lock_timeout"], "source_lock_timeout") ?? 60,
             whenSourceLocked: check.choice(map["when_source_locked"], "when_source_locked", as: LockedSourceSetting.self) ?? .fail)
+        if let n = check.int(map["connections_per_file"], "connections_per_file", min: 1) {
+            if n > 64 { check.report(map["connections_per_file"]!, "connections_per_file must be at most 64") }
+            cfg.connectionsPerFile = n
+        }
+        if let n = check.int(map["max_connections"], "max_connections", min: 1) {
+            if n < cfg.parallelDownloads {
+                check.report(map["max_connections"]!, "max_connections (\(n)) is less than parallel_downloads (\(cfg.parallelDownloads)): every running download needs a connection; raise max_connections or lower parallel_downloads")
+            }
+            cfg.maxConnections = n
+        } else {
+            cfg.maxConnections = max(cfg.maxConnections, cfg.parallelDownloads)
+        }
         if let folders = map["linked_folders"] {
             if let seq = folders.sequence {
                 cfg.linkedFolders = seq.compactMap { check.string($0, "linked_folders entry").map { absolutize(expandHome($0, env: env), relativeTo: file) } }

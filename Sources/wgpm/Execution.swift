@@ -66,8 +66,10 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool, ownJob
     }
     let parallel = max(1, config.parallelDownloads)
     let limiter = config.bandwidthLimitKB > 0 ? BandwidthLimiter(bytesPerSecond: Int64(config.bandwidthLimitKB) * 1000) : nil
-    let downloader = Downloader(hub: reconciler.hub, transfer: CurlDownload(limiter: limiter),
+    var downloader = Downloader(hub: reconciler.hub, transfer: CurlDownload(limiter: limiter),
                                 sleeper: reconciler.context.sleeper, confinement: confinement)
+    downloader.connectionsPerFile = config.connectionsPerFile
+    downloader.pool = ConnectionPool(extra: config.maxConnections - parallel)
     let pending = try reconciler.state.jobs().filter { $0.state == .pending || $0.state == .running }
     let board = ProgressBoard(jobs: pending.map { ($0.id, $0.bytesTotal) })
     let printer = ProgressPrinter(board: board, terminal: isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil)

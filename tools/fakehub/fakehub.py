@@ -555,11 +555,14 @@ class Handler(BaseHTTPRequestHandler):
             # Zero-copy for the common case, so the server is not the bottleneck of benchmarks.
             self.wfile.flush()
             with open(full, "rb") as f:
-                while sent < length:
-                    n = os.sendfile(self.connection.fileno(), f.fileno(), start + sent, min(length - sent, 1 << 30))
-                    if n == 0:
-                        break
-                    sent += n
+                try:
+                    while sent < length:
+                        n = os.sendfile(self.connection.fileno(), f.fileno(), start + sent, min(length - sent, 1 << 30))
+                        if n == 0:
+                            break
+                        sent += n
+                except OSError:  # the client went away (a split range, a cancel): logged all the same
+                    pass
             self.record(status, sent)
             return
         if not head:

@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Bytes that never repeat: a segment written at the wrong offset changes the file's hash.
+func randomPayload(_ count: Int) -> Data {
+    var generator = SystemRandomNumberGenerator()
+    var bytes = [UInt8](repeating: 0, count: count)
+    for i in stride(from: 0, to: count, by: 8) {
+        let word = generator.next() as UInt64
+        for j in 0..<min(8, count - i) { bytes[i + j] = UInt8(truncatingIfNeeded: word >> (8 * UInt64(j))) }
+    }
+    return withSafetensorsStart(Data(bytes))
+}
+
+/// A machine wanting one file above the segment threshold, fetched over `connections`.
+func segmentedMachine(size: Int = 72 << 20, connections: Int = 4, limitKB: Int = 0) throws -> (Machine, Data) {
+    let m = try Machine(manifest: """
+        version: 1
+        files:
+          - url: \(bigURL)
+            path: ckpts/big.safetensors
+        """)
+    let data = randomPayload(size)
+    try m.hub.addFile(repo: "extra/big", path: "weights/big.safetensors", data)
+    try m.writeConfig("""
+        parallel_downloads: 1
+        connections_per_file: \(connections)
+        bandwidth_limit_kb: \(limitKB)
+        min_free_gb: 0
+        """)
+    return (m, data)
+}
+
+func rangeStart(_ header: String?) -> Int? {
+    guard let header, header.hasPrefix("bytes=") else { return nil }
+    return Int(header.dropFirst(6).split(separator: "-").first ?? "")
+}
+
+@Test func aLargeFileComesOverSeveralConnectionsAndVerifies() throws {
+    let (m, data) = try segmentedMachine(limitKB: 30000)
+    let result = try m.wgpmRun(["apply", "--yes"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let placed = try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))
+    #expect(sha256Hex(placed) == sha256Hex(data))
+    let gets = m.hub.requests(atLeast: 2).filter { $0.listener == "cdn" && $0.method == "GET" }
+    let starts = Set(gets.compactMap { rangeStart($0.range) })
+    #expect(gets.allSatisfy { $0.status == 206 }, "every request was a range: \(gets.map(\.status))")
+    #expect(starts.count >= 4, "several ranges, each from its own offset: \(starts.sorted())")
+    let partials = (try? FileManager.default.contentsOfDirectory(atPath: m.dir.file("ckpts/.wgpm-partial"))) ?? []
+    #expect(partials.filter { $0 != ".lock" }.isEmpty, "no partial or map left behind: \(partials)")
+    #expect(try m.wgpmRun(["plan", "--detailed-exitcode"]).status == 0)
+}
+
+@Test func killNineKeepsEveryWrittenRangeAndTheRerunFetchesOnlyTheHoles() throws {
+    let size = 72 << 20
+    let (m, data) = try segmentedMachine(size: size, connections: 4, limitKB: 6000)
+    let (p, _) = try startWGPM(m, ["apply", "--yes"])
+    let map = { () -> String? in
+        let dir = m.dir.file("ckpts/.wgpm-partial")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).first { $0.hasSuffix(".part.map") }.map { dir + "/" + $0 }
+    }
+    #expect(waitFor(60) {
+        guard let path = map(), let text = try? String(contentsOfFile: path, encoding: .utf8) else { return false }
+        return text.components(separatedBy: "],[").count >= 3  // several ranges written apart
+    }, "the segment map names several ranges")
+    Thread.sleep(forTimeInterval: 1.5)
+    kill(p.processIdentifier, SIGKILL)
+    p.waitUntilExit()
+    let mapText = try String(contentsOfFile: try #require(map()), encoding: .utf8)
+    struct Map: Decodable { var format_version: Int; var written: [[Int]] }
+    let saved = try JSONDecoder().decode(Map.self, from: Data(mapText.utf8))
+    #expect(saved.format_version == 1)
+    let kept = saved.written.reduce(0) { $0 + $1[1] - $1[0] }
+    #expect(kept > 4 << 20 && kept < size, "kill -9 kept \(kept) bytes in \(saved.written.count) ranges")
+    #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts/big.safetensors")), "no partial file at the final path")
+    m.hub.clearLog()
+    try m.dir.write("config.yaml", (try String(contentsOfFile: m.dir.file("config.yaml"), encoding: .utf8))
+        .replacingOccurrences(of: "bandwidth_limit_kb: 6000", with: "bandwidth_limit_kb: 0"))
+    let resumed = try m.wgpmRun(["apply", "--yes"])
+    #expect(resumed.status == 0, "\(resumed.stderr)")
+    #expect(sha256Hex(try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))) == sha256Hex(data))
+    let gets = m.hub.requests(atLeast: 1).filter { $0.listener == "cdn" && $0.method == "GET" }
+    for get in gets {
+        let start = try #require(rangeStart(get.range), "a range request: \(get.range ?? "none")")
+        #expect(!saved.written.contains { start >= $0[0] && start < $0[1] }, "no request starts inside a kept range: \(start)")
+    }
+    #expect(gets.filter { rangeStart($0.range) != nil }.count >= saved.written.count - 1, "each hole has its own Range")
+}
+
+@Test func aHostThatIgnoresRangesGetsOneStream() throws {
+    let (m, data) = try segmentedMachine()
+    try m.hub.setConfig(["faults": [["listener": "cdn", "method": "GET", "type": "ignore_range", "count": 100]]])
+    let result = try m.wgpmRun(["apply", "--yes"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stderr.contains("does not serve byte ranges"), "\(result.stderr)")
+    #expect(sha256Hex(try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))) == sha256Hex(data))
+}
+
+@Test func anExpiredLinkMidFileIsResolvedAgainAndTheFileCompletes() throws {
+    let (m, data) = try segmentedMachine()
+    try m.hub.setConfig(["faults": [["listener": "cdn", "method": "GET", "type": "status", "status": 403, "count": 3]]])
+    let result = try m.wgpmRun(["apply", "--yes"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stderr.contains("expired link"), "\(result.stderr)")
+    #expect(sha256Hex(try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))) == sha256Hex(data))
+}
+
+@Test func wrongBytesInOneSegmentFailTheHashAndNothingIsPlaced() throws {
+    let (m, _) = try segmentedMachine()
+    try m.hub.setConfig(["faults": [["listener": "cdn", "method": "GET", "type": "wrong_bytes", "count": 1]]])
+    let result = try m.wgpmRun(["apply", "--yes"])
+    #expect(result.status != 0)
+    #expect(result.stderr.contains("downloaded bytes do not match"), "\(result.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts/big.safetensors")), "nothing placed")
+}

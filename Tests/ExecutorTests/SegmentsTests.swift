@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+@testable import Executor
+
+@Test func byteRangesMergeAndFindGaps() {
+    var r = ByteRanges([10..<20, 30..<40])
+    r.insert(20..<25)
+    #expect(r.ranges == [10..<25, 30..<40])
+    r.insert(0..<10)
+    #expect(r.prefix == 25)
+    #expect(r.gaps(in: 50) == [25..<30, 40..<50])
+    #expect(r.clipped(to: 35).ranges == [0..<25, 30..<35])
+    #expect(r.total == 35)
+}
+
+/// Workers write random amounts, steal and give up at random: no byte is ever handed to two
+/// workers, the hashable prefix never runs past a byte not written, and everything gets written.
+@Test func workStealingHandsOutEveryByteOnce() {
+    var rng = SystemRandomNumberGenerator()
+    for _ in 0..<200 {
+        let size = Int64.random(in: 1...(64 << 20), using: &rng)
+        var initial = ByteRanges()
+        for _ in 0..<Int.random(in: 0...3, using: &rng) {
+            let a = Int64.random(in: 0..<size, using: &rng)
+            initial.insert(a..<min(size, a + Int64.random(in: 1...(4 << 20), using: &rng)))
+        }
+        var s = SegmentSchedule(size: size, written: initial, minimumSplit: 1 << 20)
+        var writtenBytes = ByteRanges(initial.ranges)
+        for _ in 0..<Int.random(in: 1...16, using: &rng) { _ = s.next(for: Int.random(in: 0..<16, using: &rng)) }
+        var steps = 0
+        while !s.isComplete && steps < 100_000 {
+            steps += 1
+            let worker = Int.random(in: 0..<16, using: &rng)
+            guard let a = s.assignment(of: worker) else {
+                _ = s.next(for: worker)
+                continue
+            }
+            if a.cursor == a.end || Int.random(in: 0..<50, using: &rng) == 0 {
+                _ = s.next(for: worker)
+                continue
+            }
+            let (offset, count) = s.reserve(worker, Int64.random(in: 1...(1 << 20), using: &rng))
+            #expect(offset == a.cursor)
+            // Nobody else's assignment overlaps what this worker is about to write.
+            for (other, b) in s.assignments where other != worker {
+                #expect(offset + count <= b.start || offset >= b.end, "overlap with another worker")
+            }
+            #expect(!writtenBytes.ranges.contains { $0.overlaps(offset..<(offset + count)) }, "rewrites written bytes")
+            s.commit(worker, count)
+            writtenBytes.insert(offset..<(offset + count))
+        }
+        #expect(s.isComplete, "all \(size) bytes written after \(steps) steps")
+        #expect(s.written == ByteRanges([0..<size]))
+        #expect(s.prefix == size)
+    }
+}
+
+@Test func theSegmentMapRejectsMapsForOtherContent() throws {
+    let map = SegmentMapFile(size: 100, sha256: "ab", written: ByteRanges([0..<10, 50..<60]))
+    let decoded = try JSONDecoder().decode(SegmentMapFile.self, from: JSONEncoder().encode(map))
+    #expect(decoded.ranges(size: 100, sha256: "ab") == ByteRanges([0..<10, 50..<60]))
+    #expect(decoded.ranges(size: 101, sha256: "ab") == nil)
+    #expect(decoded.ranges(size: 100, sha256: "cd") == nil)
+    var bad = decoded
+    bad.written = [[50, 200]]
+    #expect(bad.ranges(size: 100, sha256: "ab") == nil, "a range past the end")
+    bad.written = [[5]]
+    #expect(bad.ranges(size: 100, sha256: "ab") == nil)
+}

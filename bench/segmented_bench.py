@@ -197,6 +197,7 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("needs root (ip netns, tc, nginx in a namespace)")
     args.wgpm = os.path.abspath(args.wgpm)
+    args.python = os.path.abspath(args.python)
     work = os.path.join(args.work, "segmented")
     os.makedirs(work, exist_ok=True)
     out_dir = args.out_dir or os.path.join(args.work, "out")
@@ -298,7 +299,7 @@ def main():
         """Regular files a client left (hf's cache: the blobs; wgpm: ckpts), not its state or config."""
         found = []
         for dirpath, dirnames, filenames in os.walk(d):
-            dirnames[:] = [x for x in dirnames if x not in ("state", ".locks")]
+            dirnames[:] = [x for x in dirnames if x not in ("state", ".locks", "refs")]
             for name in filenames:
                 p = os.path.join(dirpath, name)
                 if os.path.isfile(p) and not os.path.islink(p) and name not in ("config.yaml", "wgpm.yaml", "wgpm.lock") \

@@ -102,11 +102,12 @@ def sha256_of(path):
             h.update(chunk)
 
 
-def make_files(hub_root, rng, count, min_mib, max_mib):
-    """COUNT files of random size in [MIN MiB, MAX MiB] (all LFS), half of them bound for loras/."""
+def make_files(hub_root, rng, count, min_mib, max_mib, big_mib=0):
+    """COUNT files of random size in [MIN MiB, MAX MiB] (all LFS), half of them bound for loras/,
+    and with BIG_MIB one more of that size (at least 64 MiB: fetched over several connections)."""
     files = []
-    for i in range(count):
-        size = rng.randint(min_mib << 20, max_mib << 20)
+    for i in range(count + (1 if big_mib else 0)):
+        size = rng.randint(min_mib << 20, max_mib << 20) if i < count else big_mib << 20
         name = "part-%02d.safetensors" % i
         path = os.path.join(hub_root, REPO, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -142,6 +143,8 @@ def main():
     ap.add_argument("--max-delay", type=float, default=2.5)
     ap.add_argument("--worker-share", type=float, default=0.25)
     ap.add_argument("--max-ratio", type=float, default=1.5)
+    ap.add_argument("--big-mib", type=int, default=0,
+                    help="one more file of this size (>= 64: a segmented download over several connections)")
     ap.add_argument("--work", help="work folder (default: a temporary one, removed on success)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
@@ -156,12 +159,13 @@ def main():
     if args.work:
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(work)
-    print("crashloop: seed %d, %d kills, %d files of %d..%d MiB, %d KB/s, work %s"
-          % (seed, args.kills, args.files, args.min_mib, args.max_mib, args.bandwidth_kb, work))
+    print("crashloop: seed %d, %d kills, %d files of %d..%d MiB%s, %d KB/s, work %s"
+          % (seed, args.kills, args.files, args.min_mib, args.max_mib,
+             " and one of %d MiB" % args.big_mib if args.big_mib else "", args.bandwidth_kb, work))
     hub_root, log, ready = os.path.join(work, "hub"), os.path.join(work, "hub-requests.jsonl"), os.path.join(work, "hub.json")
     if args.min_mib < 1 or args.max_mib < args.min_mib:
         ap.error("need 1 <= --min-mib <= --max-mib (files of 1 MiB or more are LFS, served by the file host)")
-    files = make_files(hub_root, rng, args.files, args.min_mib, args.max_mib)
+    files = make_files(hub_root, rng, args.files, args.min_mib, args.max_mib, args.big_mib)
     total = sum(f["size"] for f in files)
     data = os.path.join(work, "wan2gp-data")
     with open(os.path.join(work, "config.yaml"), "w") as f:
@@ -218,13 +222,20 @@ def main():
             return tmp, partial
 
         def partials():
-            """sha256 -> size of its partial download on disk."""
+            """sha256 -> size of its partial download on disk, or for a segmented one (a sparse
+            file with a map beside it) the list of [start, end) ranges its map names."""
             out = {}
             for root in ("ckpts", "loras"):
                 d = os.path.join(data, root, ".wgpm-partial")
                 for n in os.listdir(d) if os.path.isdir(d) else []:
                     if n.endswith(".part"):
                         out[n.split("-")[0]] = os.path.getsize(os.path.join(d, n))
+                for n in os.listdir(d) if os.path.isdir(d) else []:
+                    if n.endswith(".part.map"):
+                        try:
+                            out[n.split("-")[0]] = json.load(open(os.path.join(d, n)))["written"]
+                        except (OSError, ValueError, KeyError):
+                            pass
             return out
 
         kills = finished = workers = 0
@@ -290,10 +301,18 @@ def main():
             seen = set()
             for r in cdn:
                 sha = r["path"].split("?")[0].rsplit("/", 1)[-1]
-                if not (begin_time <= r["start"] < end_time) or sha in seen:
+                if not (begin_time <= r["start"] < end_time):
+                    continue
+                offset = int(r["range"][6:].split("-")[0]) if r["range"] else 0
+                if isinstance(sizes.get(sha), list):
+                    # Segmented: no request of the run may start inside a range the map kept.
+                    for a, b in sizes[sha]:
+                        if a <= offset < b:
+                            below.append("run %d asked for %s… from %d, inside the kept range %d-%d" % (n + 1, sha[:12], offset, a, b))
+                    continue
+                if sha in seen:
                     continue
                 seen.add(sha)
-                offset = int(r["range"][6:].split("-")[0]) if r["range"] else 0
                 if sha in sizes and offset < sizes[sha]:
                     below.append("run %d asked for %s… from %d with %d bytes on disk" % (n + 1, sha[:12], offset, sizes[sha]))
         # Where the bytes sent again went: after each transfer of a file, the next one of the same

@@ -15,5 +15,5 @@ rm -f .build-test-output.log
 scripts/fuzz.sh --replay
 scripts/fuzz.sh "${WGPM_FUZZ_SECONDS:-30}" manifest manifest-unchecked config lock saved-plan inventory lock-plan inventory-plan
 # Crash loop (bench/crashloop.sh): random SIGKILLs during a multi-file apply, then converge.
-bench/crashloop.sh --kills 8 --files 8 --min-mib 8 --max-mib 14 --bandwidth-kb 8192
+bench/crashloop.sh --kills 8 --files 8 --min-mib 8 --max-mib 14 --big-mib 72 --bandwidth-kb 16384
 swift test --skip-build

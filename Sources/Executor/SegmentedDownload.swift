@@ -145,10 +145,7 @@ final class SegmentedDownload: Sendable {
     /// Runs the download with up to `connections` workers and verifies it; the bytes are then
     /// ready to be moved into place (the caller renames). Throws on failure or cancel.
     func run(connections: Int, pool: ConnectionPool?, cancel: CancelFlag) throws -> SegmentedResult {
-        var hasher = SHA256()
-        var hashed: Int64 = 0
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readBlock, alignment: 4096)
-        defer { buffer.deallocate() }
+        let hasher = PrefixHasher(fd: fd, block: Self.readBlock)
         var nextWorker = 1
         var lastSave = Date()
         progress(state.withLock { $0.schedule.writtenBytes })
@@ -158,17 +155,10 @@ final class SegmentedDownload: Sendable {
             // Hash what is written from the start, in bounded steps so events are not missed.
             let prefix = state.withLock { $0.schedule.prefix }
             var steps = 0
-            while hashed < prefix && steps < 16 {
-                let n = pread(fd, buffer.baseAddress, min(buffer.count, Int(prefix - hashed)), off_t(hashed))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else {
-                    fail(.posix(path: spec.path, code: n < 0 ? errno : EIO, doing: "read back"))
-                    break
-                }
-                hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                hashed += Int64(n)
-                steps += 1
+            do { steps = try hasher.advance(to: prefix, maxSteps: 16) } catch {
+                fail(.posix(path: spec.path, code: error.code.rawValue, doing: "read back"))
             }
+            let hashed = hasher.hashed
             let (alive, fatal, singleStream, complete, rangesWork, exhausted, work) = state.withLock {
                 ($0.alive, $0.fatal, $0.singleStream, $0.schedule.isComplete, $0.rangesWork, $0.exhausted, $0.schedule.hasWorkToHandOut)
             }
@@ -195,13 +185,13 @@ final class SegmentedDownload: Sendable {
             unlinkat(folder, SegmentMapFile.name(of: name), 0)
             return .singleStream
         }
-        guard end.schedule.isComplete && hashed == size && end.fatal == nil && !cancel.isSet else {
+        guard end.schedule.isComplete && hasher.hashed == size && end.fatal == nil && !cancel.isSet else {
             saveMap()
             if cancel.isSet { throw ExecutorError.cancelled }
             if let fatal = end.fatal { throw fatal }
             throw ExecutorError.gaveUp(path: spec.path, reason: end.lastReason.isEmpty ? "the download stopped" : end.lastReason)
         }
-        let actual = hexString(hasher.finalize())
+        let actual = hasher.finalize()
         if actual != sha256 {
             remove()
             throw ExecutorError.verificationFailed(path: spec.path, expected: sha256, actual: actual)
@@ -404,6 +394,40 @@ final class SegmentedDownload: Sendable {
     func room(of worker: Int) -> Int64 {
         state.withLock { s in s.schedule.assignment(of: worker).map { $0.end - $0.cursor } ?? 0 }
     }
+}
+
+/// The sha256 of a file that is written out of order, computed over the run of written bytes
+/// from byte 0 as it grows: bytes that arrived ahead of it are read back (from the page cache)
+/// when it reaches them, so no pass over the file follows the last byte and memory is one block.
+final class PrefixHasher {
+    private var hasher = SHA256()
+    private(set) var hashed: Int64 = 0
+    private let fd: Int32
+    private let buffer: UnsafeMutableRawBufferPointer
+
+    init(fd: Int32, block: Int) {
+        self.fd = fd
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: block, alignment: 4096)
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Hashes up to `maxSteps` blocks towards `prefix` (every byte before it is written);
+    /// returns how many it read. Throws the read's error.
+    func advance(to prefix: Int64, maxSteps: Int) throws(POSIXError) -> Int {
+        var steps = 0
+        while hashed < prefix && steps < maxSteps {
+            let n = pread(fd, buffer.baseAddress, min(buffer.count, Int(prefix - hashed)), off_t(hashed))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw POSIXError(POSIXErrorCode(rawValue: n < 0 ? errno : EIO) ?? .EIO) }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            hashed += Int64(n)
+            steps += 1
+        }
+        return steps
+    }
+
+    func finalize() -> String { hexString(hasher.finalize()) }
 }
 
 /// The sink of one range request: gathers the reply in its worker's buffer and writes it into

@@ -87,4 +87,8 @@ public struct Plan: Hashable, Sendable {
     /// True when applying the plan would change something on disk.
     /// Conflicts count: they need a person's attention, so CI must see them.
     public var hasChanges: Bool { !actions.isEmpty }
+
+    /// True when apply would stop short: a conflict it leaves alone, or a filesystem without
+    /// room for its downloads and the reserve. Not "changes to review": someone must act first.
+    public var isBlocked: Bool { summary.count(.conflict) > 0 || summary.filesystems.contains { !$0.fits } }
 }

@@ -51,7 +51,12 @@ extension Reconciler {
            ["nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "lustre", "gpfs", "ceph", "glusterfs"].contains(type) {
             add(.warn, "state_directory", "\(config.stateDirectory) is on a network filesystem; SQLite locking and WAL are not safe there: use a local disk")
         } else {
-            add(.ok, "state_directory", "\(state.path) opens")
+            do {
+                try state.open()
+                add(.ok, "state_directory", "\(state.path) opens")
+            } catch {
+                add(.fail, "state_directory", "\(error)")
+            }
         }
 
         for source in config.sources {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import GRDB
 
 /// Errors of the state stage.
@@ -68,19 +69,42 @@ public struct FileStamp: Hashable, Sendable {
 /// losing the file costs requests and hashing, never user data.
 public final class StateDatabase: Sendable {
     public let path: String
-    let pool: DatabasePool
+    let directory: String
+    private let opened = Mutex<DatabasePool?>(nil)
 
+    /// Names the database; it is created (with its folder) on first use, so a command that
+    /// fails before it needs the state (a missing config, a bad manifest) leaves nothing behind.
     public init(directory: String) throws {
-        try Self.prepare(directory)
+        self.directory = directory
         path = (directory as NSString).appendingPathComponent("state.sqlite")
+    }
+
+    /// The open database; opens (and migrates) it on the first call.
+    var pool: DatabasePool {
+        get throws {
+            try opened.withLock { pool in
+                if let pool { return pool }
+                let new = try Self.open(directory: directory, path: path)
+                pool = new
+                return new
+            }
+        }
+    }
+
+    /// Opens or creates the database now: for `doctor`, which checks that it can.
+    public func open() throws { _ = try pool }
+
+    private static func open(directory: String, path: String) throws -> DatabasePool {
+        try prepare(directory)
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
         do {
-            pool = try DatabasePool(path: path, configuration: config)
-            try Self.migrator.migrate(pool)
+            let pool = try DatabasePool(path: path, configuration: config)
+            try migrator.migrate(pool)
+            return pool
         } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode.primaryResultCode) {
             throw StateError.corrupt(path: path, reason: error.message ?? "\(error)")
         } catch let error as DatabaseError {

@@ -20,7 +20,7 @@ struct PlanCommand: ParsableCommand {
     @Option(name: .short, help: "Also save the plan, with a fingerprint of its inputs, to this file.")
     var out: String?
 
-    @Flag(help: "Exit 2 when there are changes, 0 when there are none.")
+    @Flag(help: "Exit 0 for no changes, 2 for changes, 3 when apply would be blocked (a conflict, no room).")
     var detailedExitcode = false
 
     @Flag(help: "Also remove files wgpm created that the manifest no longer wants.")
@@ -56,6 +56,7 @@ struct PlanCommand: ParsableCommand {
             print(renderHuman(result.plan, style: terminalStyle, verbose: verbose), terminator: "")
             if let out { print("Saved the plan to \(out); run 'wgpm apply \(out)' to carry it out.") }
         }
+        if detailedExitcode && result.plan.isBlocked { throw ExitCode(3) }
         if detailedExitcode && result.plan.hasChanges { throw ExitCode(2) }
     }
 }

@@ -137,7 +137,7 @@ func actions(_ json: [String: Any]) -> [[String: Any]] { json["actions"] as? [[S
     try FileManager.default.createSymbolicLink(atPath: m.dir.file("ckpts/flow/raft-things.pth"), withDestinationPath: "/nonexistent/raft")
     let treeBefore = m.tree()
     let (r, json) = try m.planJSON(["-o", "saved-plan.json"])
-    #expect(r.status == 2)
+    #expect(r.status == 3, "a conflict blocks apply: not 'changes to review'")
     let byPath = Dictionary(uniqueKeysWithValues: actions(json).map { ($0["path"] as! String, $0) })
     #expect(byPath["ckpts/Wan2.1_VAE.safetensors"] == nil)
     #expect((json["unchanged"] as? [String]) == ["ckpts/Wan2.1_VAE.safetensors", "ckpts/umt5-xxl/spiece.model"])
@@ -159,6 +159,17 @@ func actions(_ json: [String: Any]) -> [[String: Any]] { json["actions"] as? [[S
     #expect(human.stdout.contains("2 to replace, 0 to remove, 2 unchanged. 1 conflict needs attention."))
     #expect(human.stdout.contains("2 unchanged"))
     #expect(!human.stdout.contains("\u{1B}["), "no colour when not a terminal")
+}
+
+@Test func detailedExitcodeTellsChangesFromBlocked() throws {
+    let m = try Machine(manifest: "version: 1\nmodels:\n  - t2v\n")
+    try m.writeConfig("min_free_gb: 0\n")
+    #expect(try m.wgpmRun(["plan", "--detailed-exitcode"]).status == 2, "downloads that fit: changes to review")
+    // A reserve no disk has: apply would refuse to start the downloads.
+    try m.writeConfig("min_free_gb: 100000000\n")
+    let blocked = try m.wgpmRun(["plan", "--detailed-exitcode"], env: ["NO_COLOR": "1"])
+    #expect(blocked.status == 3, "\(blocked.stdout)\(blocked.stderr)")
+    #expect(try m.wgpmRun(["plan"]).status == 0, "without the flag a plan that was made exits 0")
 }
 
 @Test func planConvergesWhenEverythingIsInPlace() throws {

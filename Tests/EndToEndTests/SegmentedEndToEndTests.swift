@@ -117,3 +117,73 @@ func rangeStart(_ header: String?) -> Int? {
     #expect(result.stderr.contains("downloaded bytes do not match"), "\(result.stderr)")
     #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts/big.safetensors")), "nothing placed")
 }
+
+@Test func aSegmentWithAnotherRangeThanAskedForIsRefusedAndFetchedAgain() throws {
+    let (m, data) = try segmentedMachine(limitKB: 40000)
+    // One reply for a range past the first starts 4 KiB later than asked: written at the
+    // asked offset, its bytes would all be wrong.
+    try m.hub.setConfig(["faults": [["listener": "cdn", "method": "GET", "type": "shift_range", "shift": 4096,
+                                     "range_from": 1, "count": 1]]])
+    let result = try m.wgpmRun(["apply", "--yes"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(sha256Hex(try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))) == sha256Hex(data))
+    let gets = m.hub.requests(atLeast: 2).filter { $0.listener == "cdn" && $0.method == "GET" }
+    let shifted = try #require(gets.first { $0.fault == "shift_range" }, "the fault was served: \(gets.map(\.range))")
+    let start = try #require(rangeStart(shifted.range))
+    #expect(gets.contains { $0.fault == nil && rangeStart($0.range) == start }, "the range from \(start) was asked again")
+}
+
+@Test func a429OnOneConnectionBacksOffThatConnectionAlone() throws {
+    let (m, data) = try segmentedMachine(size: 96 << 20, connections: 4, limitKB: 20000)
+    try m.hub.setConfig(["faults": [["listener": "cdn", "method": "GET", "type": "status", "status": 429,
+                                     "headers": ["Retry-After": "2"], "range_from": 1, "count": 1]]])
+    let result = try m.wgpmRun(["apply", "--yes"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(sha256Hex(try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))) == sha256Hex(data))
+    let gets = m.hub.requests(atLeast: 2).filter { $0.listener == "cdn" && $0.method == "GET" }
+    let limited = try #require(gets.first { $0.status == 429 }, "the 429 was served")
+    let at = try #require(limited.time)
+    // While that connection waits out its Retry-After (3 s with wgpm's margin), the others
+    // go on: replies of theirs end inside the wait, and bytes keep arriving.
+    let during = gets.filter { $0.status == 206 && ($0.time ?? 0) > at + 0.2 && ($0.time ?? 0) < at + 2.8 }
+    #expect(!during.isEmpty, "other connections delivered during the back-off: \(gets.map { ($0.status, ($0.time ?? 0) - at) })")
+}
+
+/// Runs wgpm and returns its exit status and peak resident memory (KiB), from `wait4`'s
+/// accounting of exactly that process. Started by a forking Python, not by posix_spawn: a
+/// vfork-style child shares this test process's memory until its exec, and Linux carries that
+/// high-water mark (hundreds of MiB here) into the child's count.
+func runMeasuringPeakRSS(_ m: Machine, _ args: [String]) throws -> (status: Int32, peakKiB: Int, stderr: String) {
+    let launcher = """
+        import os, sys
+        pid = os.fork()
+        if pid == 0:
+            os.chdir(sys.argv[1])
+            err = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(err, 2)
+            null = os.open("/dev/null", os.O_WRONLY)
+            os.dup2(null, 1)
+            os.execv(sys.argv[3], sys.argv[3:])
+        _, status, usage = os.wait4(pid, 0)
+        print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+        """
+    let err = m.dir.file("peak-rss.stderr")
+    let r = try run("/usr/bin/env", ["python3", "-c", launcher, m.dir.path, err, wgpm] + args,
+                    environment: ["HF_ENDPOINT": m.hub.hubURL, "HOME": m.dir.path], cwd: m.dir.path)
+    let fields = r.stdout.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+    guard r.status == 0, fields.count == 2, let status = Int32(fields[0]), let peak = Int(fields[1]) else {
+        throw POSIXError(.EIO)
+    }
+    return (status, peak, (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+}
+
+@Test func sixteenConnectionsStayWithin64MiB() throws {
+    let size = 192 << 20
+    let (m, data) = try segmentedMachine(size: size, connections: 16, limitKB: 60000)
+    let (status, peak, stderr) = try runMeasuringPeakRSS(m, ["apply", "--yes"])
+    #expect(status == 0, "\(stderr)")
+    #expect(sha256Hex(try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))) == sha256Hex(data))
+    let gets = m.hub.requests(atLeast: 2).filter { $0.listener == "cdn" && $0.method == "GET" }
+    #expect(Set(gets.compactMap { rangeStart($0.range) }).count >= 16, "16 connections, and steals among them: \(gets.count) requests")
+    #expect(peak <= 64 << 10, "peak RSS \(peak / 1024) MiB with 16 connections over a \(size >> 20) MiB file")
+}

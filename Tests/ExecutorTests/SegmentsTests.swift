@@ -1,6 +1,11 @@
+import Crypto
 import Foundation
+import Inventory
 import Testing
 @testable import Executor
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Test func byteRangesMergeAndFindGaps() {
     var r = ByteRanges([10..<20, 30..<40])
@@ -66,4 +71,40 @@ import Testing
     #expect(bad.ranges(size: 100, sha256: "ab") == nil, "a range past the end")
     bad.written = [[5]]
     #expect(bad.ranges(size: 100, sha256: "ab") == nil)
+}
+
+/// Segments written in a random order, each in pieces of random size, while the prefix hasher
+/// is advanced at random moments: the result is the one-pass sha256 of the bytes.
+@Test func thePrefixHashEqualsTheOnePassHashForRandomSplitPoints() throws {
+    var rng = SystemRandomNumberGenerator()
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wgpm-prefix-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    for round in 0..<40 {
+        let size = Int.random(in: 1...(6 << 20), using: &rng)
+        var bytes = [UInt8](repeating: 0, count: size)
+        for i in 0..<size { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
+        let path = dir.appendingPathComponent("f\(round)").path
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var schedule = SegmentSchedule(size: Int64(size), written: ByteRanges(), minimumSplit: Int64.random(in: 1...(1 << 18), using: &rng))
+        let hasher = PrefixHasher(fd: fd, block: Int.random(in: 1...(1 << 20), using: &rng))
+        let workers = Int.random(in: 1...16, using: &rng)
+        for w in 0..<workers { _ = schedule.next(for: w) }
+        while !schedule.isComplete {
+            let w = Int.random(in: 0..<workers, using: &rng)
+            guard let a = schedule.assignment(of: w), a.cursor < a.end else {
+                _ = schedule.next(for: w)
+                continue
+            }
+            let (offset, count) = schedule.reserve(w, Int64.random(in: 1...(256 << 10), using: &rng))
+            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + Int(offset), Int(count), off_t(offset)) }
+            #expect(n == Int(count))
+            schedule.commit(w, count)
+            if Bool.random(using: &rng) { _ = try hasher.advance(to: schedule.prefix, maxSteps: Int.random(in: 1...4, using: &rng)) }
+        }
+        while hasher.hashed < Int64(size) { _ = try hasher.advance(to: schedule.prefix, maxSteps: 16) }
+        #expect(hasher.finalize() == hexString(SHA256.hash(data: bytes)), "size \(size), \(workers) workers")
+    }
 }

@@ -40,6 +40,10 @@ public struct LoggedRequest: Decodable, Sendable {
     public var auth: Bool
     public var range: String?
     public var bytes: Int
+    /// When the fake Hub logged it (after the body for file replies), seconds since 1970.
+    public var time: Double?
+    /// The type of the fault this request took, if any.
+    public var fault: String?
 }
 
 /// The fake Hub of tools/fakehub, started on free ports for one test and stopped after it.

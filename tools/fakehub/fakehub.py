@@ -14,17 +14,21 @@ by their id when a copy of the repo as it was sits at <root>/_history/<org>/<nam
    "repos": {"org/name": {"private": true, "gated": "manual", "granted": ["hf_good"]}},
    "page_size": 1000,
    "faults": [{"listener": "cdn", "method": "GET", "path_contains": "x", "count": 1,
-               "type": "status|drop|wrong_bytes|ignore_range|stall|huge_header", "status": 429,
+               "type": "status|drop|wrong_bytes|ignore_range|shift_range|stall|huge_header", "status": 429,
                "headers": {"Retry-After": "1"}, "after_bytes": 100}]}
 
 A fault applies to the first `count` (default 1) requests that match its listener, method and
-path_contains (the decoded path, without the query); the uses reset when _config.json changes.
+path_contains (the decoded path, without the query) and, with `range_from`, only to requests with
+a Range that starts at or after that byte; the uses reset when _config.json changes.
 Types (the JSONL log line of a request that took a fault has a "fault" key with its type):
   status        error `status` (default 500) with `headers`:      {"type": "status", "status": 429, "headers": {"Retry-After": "1"}}
   drop          file body cut after `after_bytes`, then close:    {"listener": "cdn", "type": "drop", "after_bytes": 100}
   stall         as drop, but first sleeps `seconds` (default 120): {"listener": "cdn", "type": "stall", "after_bytes": 0, "seconds": 30}
   wrong_bytes   first body byte flipped:                         {"listener": "cdn", "type": "wrong_bytes"}
   ignore_range  200 with the whole file whatever the Range:      {"listener": "cdn", "type": "ignore_range"}
+  shift_range   a Range from byte a is answered with 206 bytes (a+shift)-b/N, the bytes of that
+                other range, as a confused cache might (shift default 4096; a Range from 0 too):
+                {"listener": "cdn", "type": "shift_range", "shift": 4096}
 The adversarial types:
   redirect      `status` (default 302) with Location: `location`, any scheme; on the hub, for a
                 /resolve/ of an existing file, also X-Repo-Commit, X-Linked-Size, X-Linked-Etag of
@@ -61,6 +65,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -95,7 +100,7 @@ def load_config():
     return cfg
 
 
-def take_fault(cfg, listener, method, path):
+def take_fault(cfg, listener, method, path, range_start=None):
     """The first configured fault that matches this request and still has uses left."""
     with FAULT_LOCK:
         for i, fault in enumerate(cfg.get("faults", [])):
@@ -104,6 +109,8 @@ def take_fault(cfg, listener, method, path):
             if fault.get("method", method) != method:
                 continue
             if fault.get("path_contains", "") not in path:
+                continue
+            if "range_from" in fault and (range_start is None or range_start < fault["range_from"]):
                 continue
             used = FAULT_STATE["used"].get(i, 0)
             if used >= fault.get("count", 1):
@@ -307,7 +314,8 @@ class Handler(BaseHTTPRequestHandler):
         if "hop" in query:  # a later hop of a redirect chain keeps going without using the fault's count
             fault = looping_fault(cfg, self.listener, self.command, path)
         if fault is None:
-            fault = take_fault(cfg, self.listener, self.command, path)
+            match = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
+            fault = take_fault(cfg, self.listener, self.command, path, int(match.group(1)) if match else None)
         self.fault = fault
         ftype = fault.get("type", "status") if fault else None
         if ftype == "status":
@@ -541,6 +549,8 @@ class Handler(BaseHTTPRequestHandler):
             if parsed:
                 start, end = parsed
                 status = 206
+                if ftype == "shift_range":
+                    start = min(end, start + int(fault.get("shift", 4096)))
         length = end - start + 1
         h = {"Content-Length": str(length), "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         h.update(headers)

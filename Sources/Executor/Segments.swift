@@ -57,9 +57,16 @@ struct ByteRanges: Equatable, Sendable {
 ///
 /// Each worker owns one assignment `[start, end)` and writes it in order: `[start, cursor)` is
 /// written, `[cursor, reserved)` is being written now, `[reserved, end)` is still to come. A
-/// worker that runs out of work takes a gap nobody owns or, when there is none, the second half
-/// of the largest remainder (work stealing): the tail never crawls on one connection. Splits
-/// happen only past `reserved`, so no byte is ever written by two workers.
+/// worker that runs out of work takes the first `piece` of the first gap nobody owns or, when
+/// there is none, the second half of the largest remainder (work stealing): the tail never
+/// crawls on one connection. Splits happen only past `reserved`, so no byte is ever written by
+/// two workers.
+///
+/// Why pieces in file order: the hash can only advance over the written run from byte 0. With
+/// one large segment per connection that run stays short until the first segment is done, and
+/// most of the file is hashed after the last byte arrives (0.7 s of 3.4 s for 1 GiB over 16
+/// connections). With pieces the written front moves through the file together and the run
+/// from byte 0 trails it by about one piece per connection.
 struct SegmentSchedule: Sendable {
     struct Assignment: Equatable, Sendable {
         var start: Int64
@@ -71,13 +78,16 @@ struct SegmentSchedule: Sendable {
     let size: Int64
     /// A remainder smaller than twice this is not split.
     let minimumSplit: Int64
+    /// The most a worker is handed from a gap at once.
+    let piece: Int64
     /// Written bytes outside the current assignments.
     private(set) var finished: ByteRanges
     private(set) var assignments: [Int: Assignment] = [:]
 
-    init(size: Int64, written: ByteRanges, minimumSplit: Int64) {
+    init(size: Int64, written: ByteRanges, minimumSplit: Int64, piece: Int64 = .max) {
         self.size = size
         self.minimumSplit = max(1, minimumSplit)
+        self.piece = max(1, piece)
         finished = written.clipped(to: size)
     }
 
@@ -106,7 +116,8 @@ struct SegmentSchedule: Sendable {
         var owned = finished
         for a in assignments.values { owned.insert(a.start..<a.end) }
         if let gap = owned.gaps(in: size).first {
-            let a = Assignment(start: gap.lowerBound, cursor: gap.lowerBound, reserved: gap.lowerBound, end: gap.upperBound)
+            let end = gap.upperBound - gap.lowerBound > piece ? gap.lowerBound + piece : gap.upperBound
+            let a = Assignment(start: gap.lowerBound, cursor: gap.lowerBound, reserved: gap.lowerBound, end: end)
             assignments[worker] = a
             return a
         }

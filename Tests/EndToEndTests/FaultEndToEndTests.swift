@@ -201,3 +201,14 @@ func indexUpdateNamesAnUnreadableSourceFile() throws {
     #expect(r.stderr.contains("root-only.safetensors"), "\(r.stderr)")
     #expect(r.stdout.contains("Hashed 1 file"), "\(r.stdout)")
 }
+
+/// A plan that cannot start (no config, no lock) says so and leaves no state database behind.
+@Test func aPlanWithoutConfigCreatesNoState() throws {
+    let dir = try TempDir("e2e-noconfig")
+    defer { dir.remove() }
+    try dir.write("wgpm.yaml", "version: 1\nmodels:\n  - t2v\n")
+    let r = try run(wgpm, ["plan"], environment: ["HOME": dir.path, "NO_COLOR": "1"], cwd: dir.path)
+    #expect(r.status == 1)
+    #expect(r.stderr.contains("no config file found"), "\(r.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: dir.file(".local/state/wgpm")), "no state folder or database was made")
+}

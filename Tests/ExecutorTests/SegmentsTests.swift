@@ -29,7 +29,8 @@ import Glibc
             let a = Int64.random(in: 0..<size, using: &rng)
             initial.insert(a..<min(size, a + Int64.random(in: 1...(4 << 20), using: &rng)))
         }
-        var s = SegmentSchedule(size: size, written: initial, minimumSplit: 1 << 20)
+        let piece = Bool.random(using: &rng) ? Int64.max : Int64.random(in: 1...(8 << 20), using: &rng)
+        var s = SegmentSchedule(size: size, written: initial, minimumSplit: 1 << 20, piece: piece)
         var writtenBytes = ByteRanges(initial.ranges)
         for _ in 0..<Int.random(in: 1...16, using: &rng) { _ = s.next(for: Int.random(in: 0..<16, using: &rng)) }
         var steps = 0
@@ -81,14 +82,16 @@ import Glibc
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }
     for round in 0..<40 {
-        let size = Int.random(in: 1...(6 << 20), using: &rng)
-        var bytes = [UInt8](repeating: 0, count: size)
-        for i in 0..<size { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
+        let size = Int.random(in: 1...(4 << 20), using: &rng)
+        var words = [UInt64](repeating: 0, count: size / 8 + 1)
+        for i in words.indices { words[i] = rng.next() }
+        let bytes = words.withUnsafeBytes { Array($0.prefix(size)) }
         let path = dir.appendingPathComponent("f\(round)").path
         let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
         #expect(fd >= 0)
         defer { close(fd) }
-        var schedule = SegmentSchedule(size: Int64(size), written: ByteRanges(), minimumSplit: Int64.random(in: 1...(1 << 18), using: &rng))
+        var schedule = SegmentSchedule(size: Int64(size), written: ByteRanges(), minimumSplit: Int64.random(in: 1...(1 << 18), using: &rng),
+                                       piece: Int64.random(in: 1...(2 << 20), using: &rng))
         let hasher = PrefixHasher(fd: fd, block: Int.random(in: 1...(1 << 20), using: &rng))
         let workers = Int.random(in: 1...16, using: &rng)
         for w in 0..<workers { _ = schedule.next(for: w) }
@@ -107,4 +110,24 @@ import Glibc
         while hasher.hashed < Int64(size) { _ = try hasher.advance(to: schedule.prefix, maxSteps: 16) }
         #expect(hasher.finalize() == hexString(SHA256.hash(data: bytes)), "size \(size), \(workers) workers")
     }
+}
+
+/// Gaps are handed out a piece at a time in file order, so the written front moves together
+/// and the hashable run from byte 0 trails it; stealing starts only when no gap is left.
+@Test func piecesAreHandedOutInFileOrder() {
+    var s = SegmentSchedule(size: 100, written: ByteRanges([40..<50]), minimumSplit: 2, piece: 10)
+    #expect(s.next(for: 0)?.start == 0 && s.assignment(of: 0)?.end == 10)
+    #expect(s.next(for: 1)?.start == 10 && s.assignment(of: 1)?.end == 20)
+    #expect(s.next(for: 2)?.start == 20 && s.assignment(of: 2)?.end == 30)
+    _ = s.reserve(0, 10)
+    s.commit(0, 10)
+    #expect(s.prefix == 10)
+    #expect(s.next(for: 0).map { [$0.start, $0.end] } == [30, 40], "the next piece, before the written 40..<50")
+    #expect(s.next(for: 3).map { [$0.start, $0.end] } == [50, 60], "past what is written")
+    for w in 4..<8 { _ = s.next(for: w) }  // 60..<100 in pieces
+    #expect(s.assignment(of: 7).map { [$0.start, $0.end] } == [90, 100])
+    // No gap left: the next worker takes the second half of the largest remainder.
+    let stolen = s.next(for: 8)
+    #expect(stolen.map { [$0.start, $0.end] } == [15, 20], "half of worker 1's 10..<20, the first of the largest")
+    #expect(s.assignment(of: 1)?.end == 15)
 }

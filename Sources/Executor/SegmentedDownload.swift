@@ -84,8 +84,10 @@ final class SegmentedDownload: Sendable {
         min(max(size / Int64(max(1, connections) * 8), 8 << 20), 64 << 20)
     }
     static let readBlock = 1 << 20
-    /// Each worker's write buffer, beside libcurl's 512 KiB: sixteen workers hold 12 MiB.
+    /// Each worker's write buffer and libcurl's receive buffer: 32 workers (two files of 16
+    /// connections) hold 12 MiB.
     static let writeBlock = 256 << 10
+    static let receiveBlock = 128 << 10
 
     init(spec: JobSpec, size: Int64, sha256: String, folder: Int32, name: String, source: DownloadSource,
          downloader: Downloader, progress: @escaping @Sendable (Int64) -> Void, notice: @escaping @Sendable (String) -> Void) throws {
@@ -280,7 +282,7 @@ final class SegmentedDownload: Sendable {
 
     /// One worker: fetches its assignment, then the next, until there is none or it gives up.
     private func work(id: Int) {
-        guard let connection = CurlConnection() else { return fail(.gaveUp(path: spec.path, reason: "libcurl could not start")) }
+        guard let connection = CurlConnection(bufferSize: Self.receiveBlock) else { return fail(.gaveUp(path: spec.path, reason: "libcurl could not start")) }
         var failures = 0
         guard var assignment = state.withLock({ $0.schedule.next(for: id) }) else { return }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.writeBlock, alignment: 4096)

@@ -110,11 +110,15 @@ extension TransferSink {
 /// reuses the connection its last one left open (libcurl keeps it alive across a reset).
 public final class CurlConnection {
     let handle: UnsafeMutableRawPointer
+    /// libcurl's receive buffer for this connection's transfers, when not the default 512 KiB:
+    /// one of sixteen connections carries a sixteenth of the bytes and needs less.
+    let bufferSize: Int?
 
-    public init?() {
+    public init?(bufferSize: Int? = nil) {
         _ = CurlTransport.globalInit
         guard let h = curl_easy_init() else { return nil }
         handle = h
+        self.bufferSize = bufferSize
     }
 
     deinit { curl_easy_cleanup(handle) }
@@ -264,6 +268,7 @@ public struct CurlDownload: Sendable {
         let options = CurlOptions(connectTimeout: connectTimeout, lowSpeedTime: lowSpeedTime, userAgent: "wgpm/0.1")
         let list = options.apply(to: h, url: url, headers: headers, followRedirects: followRedirects)
         defer { curl_slist_free_all(list) }
+        if let size = connection?.bufferSize { _ = ccurl_setopt_long(h, CURLOPT_BUFFERSIZE, size) }
         if offset > 0 || end != nil { _ = ccurl_setopt_str(h, CURLOPT_RANGE, "\(offset)-\(end.map(String.init) ?? "")") }
         _ = ccurl_setopt_write_cb(h, CURLOPT_HEADERFUNCTION) { ptr, size, count, c in
             Unmanaged<Context>.fromOpaque(c!).takeUnretainedValue().headers.take(ptr, size * count)

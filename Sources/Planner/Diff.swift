@@ -70,6 +70,7 @@ public struct ModelDiff: Hashable, Sendable {
     /// model's list (with `sharedWith`) but counted once in the summary.
     public var addedFiles: [DiffFile]
     /// Files BASE already wanted (for another model) that this model now wants too: no download.
+    /// `sharedWith` names who wanted each in BASE.
     public var reusedFiles: [DiffFile]
     /// Files this model wanted in BASE and does not in HEAD; `sharedWith` names who still wants one.
     public var droppedFiles: [DiffFile]
@@ -155,7 +156,14 @@ public func diffManifests(base: DiffSide, head: DiffSide) -> ManifestDiff {
         var added: [DiffFile] = []
         var reused: [DiffFile] = []
         for f in after where !before.contains(f.path) {
-            if baseFiles[f.path] == nil { added.append(DiffFile(f, except: id)) } else { reused.append(DiffFile(f, except: id)) }
+            if let had = baseFiles[f.path] {
+                // Who wanted it before is what makes it free now.
+                var r = DiffFile(f, except: id)
+                r.sharedWith = had.wantedBy.filter { $0 != id }
+                reused.append(r)
+            } else {
+                added.append(DiffFile(f, except: id))
+            }
         }
         let afterPaths = Set(after.map(\.path))
         let dropped = files(of: id, in: base.files).filter { !afterPaths.contains($0.path) }.map { f -> DiffFile in

@@ -218,9 +218,10 @@ func diffHeadline(_ d: ManifestDiff) -> String {
     if s.unknownSizeFiles > 0 { add += " + \(s.unknownSizeFiles) of unknown size" }
     parts.append(add + ")")
     if s.filesShared > 0 { parts.append("\(counted(s.filesShared, "file")) reused from other models") }
-    if s.pinsMoved > 0 {
-        parts.append("\(counted(s.pinsMoved, "pin")) moved (\(formatBytes(s.redownloadBytes)) to download again)")
+    if s.contentChanged > 0 {
+        parts.append("\(counted(s.contentChanged, "file")) with new content (\(formatBytes(s.redownloadBytes)) to download again)")
     }
+    if s.pinsMoved > s.contentChanged { parts.append("\(counted(s.pinsMoved - s.contentChanged, "pin")) moved over the same bytes") }
     if s.filesRemoved > 0 { parts.append("\(counted(s.filesRemoved, "file")) unwanted (\(formatBytes(s.freedBytes)) freed by --prune)") }
     return parts.joined(separator: "; ") + "."
 }
@@ -242,12 +243,16 @@ public func renderDiffHuman(_ d: ManifestDiff, base: DiffSource, head: DiffSourc
         lines.append("  No longer wanted (apply --prune removes those wgpm created):")
         for f in d.removedFiles { lines.append("    - \(f.path)  \(f.size.map(formatBytes) ?? "size unknown")") }
     }
-    if !d.movedPins.isEmpty {
-        lines.append("  Pins moved:")
-        for p in d.movedPins { lines.append("    ~ \(p.path)  \(pinNote(p))") }
+    let content = d.movedPins.filter(\.contentChanged)
+    if !content.isEmpty {
+        lines.append("  New content at the same path (a machine that has it downloads it again):")
+        for p in content { lines.append("    ~ \(p.path)  \(pinNote(p, arrow: "->"))") }
+    }
+    for g in commitMoves(d.movedPins) {
+        lines.append("  Commit moved, same bytes: \(counted(g.files.count, "file")) of \(g.repo) \(short(g.base)) -> \(short(g.head))")
     }
     if lines.count > 1 { lines.append("") }
-    lines.append(diffHeadline(d))
+    lines += wrap(diffHeadline(d), width: 80)
     if let space { lines += spaceLines(space) }
     return lines.joined(separator: "\n") + "\n"
 }
@@ -265,30 +270,74 @@ func modelNotes(_ m: ModelDiff) -> [String] {
     }
     if !m.reusedFiles.isEmpty {
         let with = Set(m.reusedFiles.flatMap(\.sharedWith)).sorted().joined(separator: ", ")
-        notes.append("reuses \(counted(m.reusedFiles.count, "file")) already wanted by \(with) (no download)")
+        notes.append("reuses \(counted(m.reusedFiles.count, "file")) wanted before by \(with) (no download)")
     }
     let freed = m.droppedFiles.filter(\.sharedWith.isEmpty)
     if !freed.isEmpty { notes.append("drops \(counted(freed.count, "file")) (\(formatBytes(m.freedBytes)) unwanted)") }
-    let kept = m.droppedFiles.count - freed.count
-    if kept > 0 { notes.append("stops wanting \(counted(kept, "file")) other models keep") }
-    if m.settings.isEmpty && !own.isEmpty && !freed.isEmpty && m.change == .changed {
+    let kept = m.droppedFiles.filter { !$0.sharedWith.isEmpty }
+    if !kept.isEmpty {
+        notes.append("no longer wants \(counted(kept.count, "file")) (still wanted by \(Set(kept.flatMap(\.sharedWith)).sorted().joined(separator: ", ")))")
+    }
+    if m.settings.isEmpty && !own.isEmpty && !m.droppedFiles.isEmpty && m.change == .changed {
         notes.append("(files swapped: a settings change the lock does not record?)")
     }
     return notes
 }
 
-func pinNote(_ p: PinMove) -> String {
-    var note = p.baseURL == p.headURL ? "commit \(short(p.baseCommit)) -> \(short(p.headCommit))" : "url changed"
+/// Pins that moved over the same bytes, one group per repo and pair of commits: a lock refreshed
+/// on the Hub moves every file of a repo whose `main` moved, and that costs nothing.
+struct CommitMove {
+    var repo: String
+    var base: String?
+    var head: String?
+    var files: [PinMove]
+}
+
+func commitMoves(_ pins: [PinMove]) -> [CommitMove] {
+    var groups: [String: CommitMove] = [:]
+    for p in pins where !p.contentChanged {
+        let repo = p.baseURL == p.headURL ? (hubRepo(p.headURL) ?? "another host") : "changed URLs"
+        let key = "\(repo) \(p.baseCommit ?? "-") \(p.headCommit ?? "-")"
+        groups[key, default: CommitMove(repo: repo, base: p.baseCommit, head: p.headCommit, files: [])].files.append(p)
+    }
+    return groups.keys.sorted().map { groups[$0]! }
+}
+
+/// `org/name` of a Hub file URL (`https://host/org/name/resolve/…`), else nil.
+func hubRepo(_ url: String) -> String? {
+    let parts = url.split(separator: "/", omittingEmptySubsequences: true)
+    guard parts.count >= 5, let i = parts.firstIndex(of: "resolve"), i >= 4 else { return nil }
+    return "\(parts[i - 2])/\(parts[i - 1])"
+}
+
+/// Words joined into lines of at most `width` columns, continued with an indent.
+func wrap(_ text: String, width: Int) -> [String] {
+    var lines: [String] = []
+    var line = ""
+    for word in text.split(separator: " ") {
+        if !line.isEmpty, line.count + 1 + word.count > width {
+            lines.append(line)
+            line = "  " + word
+        } else {
+            line += (line.isEmpty ? "" : " ") + word
+        }
+    }
+    if !line.isEmpty { lines.append(line) }
+    return lines
+}
+
+func pinNote(_ p: PinMove, arrow: String) -> String {
+    var note = p.baseURL == p.headURL ? "commit \(short(p.baseCommit)) \(arrow) \(short(p.headCommit))" : "url changed"
     note += p.contentChanged ? ", new content: \(p.size.map(formatBytes) ?? "size unknown") to download again" : ", same content (no download)"
     return note
 }
 
 func spaceLines(_ s: SpaceCheck) -> [String] {
-    var lines = ["On \(s.machine): \(formatBytes(s.downloadBytes)) to download" + (s.blocked ? " — BLOCKED" : ", fits")]
+    var lines = ["On \(s.machine): \(formatBytes(s.downloadBytes)) to download" + (s.blocked ? " - BLOCKED, apply would refuse" : ", fits")]
     for fs in s.filesystems where fs.downloadBytes > 0 || !fs.fits {
         var text = "  \(fs.filesystem.mountPoint): \(formatBytes(fs.downloadBytes)) to download, \(formatBytes(fs.filesystem.freeBytes)) free"
         if fs.reserveBytes > 0 { text += ", keeps \(formatBytes(fs.reserveBytes)) free" }
-        lines.append(text + (fs.fits ? "" : " — NOT ENOUGH SPACE"))
+        lines.append(text + (fs.fits ? "" : " - NOT ENOUGH SPACE"))
     }
     if !s.conflicts.isEmpty { lines.append("  \(counted(s.conflicts.count, "path")) in the way (run 'wgpm plan' there)") }
     return lines

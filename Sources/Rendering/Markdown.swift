@@ -77,14 +77,23 @@ public func renderDiffMarkdown(_ d: ManifestDiff, base: DiffSource, head: DiffSo
         fileRows.append(["add (shared)", mdCode(path), size(shared[path]!.size), Set(sharedWanters[path]!).sorted().map(mdCode).joined(separator: ", ")])
     }
     for f in d.removedFiles { fileRows.append(["unwanted", mdCode(f.path), size(f.size), "—"]) }
-    for p in d.movedPins { fileRows.append(["pin moved", mdCode(p.path), p.contentChanged ? size(p.size) : "no download", mdText(pinNote(p))]) }
+    for p in d.movedPins where p.contentChanged {
+        fileRows.append(["new content", mdCode(p.path), size(p.size), mdText(pinNote(p, arrow: "→"))])
+    }
     fileRows.sort { ($0[1], $0[0]) < ($1[1], $1[0]) }
+    // After the per-file rows, so that a long list cut short keeps these totals.
+    let groups = commitMoves(d.movedPins)
+    let commitRows = groups.map { g in
+        ["commit moved", "\(counted(g.files.count, "file")) of \(mdCode(g.repo))", "no download",
+         "\(short(g.base)) → \(short(g.head)), same bytes"]
+    }
 
     let sharedBytes = shared.values.reduce(Int64(0)) { $0 &+ ($1.size ?? 0) }
     var modelRows: [[String]] = changed.map { m in
         let own = m.addedFiles.filter(\.sharedWith.isEmpty)
         let addsCell = own.isEmpty ? "—" : "\(own.count) · \(formatBytes(m.ownBytes))"
         let freed = m.droppedFiles.filter(\.sharedWith.isEmpty)
+        let kept = m.droppedFiles.filter { !$0.sharedWith.isEmpty }
         let freesCell = freed.isEmpty ? "—" : "\(freed.count) · \(formatBytes(m.freedBytes))"
         var notes = m.settings.map { "\(mdText($0.name)): \(mdText($0.base ?? "unset")) → **\(mdText($0.head ?? "unset"))**" }
         let sharedAdded = m.addedFiles.filter { !$0.sharedWith.isEmpty }
@@ -92,9 +101,12 @@ public func renderDiffMarkdown(_ d: ManifestDiff, base: DiffSource, head: DiffSo
             notes.append("\(counted(sharedAdded.count, "new file")) shared with " + Set(sharedAdded.flatMap(\.sharedWith)).sorted().map(mdCode).joined(separator: ", "))
         }
         if !m.reusedFiles.isEmpty {
-            notes.append("reuses \(counted(m.reusedFiles.count, "file")) of " + Set(m.reusedFiles.flatMap(\.sharedWith)).sorted().map(mdCode).joined(separator: ", "))
+            notes.append("reuses \(counted(m.reusedFiles.count, "file")) wanted before by " + Set(m.reusedFiles.flatMap(\.sharedWith)).sorted().map(mdCode).joined(separator: ", "))
         }
-        if m.settings.isEmpty && !own.isEmpty && !freed.isEmpty && m.change == .changed { notes.append("files swapped (a settings change?)") }
+        if !kept.isEmpty {
+            notes.append("no longer wants \(counted(kept.count, "file")) (still wanted by " + Set(kept.flatMap(\.sharedWith)).sorted().map(mdCode).joined(separator: ", ") + ")")
+        }
+        if m.settings.isEmpty && !own.isEmpty && !m.droppedFiles.isEmpty && m.change == .changed { notes.append("files swapped (a settings change?)") }
         return [mdCode(m.id), m.change.rawValue, addsCell, freesCell, notes.isEmpty ? "—" : notes.joined(separator: "; ")]
     }
     if !shared.isEmpty {
@@ -117,9 +129,10 @@ public func renderDiffMarkdown(_ d: ManifestDiff, base: DiffSource, head: DiffSo
             if nModels < modelRows.count { lines += ["", leftOut(modelRows.count - nModels, "models")] }
         }
         if let space { lines += [""] + spaceMarkdown(space) }
-        if !fileRows.isEmpty {
-            lines += ["", "<details><summary>\(counted(fileRows.count, "file")) changed</summary>", ""]
-            lines += mdTable(["Change", "Path", "Size", "Wanted by / pin"], align: "llrl", Array(fileRows.prefix(nFiles)))
+        if !fileRows.isEmpty || !commitRows.isEmpty {
+            let total = fileRows.count + groups.reduce(0) { $0 + $1.files.count }
+            lines += ["", "<details><summary>\(counted(total, "file")) changed</summary>", ""]
+            lines += mdTable(["Change", "Path", "Size", "Wanted by / pin"], align: "llrl", Array(fileRows.prefix(nFiles)) + commitRows)
             if nFiles < fileRows.count { lines += ["", leftOut(fileRows.count - nFiles, "files")] }
             lines += ["", "</details>"]
         }

@@ -91,10 +91,10 @@ public func renderDiffMarkdown(_ d: ManifestDiff, base: DiffSource, head: DiffSo
     let sharedBytes = shared.values.reduce(Int64(0)) { $0 &+ ($1.size ?? 0) }
     var modelRows: [[String]] = changed.map { m in
         let own = m.addedFiles.filter(\.sharedWith.isEmpty)
-        let addsCell = own.isEmpty ? "—" : "\(own.count) · \(formatBytes(m.ownBytes))"
+        let addsCell = own.isEmpty ? "—" : "\(counted(own.count, "file")), \(formatBytes(m.ownBytes))"
         let freed = m.droppedFiles.filter(\.sharedWith.isEmpty)
         let kept = m.droppedFiles.filter { !$0.sharedWith.isEmpty }
-        let freesCell = freed.isEmpty ? "—" : "\(freed.count) · \(formatBytes(m.freedBytes))"
+        let freesCell = freed.isEmpty ? "—" : "\(counted(freed.count, "file")), \(formatBytes(m.freedBytes))"
         var notes = m.settings.map { "\(mdText($0.name)): \(mdText($0.base ?? "unset")) → **\(mdText($0.head ?? "unset"))**" }
         let sharedAdded = m.addedFiles.filter { !$0.sharedWith.isEmpty }
         if !sharedAdded.isEmpty {
@@ -110,11 +110,11 @@ public func renderDiffMarkdown(_ d: ManifestDiff, base: DiffSource, head: DiffSo
         return [mdCode(m.id), m.change.rawValue, addsCell, freesCell, notes.isEmpty ? "—" : notes.joined(separator: "; ")]
     }
     if !shared.isEmpty {
-        modelRows.append(["_shared by several_", "", "\(shared.count) · \(formatBytes(sharedBytes))", "—", "counted once"])
+        modelRows.append(["_shared by several_", "", "\(counted(shared.count, "file")), \(formatBytes(sharedBytes))", "—", "counted once"])
     }
     if !d.addedExtraFiles.isEmpty {
         let bytes = d.addedExtraFiles.reduce(Int64(0)) { $0 &+ ($1.size ?? 0) }
-        modelRows.append([mdCode(filesEntry), "added", "\(d.addedExtraFiles.count) · \(formatBytes(bytes))", "—", "extra files"])
+        modelRows.append([mdCode(filesEntry), "added", "\(counted(d.addedExtraFiles.count, "file")), \(formatBytes(bytes))", "—", "extra files"])
     }
 
     func render(_ nFiles: Int, _ nModels: Int) -> String {
@@ -124,7 +124,7 @@ public func renderDiffMarkdown(_ d: ManifestDiff, base: DiffSource, head: DiffSo
         lines.append(headline)
         if !modelRows.isEmpty {
             lines.append("")
-            lines += mdTable(["Model", "Change", "Adds (files · size)", "Unwanted (files · size)", "Notes"], align: "llrrl",
+            lines += mdTable(["Model", "Change", "Adds", "Unwanted", "Notes"], align: "llrrl",
                              Array(modelRows.prefix(nModels)))
             if nModels < modelRows.count { lines += ["", leftOut(modelRows.count - nModels, "models")] }
         }

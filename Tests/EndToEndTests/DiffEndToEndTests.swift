@@ -149,7 +149,7 @@ func twoLocks() throws -> Machine {
     let html = try gfmHTML(md.stdout)
     let headers = tableHeaders(html)
     #expect(headers.count == 2, "the model table and the per-file table: \(html.prefix(300))")
-    #expect(headers.first == ["Model", "Change", "Adds (files · size)", "Unwanted (files · size)", "Notes"])
+    #expect(headers.first == ["Model", "Change", "Adds", "Unwanted", "Notes"])
     #expect(headers.last == ["Change", "Path", "Size", "Wanted by / pin"])
     #expect(html.contains("<details><summary>"))
     #expect(html.contains("<td><code>vace_14B</code></td>"))

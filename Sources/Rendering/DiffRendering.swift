@@ -33,7 +33,7 @@ public struct SpaceCheck: Sendable, Equatable {
     public var blocked: Bool { !conflicts.isEmpty || filesystems.contains { !$0.fits } }
 }
 
-/// `wgpm diff --json`, format_version 1 (docs/diff.schema.json has the shape). Sorted, stable;
+/// `wgpm diff --json`, format_version 1 (README, "wgpm diff", lists its keys). Sorted, stable;
 /// the coding keys are the format: renaming one is a new format_version.
 public struct DiffDocument: Codable, Equatable, Sendable {
     public static let version = 1

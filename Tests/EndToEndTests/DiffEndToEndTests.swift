@@ -166,6 +166,13 @@ func twoLocks() throws -> Machine {
     #expect(diff.stdout.contains("⛔ **Blocked on `render-box.json`**"), "\(diff.stdout.prefix(600))")
     let diffJSON = jsonObject(try m.wgpmRun(["diff", "base.lock", "wgpm.lock", "--json", "--inventory", "render-box.json"]).stdout)
     #expect((diffJSON["space"] as? [String: Any])?["blocked"] as? Bool == true)
+    // HEAD as a manifest (with its lock next to it) says the same as HEAD's lock.
+    let fromManifest = try m.wgpmRun(["diff", "base.lock", "wgpm.yaml", "--json", "--inventory", "render-box.json"])
+    #expect(fromManifest.status == 0, "\(fromManifest.stderr)")
+    var a = jsonObject(fromManifest.stdout), b = diffJSON
+    for key in ["head", "base"] { a[key] = nil; b[key] = nil }
+    #expect(NSDictionary(dictionary: a) == NSDictionary(dictionary: b))
+    #expect((jsonObject(fromManifest.stdout)["head"] as? [String: String])?["kind"] == "manifest")
 
     let plan = try m.wgpmRun(["plan", "--locked", "--format", "markdown", "--inventory", "render-box.json"])
     #expect(plan.stderr.isEmpty, "\(plan.stderr)")

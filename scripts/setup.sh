@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what wgpm needs to build on a fresh Debian machine: the libcurl and SQLite
-# development packages (Swift packages resolve from the machine's package copies).
+# development packages (Swift packages resolve from the machine's package copies), and cmark-gfm,
+# which the tests use to prove that the Markdown output parses as GitHub-flavoured tables.
 set -euo pipefail
 need=()
-for pkg in libcurl4-openssl-dev libsqlite3-dev; do
+for pkg in libcurl4-openssl-dev libsqlite3-dev cmark-gfm; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v python3 >/dev/null 2>&1 || need+=(python3)

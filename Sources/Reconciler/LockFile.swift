@@ -27,10 +27,14 @@ public struct LockFile: Sendable, Equatable {
     /// which files the manifest wants, and neither the catalog nor the network is needed.
     public var manifestSHA256: String
     public var files: [DesiredFile]
+    /// The manifest's models with their settings, so `wgpm diff` of two locks can name a
+    /// settings change; nil in locks written before wgpm recorded them.
+    public var models: [ModelRecord]?
 
-    public init(manifestSHA256: String, files: [DesiredFile]) {
+    public init(manifestSHA256: String, files: [DesiredFile], models: [ModelRecord]? = nil) {
         self.manifestSHA256 = manifestSHA256
         self.files = files.sorted { $0.path < $1.path }
+        self.models = models?.sorted { $0.id < $1.id }
     }
 
     /// `wgpm.yaml` → `wgpm.lock`, `manifests/a.yaml` → `manifests/a.lock`.
@@ -69,12 +73,18 @@ public struct LockFile: Sendable, Equatable {
             throw FormatError(file: path, kind: .lock, reason: n == 1 ? "1 entry is not acceptable" : "\(n) entries are not acceptable",
                               entries: problems.lines, remedy: remedy)
         }
-        return LockFile(manifestSHA256: document.manifest_sha256, files: document.files.map(\.desiredFile))
+        for (i, m) in (document.models ?? []).enumerated() where m.id.isEmpty || m.id.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+            problems.lines.append("models[\(i)]: id '\(shown(m.id))' is not a model id")
+        }
+        if !problems.lines.isEmpty {
+            throw FormatError(file: path, kind: .lock, reason: "its models list is not acceptable", entries: problems.lines, remedy: remedy)
+        }
+        return LockFile(manifestSHA256: document.manifest_sha256, files: document.files.map(\.desiredFile), models: document.models)
     }
 
     /// The lock as written: sorted keys, one key per line, a trailing newline.
     public func render() throws -> String {
-        try renderJSON(Document(manifest_sha256: manifestSHA256, files: files.map(Entry.init)))
+        try renderJSON(Document(manifest_sha256: manifestSHA256, files: files.map(Entry.init), models: models))
     }
 
     public func write(to path: String) throws { try writeAtomically(try render(), to: path) }
@@ -87,6 +97,8 @@ extension LockFile {
         var manifest_sha256: String
         var generated_by: String? = "wgpm lock"
         var files: [Entry]
+        /// Optional in format_version 1: locks of earlier wgpm versions have none.
+        var models: [ModelRecord]?
     }
 
     /// One pinned file. Optional keys are left out when unknown; `wan2gp_downloads` only when false.

@@ -45,7 +45,7 @@ struct LockCommand: ParsableCommand {
                                                   lockPath: lockPath)
         let missing = desired.files.filter { $0.commit == nil && $0.expected.sha256 == nil && $0.expected.gitSHA1 == nil }
         for f in missing { printError("wgpm: warning: \(f.path): no identity known (not a Hub URL and no sha256 in the manifest)") }
-        let lock = LockFile(manifestSHA256: LockFile.digest(manifest.text), files: desired.files)
+        let lock = LockFile(manifestSHA256: LockFile.digest(manifest.text), files: desired.files, models: manifest.modelRecords)
         let previous = (try? LockFile.load(lockPath)) ?? nil
         try lock.write(to: lockPath)
         let before = Dictionary((previous?.files ?? []).map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })

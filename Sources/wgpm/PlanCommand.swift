@@ -17,6 +17,9 @@ struct PlanCommand: ParsableCommand {
     @Flag(help: "Print the plan as JSON (format_version 1).")
     var json = false
 
+    @Option(help: "text, json (as --json) or markdown (for a pull-request comment or step summary).")
+    var format: OutputFormat = .text
+
     @Option(name: .short, help: "Also save the plan, with a fingerprint of its inputs, to this file.")
     var out: String?
 
@@ -50,8 +53,11 @@ struct PlanCommand: ParsableCommand {
         for warning in result.warnings { printError("wgpm: warning: \(warning)") }
         let document = result.document(manifest: inputs.manifest.file)
         if let out { try SavedPlan(result, document: document, pruned: prune, config: reconciler.config.file).write(to: out) }
-        if json {
+        if json || format == .json {
             print(try renderJSON(document), terminator: "")
+        } else if format == .markdown {
+            print(renderPlanMarkdown(result.plan, desired: result.desired, manifest: inputs.manifest.file,
+                                     machine: inventory.map { ($0 as NSString).lastPathComponent }), terminator: "")
         } else {
             print(renderHuman(result.plan, style: terminalStyle, verbose: verbose), terminator: "")
             if let out { print("Saved the plan to \(out); run 'wgpm apply \(out)' to carry it out.") }

@@ -185,7 +185,7 @@ public func renderPlanMarkdown(_ plan: Plan, desired: [DesiredFile], manifest: S
         rows[key] = r
     }
     let s = plan.summary
-    let blocked = s.count(.conflict) > 0 || s.filesystems.contains { !$0.fits }
+    let blocked = plan.isBlocked
     let models = Set(desired.flatMap(\.wantedBy)).subtracting([filesEntry]).count
     var headline = "**\(counted(models, "model")), \(counted(desired.count, "file")): \(s.count(.download)) to download (\(formatBytes(s.downloadBytes))"
     if s.unknownSizeDownloads > 0 { headline += " + \(s.unknownSizeDownloads) of unknown size" }

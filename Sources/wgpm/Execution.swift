@@ -43,6 +43,7 @@ struct QueueOptions: ParsableArguments {
 func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool, ownJobs: [String]? = nil) throws -> Bool {
     let config = reconciler.config
     let confinement = Confinement(mapper: reconciler.mapper, linkedFolders: config.linkedFolders)
+    try reconciler.state.open()  // makes the state folder, where the queue's lock lives
     let locks = RunLocks(stateDirectory: config.stateDirectory, folderLocks: try RunLocks.folderLocks(confinement))
     defer { locks.release() }
     installInterruptHandlers()

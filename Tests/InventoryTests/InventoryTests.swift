@@ -80,7 +80,7 @@ func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(fo
     defer { dir.remove() }
     try dir.write("state.sqlite", Data(repeating: 0x41, count: 4096))
     do {
-        _ = try StateDatabase(directory: dir.path)
+        try StateDatabase(directory: dir.path).open()
         Issue.record("opened a corrupt database")
     } catch let error as StateError {
         #expect("\(error)".contains("move it aside"))
@@ -161,7 +161,7 @@ func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(fo
         (file + "/sub", "cannot create the state directory \(file)/sub: \(file) is not a directory. Set state_directory"),
     ] {
         do {
-            _ = try StateDatabase(directory: directory)
+            try StateDatabase(directory: directory).open()
             Issue.record("opened a state database in \(directory)")
         } catch let error as StateError {
             #expect("\(error)".hasPrefix(expected), "\(error)")
@@ -169,6 +169,6 @@ func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(fo
         }
     }
     // Missing parents are created, as mkdir -p does.
-    _ = try StateDatabase(directory: dir.file("a/b/c"))
+    try StateDatabase(directory: dir.file("a/b/c")).open()
     #expect(FileManager.default.fileExists(atPath: dir.file("a/b/c/state.sqlite")))
 }

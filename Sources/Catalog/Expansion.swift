@@ -291,6 +291,43 @@ public func pick(_ list: [String], quantization q: String, dtype: ModelSettings.
     return (preferred.isEmpty ? candidates : preferred).first
 }
 
+extension FileRole {
+    /// The order `show` lists roles in: what a model is first, what every model shares last.
+    public var displayOrder: Int {
+        switch self {
+        case .transformer: 0
+        case .module: 1
+        case .textEncoder: 2
+        case .vae: 3
+        case .preload: 4
+        case .lora: 5
+        case .handler: 6
+        case .core: 7
+        }
+    }
+}
+
+/// Where `settings` asked for a variant the model does not have, what Wan2GP takes instead:
+/// `--transformer-quantization fp8` on a model without an fp8 file gets its int8 file, and a
+/// person reading `show` should not take that for the fp8 one.
+public func missingVariantNotices(_ files: [RequiredFile], settings: ModelSettings) -> [String] {
+    guard !settings.allVariants else { return [] }
+    var notices: [String] = []
+    for file in files where file.role == .transformer {
+        let name = urlBasenameKeepingAlt(file.url).lowercased()
+        let q = settings.transformerQuantization.rawValue
+        let quantized = name.contains("int8") || name.contains("fp8")
+        if (q == "bf16" && quantized) || (q != "bf16" && !name.contains(q)) {
+            notices.append("no \(q) variant of this model's transformer; Wan2GP takes \(file.path)")
+        }
+        let other = settings.dtype == .bf16 ? "fp16" : "bf16"
+        if name.contains(other) && !name.contains(settings.dtype.rawValue) {
+            notices.append("no \(settings.dtype.rawValue) variant of \(file.path); Wan2GP takes it as it is")
+        }
+    }
+    return notices
+}
+
 /// The basename used for variant matching includes any `|alt` suffix (wan2gp.md §6, item 12).
 func urlBasenameKeepingAlt(_ url: String) -> String {
     url.split(separator: "/").last.map(String.init) ?? url

@@ -28,6 +28,9 @@ public struct Downloader: Sendable {
     public var fileSystem: FileSystem = LocalFileSystem()
     /// Connections one file may use (`connections_per_file`); 1: one stream per file.
     public var connectionsPerFile = 1
+    /// Bytes/s at which a segmented download's first connection carries the file alone
+    /// (`single_stream_above_mbs`); 0: more connections always start.
+    public var singleStreamAbove: Double = 100e6
     /// Connections beyond each file's first, shared by all files of a run (`max_connections`).
     public var pool: ConnectionPool?
     /// Files of at least this size with a known sha256 are fetched as parallel ranges.
@@ -48,7 +51,8 @@ public struct Downloader: Sendable {
         return "\(identity)-\(spec.size ?? 0).part"
     }
 
-    /// Downloads one file to its target. Returns the bytes placed.
+    /// Downloads one file to its target. Returns the bytes this run fetched (a resumed download
+    /// does not count what an earlier run left in its partial).
     @discardableResult
     public func run(_ spec: JobSpec, cancel: CancelFlag, progress: @escaping @Sendable (Int64) -> Void,
                     notice: @escaping @Sendable (String) -> Void) throws -> Int64 {
@@ -70,7 +74,6 @@ public struct Downloader: Sendable {
                                              cancel: cancel, progress: progress, notice: notice) {
                 return placed
             }
-            notice("\(spec.path): the file host does not serve byte ranges; fetching it as one stream")
         }
         // A segmented partial has holes: one stream continues only after its run from byte 0.
         SegmentedDownload.reduceToPrefix(folder: partialFolder, name: Self.partialName(spec), size: spec.size, sha256: spec.sha256)
@@ -87,7 +90,7 @@ public struct Downloader: Sendable {
             if failures >= maxAttempts { throw ExecutorError.gaveUp(path: spec.path, reason: lastReason) }
             // Already complete (an earlier run was stopped between the last byte and the rename).
             if let size = spec.size, partial.length == size {
-                return try finish(spec, partial, into: targetFolder)
+                return try finishFetched(spec, partial, into: targetFolder)
             }
             var source = DownloadSource(url: url, sendToken: false)
             if let ref {
@@ -136,7 +139,7 @@ public struct Downloader: Sendable {
                     wait(failures - 1, nil, spec, notice)
                     continue
                 }
-                return try finish(spec, partial, into: targetFolder)
+                return try finishFetched(spec, partial, into: targetFolder)
             case .badContent(let reason):
                 // Nothing of it was kept: the start was held back, or the reply was refused
                 // before its first byte was written.
@@ -145,7 +148,7 @@ public struct Downloader: Sendable {
                 notice("\(spec.path): \(reason); nothing of it was kept")
                 wait(failures - 1, nil, spec, notice)
             case .rangeNotSatisfiable:
-                if let size = spec.size, partial.length == size { return try finish(spec, partial, into: targetFolder) }
+                if let size = spec.size, partial.length == size { return try finishFetched(spec, partial, into: targetFolder) }
                 try partial.restart()  // the partial belongs to other content
                 failures += 1
                 lastReason = "the server refused to resume at byte \(before)"
@@ -175,7 +178,8 @@ public struct Downloader: Sendable {
     }
 
     /// The segmented path: resolves the link, runs the workers, and moves the verified file into
-    /// place. Returns nil when the host ignores ranges (the caller goes on with one stream).
+    /// place. Returns nil when the host ignores ranges, or when one connection alone is fast
+    /// (the caller goes on with one stream).
     private func runSegmented(_ spec: JobSpec, size: Int64, sha256: String, partialFolder: Int32, targetFolder: Int32,
                               cancel: CancelFlag, progress: @escaping @Sendable (Int64) -> Void,
                               notice: @escaping @Sendable (String) -> Void) throws -> Int64? {
@@ -203,7 +207,8 @@ public struct Downloader: Sendable {
         let download = try SegmentedDownload(spec: spec, size: size, sha256: sha256, folder: partialFolder, name: name,
                                              source: source, downloader: self, progress: progress, notice: notice)
         switch try download.run(connections: connectionsPerFile, pool: pool, cancel: cancel) {
-        case .singleStream:
+        case .singleStream(let rangesIgnored):
+            if rangesIgnored { notice("\(spec.path): the file host does not serve byte ranges; fetching it as one stream") }
             return nil
         case .placed(let bytes):
             guard renameat(partialFolder, name, targetFolder, (spec.target as NSString).lastPathComponent) == 0 else {
@@ -219,6 +224,11 @@ public struct Downloader: Sendable {
         let delay = retryDelay(attempt: attempt, response: response, jitter: Double.random(in: 0...1))
         notice("\(spec.path): retrying in \(String(format: "%.0f", delay)) s")
         sleeper.sleep(seconds: delay)
+    }
+
+    private func finishFetched(_ spec: JobSpec, _ partial: PartialFile, into targetFolder: Int32) throws -> Int64 {
+        _ = try finish(spec, partial, into: targetFolder)
+        return partial.fetched
     }
 
     /// Verifies size and hash, flushes, and renames the partial file over the target.

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HubClient
 import Inventory
+import Planner
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -30,8 +31,9 @@ public final class ConnectionPool: Sendable {
 /// How a segmented download ended, when it did not throw.
 enum SegmentedResult {
     case placed(Int64)
-    /// The host ignored a range request: the caller fetches the file as one stream.
-    case singleStream
+    /// The caller fetches the file as one stream: the host ignored a range request, or (when
+    /// `rangesIgnored` is false) one connection alone was fast.
+    case singleStream(rangesIgnored: Bool)
 }
 
 /// One large file fetched as parallel range requests into its one partial file.
@@ -54,6 +56,8 @@ final class SegmentedDownload: Sendable {
         var alive = 0
         var fatal: ExecutorError?
         var singleStream = false
+        /// The first connection alone was fast: one stream, and the host was not at fault.
+        var oneIsFast = false
         /// A worker used up its attempts: no new workers start; the rest finish what they can.
         var exhausted = false
         var lastReason = ""
@@ -76,6 +80,14 @@ final class SegmentedDownload: Sendable {
     let notice: @Sendable (String) -> Void
 
     static let minimumSplit: Int64 = 8 << 20
+
+    /// How long the first connection is measured before more start; at the downloader's
+    /// `singleStreamAbove` rate (default 100 MB/s) it carries the file alone. Why: file hosts
+    /// that cap connections cap them at 40–65 MB/s (huggingface_hub#2658, textgen#2841), and
+    /// more connections pay off only there; from an uncapped host (a local mirror, a LAN) one
+    /// stream is as fast and sixteen only cost CPU — 0.40–0.73× curl on loopback on two cores.
+    /// The measurement errs towards more connections: a slow start reads as a slow host.
+    static let probeWindow = 0.05
 
     /// About eight pieces per connection, each 8–64 MiB: a request per piece costs a round trip
     /// (1–2 % at 40 MB/s and 30 ms for a 64 MiB piece), and the hash trails the written front
@@ -159,7 +171,12 @@ final class SegmentedDownload: Sendable {
         let hasher = PrefixHasher(fd: fd, block: Self.readBlock)
         var nextWorker = 1
         var lastSave = Date()
-        progress(state.withLock { $0.schedule.writtenBytes })
+        // Only a fresh partial or one stream's prefix may go on as one stream: holes that an
+        // earlier segmented run left would be dropped.
+        let (startBytes, startPrefix) = state.withLock { ($0.schedule.writtenBytes, $0.schedule.prefix) }
+        var probed = connections <= 1 || startBytes != startPrefix || downloader.singleStreamAbove <= 0
+        var probe: (start: Date, bytes: Int64)?
+        progress(startBytes)
         spawn(id: 0, pooled: false, pool: pool)
         while true {
             if cancel.isSet { abort.set() }
@@ -170,12 +187,29 @@ final class SegmentedDownload: Sendable {
                 fail(.posix(path: spec.path, code: error.code.rawValue, doing: "read back"))
             }
             let hashed = hasher.hashed
-            let (alive, fatal, singleStream, complete, rangesWork, exhausted, work) = state.withLock {
-                ($0.alive, $0.fatal, $0.singleStream, $0.schedule.isComplete, $0.rangesWork, $0.exhausted, $0.schedule.hasWorkToHandOut)
+            let (alive, fatal, singleStream, complete, rangesWork, exhausted, work, written) = state.withLock {
+                ($0.alive, $0.fatal, $0.singleStream, $0.schedule.isComplete, $0.rangesWork, $0.exhausted,
+                 $0.schedule.hasWorkToHandOut, $0.schedule.writtenBytes)
             }
+            var pause = 0.25
             if alive == 0 {
                 // Nothing more will be written: stop once what is written is hashed.
                 if abort.isSet || fatal != nil || singleStream || !complete || hashed == size || (steps == 0 && hashed >= prefix) { break }
+            } else if rangesWork && !probed && fatal == nil && !abort.isSet {
+                // The first connection's bytes arrive: measure it before starting others.
+                let now = Date()
+                if let p = probe, now.timeIntervalSince(p.start) >= Self.probeWindow {
+                    probed = true
+                    let rate = Double(written - p.bytes) / now.timeIntervalSince(p.start)
+                    if rate >= downloader.singleStreamAbove {
+                        notice("\(spec.path): one connection brings \(formatBytes(Int64(rate)))/s; no more are opened (single_stream_above_mbs)")
+                        state.withLock { $0.singleStream = true; $0.oneIsFast = true }
+                        abort.set()
+                    }
+                    continue
+                }
+                if probe == nil { probe = (now, written) }
+                pause = max(0.001, Self.probeWindow - now.timeIntervalSince(probe!.start))
             } else if rangesWork && !exhausted && work && alive < connections && fatal == nil && !abort.isSet,
                       pool?.tryTake() == true {
                 spawn(id: nextWorker, pooled: true, pool: pool)
@@ -186,7 +220,7 @@ final class SegmentedDownload: Sendable {
                 saveMap()
                 lastSave = Date()
             }
-            if steps == 0 { _ = wake.wait(timeout: .now() + 0.25) }
+            if steps == 0 { _ = wake.wait(timeout: .now() + pause) }
         }
         group.wait()
         let end = state.withLock { $0 }
@@ -194,7 +228,7 @@ final class SegmentedDownload: Sendable {
             // The one stream continues after the written run from byte 0; the rest is dropped.
             ftruncate(fd, off_t(end.schedule.prefix))
             unlinkat(folder, SegmentMapFile.name(of: name), 0)
-            return .singleStream
+            return .singleStream(rangesIgnored: !end.oneIsFast)
         }
         guard end.schedule.isComplete && hasher.hashed == size && end.fatal == nil && !cancel.isSet else {
             saveMap()
@@ -208,7 +242,7 @@ final class SegmentedDownload: Sendable {
             throw ExecutorError.verificationFailed(path: spec.path, expected: sha256, actual: actual)
         }
         guard fsync(fd) == 0 else { throw ExecutorError.posix(path: spec.path, code: errno, doing: "flush") }
-        return .placed(size)
+        return .placed(size - startBytes)  // what this run fetched, not what an earlier one did
     }
 
     /// Removes the partial and its map (a failed verification: never resumed).

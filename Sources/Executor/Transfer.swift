@@ -212,6 +212,9 @@ final class PartialFile: TransferSink, @unchecked Sendable {
     /// The name whose extension says which format the content must have; nil: not judged.
     let formatName: String?
     private(set) var length: Int64 = 0
+    /// What this run wrote (a resumed download counts only what it fetched; a restart from 0
+    /// counts what it fetches again).
+    private(set) var fetched: Int64 = 0
     private let hasher: HashPipeline
     /// The error of the last failed local write, for the caller to report as it is.
     private(set) var failure: ExecutorError?
@@ -337,7 +340,10 @@ final class PartialFile: TransferSink, @unchecked Sendable {
             failure = error
             throw error
         }
-        if write { length += Int64(bytes.count) }
+        if write {
+            length += Int64(bytes.count)
+            fetched += Int64(bytes.count)
+        }
     }
 
     func digests() -> (sha256: String, gitSHA1: String?) { hasher.digests() }

@@ -57,7 +57,8 @@ public enum HubError: Error, Equatable, CustomStringConvertible {
     case authenticationRequired(repo: String)
     case invalidToken
     case repoNotFound(repo: String)
-    case gated(repo: String, hasToken: Bool)
+    /// `page`: the repo's page on the Hub, where its terms are accepted.
+    case gated(repo: String, hasToken: Bool, page: String)
     case revisionNotFound(repo: String, revision: String)
     case entryNotFound(repo: String, path: String, revision: String)
     case notAHub(url: String)
@@ -74,10 +75,10 @@ public enum HubError: Error, Equatable, CustomStringConvertible {
             return "the Hub rejected the token (401 Invalid credentials). Check HF_TOKEN or $HF_HOME/token; it was not printed."
         case .repoNotFound(let repo):
             return "\(repo): repository not found, or the token has no access to it (404). Check the repo name in the definition or manifest."
-        case .gated(let repo, let hasToken):
+        case .gated(let repo, let hasToken, let page):
             return hasToken
-                ? "\(repo) is gated and this token's account has not been granted access (403). Accept the terms on the repo's page, then retry."
-                : "\(repo) is gated. Set HF_TOKEN to a token of an account that accepted the repo's terms."
+                ? "\(repo) is gated and this token's account has not been granted access (403). Accept the terms on \(page), then retry."
+                : "\(repo) is gated. Accept its terms on \(page), then set HF_TOKEN to a token of that account."
         case .revisionNotFound(let repo, let revision):
             return "\(repo): revision '\(revision)' does not exist (404). Fix the revision in the URL or lock file."
         case .entryNotFound(let repo, let path, let revision):
@@ -197,21 +198,25 @@ public struct HubClient: Sendable {
         let code = r.header("x-error-code")
         let message = r.header("x-error-message") ?? ""
         switch (r.status, code) {
-        case (_, "GatedRepo"?): return .gated(repo: repo, hasToken: token != nil)
+        case (_, "GatedRepo"?): return .gated(repo: repo, hasToken: token != nil, page: "\(endpoint)/\(repo)")
         case (_, "RepoNotFound"?): return .repoNotFound(repo: repo)
         case (_, "RevisionNotFound"?): return .revisionNotFound(repo: repo, revision: revision)
         case (_, "EntryNotFound"?): return .entryNotFound(repo: repo, path: path ?? "?", revision: revision)
         case (401, _):
             if message.contains("Invalid credentials") { return .invalidToken }
             return .authenticationRequired(repo: repo)
-        case (403, _): return .gated(repo: repo, hasToken: token != nil)
+        case (403, _): return .gated(repo: repo, hasToken: token != nil, page: "\(endpoint)/\(repo)")
         case (404, _): return path.map { .entryNotFound(repo: repo, path: $0, revision: revision) } ?? .repoNotFound(repo: repo)
         default: return .server(status: r.status, url: url, requestID: r.header("x-request-id"))
         }
     }
 
     /// The commit a revision (branch, tag or commit) resolves to.
-    public func resolveCommit(_ ref: HubReference) throws -> String {
+    public func resolveCommit(_ ref: HubReference) throws -> String { try resolveRevision(ref).commit }
+
+    /// The commit a revision resolves to, and whether the repo is gated (its metadata is
+    /// public, its files need accepted terms).
+    public func resolveRevision(_ ref: HubReference) throws -> (commit: String, gated: Bool) {
         let url = "\(endpoint)/api/\(ref.apiPrefix)/\(ref.repo)/revision/\(encodeSegment(ref.revision))"
         let r = try send(HTTPRequest(method: "GET", url: url))
         guard r.status == 200 else { throw failure(r, url: url, repo: ref.repo, revision: ref.revision, path: nil) }
@@ -221,7 +226,20 @@ public struct HubClient: Sendable {
         guard let sha = json["sha"] as? String, sha.count == 40 else {
             throw HubError.malformed(url: url, message: "no commit id ('sha') in the repo info")
         }
-        return sha
+        // "gated" is false, "auto" or "manual".
+        let gated = (json["gated"] as? String).map { !$0.isEmpty } ?? (json["gated"] as? Bool ?? false)
+        return (sha, gated)
+    }
+
+    /// Throws what the Hub says when this client may not download `path` of a gated repo (a
+    /// HEAD of its resolve URL, as a download would start): found at plan time, not by apply.
+    public func checkDownloadAccess(_ ref: HubReference, commit: String, path: String) throws {
+        var file = ref
+        file.path = path
+        let url = file.resolveURL(endpoint: endpoint, revision: commit)
+        let r = try send(HTTPRequest(method: "HEAD", url: url))
+        guard r.status == 401 || r.status == 403 else { return }
+        throw failure(r, url: url, repo: ref.repo, revision: commit, path: path)
     }
 
     /// Size and hash of each named path at a commit (paths-info API, in batches).

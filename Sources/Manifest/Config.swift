@@ -69,10 +69,13 @@ public struct MachineConfig: Sendable {
     /// Connections all downloads of a run hold together (`max_connections`); at least
     /// `parallel_downloads`, since every running download needs one.
     public var maxConnections = 32
+    /// A first connection at least this fast (MB/s) carries its file alone; 0: never
+    /// (`single_stream_above_mbs`).
+    public var singleStreamAboveMBs = 100
 
     static let keys = ["linked_folders", "wan2gp_directory", "ckpts_directory", "loras_directory", "state_directory", "hub",
                        "bandwidth_limit_kb", "parallel_downloads", "parallel_hash_workers", "link_mode",
-                       "min_free_gb", "sources", "source_lock_timeout", "when_source_locked", "connections_per_file", "max_connections",
+                       "min_free_gb", "sources", "source_lock_timeout", "when_source_locked", "connections_per_file", "max_connections", "single_stream_above_mbs",
                        "invokeai_db", "invokeai_models_dir"]
 
     /// The config files tried, in order, when none is named.
@@ -165,6 +168,7 @@ public struct MachineConfig: Sendable {
             if n > 64 { check.report(map["connections_per_file"]!, "connections_per_file must be at most 64") }
             cfg.connectionsPerFile = n
         }
+        if let n = check.int(map["single_stream_above_mbs"], "single_stream_above_mbs", min: 0) { cfg.singleStreamAboveMBs = n }
         if let n = check.int(map["max_connections"], "max_connections", min: 1) {
             if n < cfg.parallelDownloads {
                 check.report(map["max_connections"]!, "max_connections (\(n)) is less than parallel_downloads (\(cfg.parallelDownloads)): every running download needs a connection; raise max_connections or lower parallel_downloads")

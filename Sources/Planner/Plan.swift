@@ -74,6 +74,10 @@ public struct PlanSummary: Hashable, Sendable {
     public var reusedBytes: Int64
     /// Sorted by filesystem id.
     public var filesystems: [FilesystemUsage]
+    /// Files wgpm placed that the manifest no longer wants (removed with `--prune`, counted
+    /// either way), and the bytes they hold (links hold none).
+    public var prunable = 0
+    public var prunableBytes: Int64 = 0
 
     public func count(_ kind: ActionKind) -> Int { counts[kind] ?? 0 }
 }

@@ -13,10 +13,10 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
         switch observation {
         case .directory:
             actions.append(Action(kind: .conflict, path: file.path,
-                                  reason: "a directory is in the way of a file; not touched", file: file))
+                                  reason: "a directory is in the way of a file; not touched — move it away, then apply again", file: file))
         case .other:
             actions.append(Action(kind: .conflict, path: file.path,
-                                  reason: "a special file is in the way; not touched", file: file))
+                                  reason: "a special file is in the way; not touched — move it away, then apply again", file: file))
         case .unreadable(let why):
             actions.append(Action(kind: .conflict, path: file.path,
                                   reason: "cannot read: \(why); not touched — fix its owner or permissions", file: file))
@@ -51,6 +51,21 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
         }
     }
 
+    // Files wgpm placed that nobody wants now: removed with --prune, counted without it.
+    var prunable = 0
+    var prunableBytes: Int64 = 0
+    for path in observed.managedPaths.sorted() where !desiredPaths.contains(path) {
+        switch observed.paths[path] ?? .missing {
+        case .file(let content):
+            prunable += 1
+            prunableBytes = saturatingSum(prunableBytes, content.size)
+        case .symlink, .unreadable:
+            prunable += 1  // a link frees no space; an unreadable file's size is not known
+        case .missing, .directory, .other:
+            break
+        }
+    }
+
     if options.prune {
         for path in observed.managedPaths.sorted() where !desiredPaths.contains(path) {
             let observation = observed.paths[path] ?? .missing
@@ -59,7 +74,7 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
                 continue
             case .directory, .other:
                 actions.append(Action(kind: .conflict, path: path,
-                                      reason: "created by wgpm, no longer wanted, but now not a file; not touched"))
+                                      reason: "created by wgpm, no longer wanted, but now not a file; not touched — remove it yourself if it is not needed"))
             // Removing needs write access to the folder, not read access to the file.
             case .file, .symlink, .unreadable:
                 actions.append(Action(kind: .remove, path: path,
@@ -69,8 +84,10 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
     }
 
     actions.sort { $0.path < $1.path }
-    return Plan(actions: actions, unchanged: unchanged,
-                summary: summarize(actions: actions, unchanged: unchanged.count, observed: observed, reserve: options.reserveBytes))
+    var summary = summarize(actions: actions, unchanged: unchanged.count, observed: observed, reserve: options.reserveBytes)
+    summary.prunable = prunable
+    summary.prunableBytes = prunableBytes
+    return Plan(actions: actions, unchanged: unchanged, summary: summary)
 }
 
 /// Why `content` is not the expected file, or nil when it is.

@@ -8,11 +8,17 @@ import State
 /// Errors of the expansion stage that are not the catalog's own.
 public enum DesiredError: Error, CustomStringConvertible {
     case pathCollision(path: String, first: String, second: String)
+    /// Every repo the Hub refused in one plan, each with what to do: all at once, so one
+    /// run shows the whole list rather than one problem per run.
+    case hubProblems([String])
 
     public var description: String {
         switch self {
         case .pathCollision(let path, let first, let second):
             return "\(path) would come from two different URLs: \(first) and \(second). Give the files: entry another path."
+        case .hubProblems(let problems):
+            if problems.count == 1 { return problems[0] }
+            return "the Hub refused \(problems.count) repos:\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
         }
     }
 }
@@ -104,35 +110,56 @@ extension Reconciler {
             let key = "\(ref.type.rawValue):\(ref.repo)@\(ref.revision)"
             groups[key, default: (ref, [])].indices.append(i)
         }
+        var problems: [String] = []
+        var stale: [String] = []
         for key in groups.keys.sorted() {
-            let (ref, indices) = groups[key]!
-            let commit: String
-            if ref.revision.count == 40, ref.revision.allSatisfy(\.isHexDigit) {
-                commit = ref.revision.lowercased()
-            } else if !refresh, let cached = try state.cachedCommit(repo: ref.repo, revision: ref.revision) {
-                commit = cached
-            } else {
-                commit = try hub.resolveCommit(ref)
-                stats.hubRequests += 1
-                try state.storeCommit(repo: ref.repo, revision: ref.revision, commit: commit, at: context.clock())
+            do {
+                let (ref, indices) = groups[key]!
+                let commit: String
+                if ref.revision.count == 40, ref.revision.allSatisfy(\.isHexDigit) {
+                    commit = ref.revision.lowercased()
+                } else if !refresh, let cached = try state.cachedRevision(repo: ref.repo, revision: ref.revision) {
+                    commit = cached.commit
+                    if context.clock() - cached.fetchedAt > 86_400 { stale.append(ref.repo) }
+                } else {
+                    let resolved = try hub.resolveRevision(ref)
+                    commit = resolved.commit
+                    stats.hubRequests += 1
+                    if resolved.gated, let first = indices.compactMap({ HubReference(url: files[$0].url)?.path }).min() {
+                        // Checked before the commit is cached, so the next plan asks again.
+                        try hub.checkDownloadAccess(ref, commit: commit, path: first)
+                        stats.hubRequests += 1
+                    }
+                    try state.storeCommit(repo: ref.repo, revision: ref.revision, commit: commit, at: context.clock())
+                }
+                let paths = indices.compactMap { HubReference(url: files[$0].url)?.path }
+                var known = refresh ? [:] : try state.cachedFiles(repo: ref.repo, commit: commit, paths: paths)
+                let missing = Array(Set(paths.filter { known[$0] == nil })).sorted()
+                if missing.isEmpty {
+                    stats.cachedRepos += 1
+                } else {
+                    let fetched = try hub.fileInfo(ref, commit: commit, paths: missing)
+                    stats.hubRequests += 1 + (missing.count - 1) / 100
+                    try state.storeFiles(repo: ref.repo, commit: commit, files: fetched)
+                    for f in fetched { known[f.path] = f }
+                }
+                for i in indices {
+                    guard let path = HubReference(url: files[i].url)?.path, let info = known[path] else { continue }
+                    files[i].repo = ref.repo
+                    files[i].commit = commit
+                    files[i].expected = FileIdentity(size: info.size, sha256: info.sha256, gitSHA1: info.gitSHA1)
+                }
+            } catch let error as HubError {
+                // The same for every repo: one line says it.
+                if case .unreachable = error { throw error }
+                if case .invalidToken = error { throw error }
+                problems.append("\(error)")
             }
-            let paths = indices.compactMap { HubReference(url: files[$0].url)?.path }
-            var known = refresh ? [:] : try state.cachedFiles(repo: ref.repo, commit: commit, paths: paths)
-            let missing = Array(Set(paths.filter { known[$0] == nil })).sorted()
-            if missing.isEmpty {
-                stats.cachedRepos += 1
-            } else {
-                let fetched = try hub.fileInfo(ref, commit: commit, paths: missing)
-                stats.hubRequests += 1 + (missing.count - 1) / 100
-                try state.storeFiles(repo: ref.repo, commit: commit, files: fetched)
-                for f in fetched { known[f.path] = f }
-            }
-            for i in indices {
-                guard let path = HubReference(url: files[i].url)?.path, let info = known[path] else { continue }
-                files[i].repo = ref.repo
-                files[i].commit = commit
-                files[i].expected = FileIdentity(size: info.size, sha256: info.sha256, gitSHA1: info.gitSHA1)
-            }
+        }
+        if !problems.isEmpty { throw DesiredError.hubProblems(problems) }
+        if !stale.isEmpty {
+            let names = stale.count <= 3 ? stale.joined(separator: ", ") : stale.prefix(3).joined(separator: ", ") + " and \(stale.count - 3) more"
+            warnings.append("what the Hub said about \(names) is more than a day old (cached); 'wgpm plan --refresh' asks again for the newest commit")
         }
         for (path, sha) in pinned {
             let i = index[path]!

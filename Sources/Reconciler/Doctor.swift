@@ -12,7 +12,8 @@ import Glibc
 
 /// One line of `wgpm doctor`: what was checked, whether it is fine, and what to do if not.
 public struct Check: Sendable {
-    public enum Status: String, Sendable { case ok, warn, fail }
+    /// `skip`: not checked, because what it needs (the config) is broken.
+    public enum Status: String, Sendable { case ok, warn, fail, skip }
     public var status: Status
     public var subject: String
     public var detail: String
@@ -21,9 +22,24 @@ public struct Check: Sendable {
 extension Reconciler {
     /// Checks config, paths, the Wan2GP directory, databases, the Hub and its token (never
     /// shown), link support per filesystem and free space. Changes nothing but temporary probes.
-    public func diagnose() -> [Check] {
+    ///
+    /// `configProblem`: the config could not be read (this reconciler then holds the fallback
+    /// settings). It is the first failure; the Hub is still checked with the environment's
+    /// endpoint and token, and every check that needs the config's values says it was skipped.
+    public func diagnose(configProblem: String? = nil) -> [Check] {
         var checks: [Check] = []
         func add(_ s: Check.Status, _ subject: String, _ detail: String) { checks.append(Check(status: s, subject: subject, detail: detail)) }
+        if let configProblem {
+            add(.fail, "config", configProblem)
+            let skipped = "not checked: the config above could not be read"
+            for subject in ["wan2gp_directory", "ckpts_directory", "loras_directory", "state_directory", "sources"] {
+                add(.skip, subject, skipped)
+            }
+            checkHub(add)
+            add(.skip, "links", skipped)
+            add(.skip, "free space", skipped)
+            return checks
+        }
         add(.ok, "config", config.file.map { "read \($0)" } ?? "no config file; defaults in use")
 
         do {
@@ -74,18 +90,7 @@ extension Reconciler {
             }
         }
 
-        // The Hub: reachable, and the token (if any) accepted. The token itself is never shown.
-        let probe = HubClient(endpoint: config.hubEndpoint, token: config.token, transport: context.transport,
-                              sleeper: context.sleeper, maxAttempts: 1)
-        let tokenNote = config.token == nil ? "no token (public repos only)" : "a token is configured"
-        do {
-            _ = try probe.resolveCommit(HubReference(repo: "DeepBeepMeep/Wan2.1", revision: "main", path: ""))
-            add(.ok, "hub", "\(config.hubEndpoint) answers; \(tokenNote)")
-        } catch HubError.invalidToken {
-            add(.fail, "hub", "\(config.hubEndpoint) rejected the token; check \(config.tokenEnv) or $HF_HOME/token")
-        } catch {
-            add(.fail, "hub", "\(error)")
-        }
+        checkHub(add)
 
         // Link support on the ckpts filesystem, and hardlinks from each source.
         let probeDir = FileManager.default.fileExists(atPath: config.ckptsDirectory) ? config.ckptsDirectory : config.stateDirectory
@@ -94,8 +99,10 @@ extension Reconciler {
             let sym = symlink(base, base + ".sym") == 0
             let hard = link(base, base + ".hard") == 0
             unlink(base + ".sym"); unlink(base + ".hard"); unlink(base)
-            add(sym ? .ok : .warn, "links", "\(probeDir): symlink \(sym ? "ok" : "not supported"), hardlink \(hard ? "ok" : "not supported")"
-                + (sym ? "" : "; use link_mode copy"))
+            // Without the link kind the config asks for, every reuse would fail: not a warning.
+            let usable = config.linkMode.rawValue == "copy" || (config.linkMode.rawValue == "hardlink" ? hard : sym)
+            add(usable ? .ok : .fail, "links", "\(probeDir): symlink \(sym ? "ok" : "not supported"), hardlink \(hard ? "ok" : "not supported")"
+                + (usable ? "" : "; set link_mode: copy in the config"))
         } else {
             add(.warn, "links", "cannot create a probe file in \(probeDir)")
         }
@@ -112,9 +119,25 @@ extension Reconciler {
             guard let fs = context.fileSystem.filesystem(of: dir), seen.insert(fs.id).inserted else { continue }
             let reserve = config.minFreeBytes
             let gb = String(format: "%.1f GB", Double(fs.freeBytes) / 1e9)
-            add(fs.freeBytes > reserve ? .ok : .warn, "free space", "\(fs.mountPoint): \(gb) free" + (fs.freeBytes > reserve ? "" : ", below min_free_gb \(config.minFreeGB): downloads will be refused"))
+            // Below the reserve apply refuses every download: a failure, not a warning.
+            add(fs.freeBytes > reserve ? .ok : .fail, "free space", "\(fs.mountPoint): \(gb) free" + (fs.freeBytes > reserve ? "" : ", below min_free_gb \(config.minFreeGB): apply will refuse to download; free space or lower min_free_gb"))
         }
         return checks
+    }
+
+    /// The Hub: reachable, and the token (if any) accepted. The token itself is never shown.
+    private func checkHub(_ add: (Check.Status, String, String) -> Void) {
+        let probe = HubClient(endpoint: config.hubEndpoint, token: config.token, transport: context.transport,
+                              sleeper: context.sleeper, maxAttempts: 1)
+        let tokenNote = config.token == nil ? "no token (public repos only)" : "a token is configured"
+        do {
+            _ = try probe.resolveCommit(HubReference(repo: "DeepBeepMeep/Wan2.1", revision: "main", path: ""))
+            add(.ok, "hub", "\(config.hubEndpoint) answers; \(tokenNote)")
+        } catch HubError.invalidToken {
+            add(.fail, "hub", "\(config.hubEndpoint) rejected the token; check \(config.tokenEnv) or $HF_HOME/token")
+        } catch {
+            add(.fail, "hub", "\(error)")
+        }
     }
 }
 

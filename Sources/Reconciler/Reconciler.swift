@@ -77,7 +77,8 @@ public struct Reconciler: Sendable {
         if let recorded {
             observed = recorded.observed(for: desired.files)
         } else {
-            (observed, stats) = try inventory.observe(desired.files, extraPaths: prune ? Array(managed) : [])
+            // Managed paths are only looked at (never hashed): plain plan counts what --prune would free.
+            (observed, stats) = try inventory.observe(desired.files, extraPaths: Array(managed))
         }
         if recorded == nil { observed.managedPaths = managed }
         var warnings = desired.warnings

@@ -14,12 +14,13 @@ public struct TerminalStyle: Sendable {
     func paint(_ text: String, _ code: String) -> String { color ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
 }
 
-/// The human form of a plan (SPEC §3).
-public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = false) -> String {
+/// The human form of a plan (SPEC §3), its rows within `width` columns where the paths allow:
+/// path and details on one line when they fit (aligned when every row fits so), otherwise the
+/// details on the next line under the path. Paths are never shortened: they are what a person
+/// acts on.
+public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = false, width: Int = 80) -> String {
     var lines: [String] = []
-    let width = min(max(plan.actions.map(\.path.count).max() ?? 0, 20), 90)
-    func pad(_ s: String) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
-    for action in plan.actions {
+    let rows = plan.actions.map { action -> (label: String, path: String, detail: String) in
         let (symbol, color) = switch action.kind {
         case .download: ("+", "32")
         case .link: ("+", "36")
@@ -28,20 +29,35 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
         case .conflict: ("!", "1;31")
         }
         let label = style.paint("\(symbol) \(action.kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0))", color)
-        var line = "  \(label) \(pad(action.path))"
+        var detail: String
         switch (action.kind, action.fetch) {
         case (.download, .download(_, let size)?):
-            line += "  \(size.map(formatBytes) ?? "size unknown")" + origin(action.file)
-            if action.file?.downloadable == false { line += "  (Wan2GP expects it in place; not its own download)" }
+            detail = (size.map(formatBytes) ?? "size unknown") + origin(action.file)
+            if action.file?.downloadable == false { detail += "  (Wan2GP expects it in place; not its own download)" }
         case (.link, .link(_, let from, let basis, let mode)?):
-            line += "  ->  \(from)  (\(basis.rawValue)\(mode == .symlink ? "" : ", \(mode.rawValue)"))"
+            detail = "->  \(from)  (\(basis.rawValue)\(mode == .symlink ? "" : ", \(mode.rawValue)"))"
         case (.replace, _):
-            line += "  (\(action.reason))"
-            if case .download(_, let size)? = action.fetch { line += "  \(size.map(formatBytes) ?? "")" + origin(action.file) }
+            detail = "(\(action.reason))"
+            if case .download(_, let size)? = action.fetch { detail += "  \(size.map(formatBytes) ?? "")" + origin(action.file) }
         default:
-            line += "  (\(action.reason))"
+            detail = "(\(action.reason))"
         }
-        lines.append(line)
+        return (label, action.path, detail)
+    }
+    // "  + download  " is 14 columns; the label's colour codes take none.
+    let lead = 14
+    let longestPath = rows.map(\.path.count).max() ?? 0
+    let aligned = rows.allSatisfy { lead + longestPath + 2 + $0.detail.count <= width }
+    for row in rows {
+        let head = "  \(row.label) \(row.path)"
+        if aligned {
+            lines.append(head + String(repeating: " ", count: longestPath - row.path.count) + "  " + row.detail)
+        } else if lead + row.path.count + 2 + row.detail.count <= width {
+            lines.append(head + "  " + row.detail)
+        } else {
+            lines.append(head)
+            lines.append(contentsOf: wrapped(row.detail, indent: lead, width: width))
+        }
     }
     if verbose {
         for path in plan.unchanged { lines.append("    unchanged \(path)") }
@@ -51,7 +67,8 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
     var summary = "Plan: \(s.count(.download)) to download (\(formatBytes(s.downloadBytes))"
     if s.unknownSizeDownloads > 0 { summary += " + \(s.unknownSizeDownloads) of unknown size" }
     summary += "), \(s.count(.link)) to link (\(formatBytes(s.reusedBytes)) reused), \(s.count(.replace)) to replace, "
-    summary += "\(s.count(.remove)) to remove, \(s.unchanged) unchanged."
+    summary += "\(s.count(.remove)) to remove" + (s.count(.remove) > 0 && s.prunableBytes > 0 ? " (\(formatBytes(s.prunableBytes)) freed)" : "")
+    summary += ", \(s.unchanged) unchanged."
     if s.count(.conflict) > 0 {
         summary += s.count(.conflict) == 1 ? " 1 conflict needs attention." : " \(s.count(.conflict)) conflicts need attention."
     }
@@ -59,13 +76,39 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
         summary = s.unchanged == 0 ? "No changes. The manifest wants no files: add model ids under 'models:' ('wgpm models' lists them)."
             : "No changes. " + (s.unchanged == 1 ? "1 file is" : "\(s.unchanged) files are") + " already as the manifest wants."
     }
-    lines.append(summary)
+    if s.count(.remove) == 0 && s.prunable > 0 {
+        summary += " \(counted(s.prunable, "file")) wgpm placed " + (s.prunable == 1 ? "is" : "are") + " no longer wanted"
+            + (s.prunableBytes > 0 ? " (\(formatBytes(s.prunableBytes)))" : "") + "; 'wgpm plan --prune' shows their removal."
+    }
+    lines.append(contentsOf: wrapped(summary, indent: 0, width: width))
     for fs in s.filesystems where fs.downloadBytes > 0 {
-        let text = "  \(fs.filesystem.mountPoint): \(formatBytes(fs.downloadBytes)) to download, \(formatBytes(fs.filesystem.freeBytes)) free"
+        let text = "\(fs.filesystem.mountPoint): \(formatBytes(fs.downloadBytes)) to download, \(formatBytes(fs.filesystem.freeBytes)) free"
         let short = fs.reserveBytes > 0 ? " — NOT ENOUGH SPACE (min_free_gb keeps \(formatBytes(fs.reserveBytes)) free)" : " — NOT ENOUGH SPACE"
-        lines.append(fs.fits ? text : style.paint(text + short, "1;31"))
+        let shown = wrapped(fs.fits ? text : text + short, indent: 2, width: width)
+        lines.append(contentsOf: fs.fits ? shown : shown.map { style.paint($0, "1;31") })
     }
     return lines.joined(separator: "\n") + "\n"
+}
+
+/// `text` in lines of at most `width` columns after `indent` spaces, broken at spaces; a word
+/// longer than the room (a long path) gets a line of its own.
+func wrapped(_ text: String, indent: Int, width: Int) -> [String] {
+    let room = max(20, width - indent)
+    var lines: [String] = []
+    var current = ""
+    for word in text.split(separator: " ", omittingEmptySubsequences: false) {
+        if current.isEmpty {
+            current = String(word)
+        } else if current.count + 1 + word.count <= room {
+            current += " " + word
+        } else {
+            lines.append(current)
+            current = String(word)
+        }
+    }
+    if !current.isEmpty { lines.append(current) }
+    let pad = String(repeating: " ", count: indent)
+    return lines.map { pad + $0 }
 }
 
 private func origin(_ file: DesiredFile?) -> String {
@@ -200,10 +243,14 @@ public struct PlanDocument: Codable, Equatable, Sendable {
         public var unknownSizeDownloads: Int
         public var reusedBytes: Int64
         public var filesystems: [FilesystemEntry]
+        /// Files wgpm placed that the manifest no longer wants, and their bytes (what `--prune`
+        /// removes and frees). Optional: plans saved before these keys existed still read.
+        public var prunable: Int?
+        public var prunableBytes: Int64?
 
         enum CodingKeys: String, CodingKey {
             case counts, downloadBytes = "download_bytes", unknownSizeDownloads = "unknown_size_downloads",
-                 reusedBytes = "reused_bytes", filesystems
+                 reusedBytes = "reused_bytes", filesystems, prunable, prunableBytes = "prunable_bytes"
         }
 
         public init(_ s: PlanSummary) {
@@ -215,6 +262,8 @@ public struct PlanDocument: Codable, Equatable, Sendable {
             unknownSizeDownloads = s.unknownSizeDownloads
             reusedBytes = s.reusedBytes
             filesystems = s.filesystems.map(FilesystemEntry.init)
+            prunable = s.prunable
+            prunableBytes = s.prunableBytes
         }
     }
 

@@ -189,6 +189,14 @@ public final class StateDatabase: Sendable {
         } }
     }
 
+    /// The cached commit of a revision and when it was asked for (seconds since 1970).
+    public func cachedRevision(repo: String, revision: String) throws -> (commit: String, fetchedAt: Double)? {
+        try run { try pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT commit_id, fetched_at FROM hub_revision WHERE repo = ? AND revision = ?",
+                             arguments: [repo, revision]).map { ($0["commit_id"], $0["fetched_at"]) }
+        } }
+    }
+
     public func storeCommit(repo: String, revision: String, commit: String, at time: Double) throws {
         try run { try pool.write { db in
             try db.execute(sql: "INSERT OR REPLACE INTO hub_revision VALUES (?, ?, ?, ?)",

@@ -13,10 +13,11 @@ struct ApplyCommand: ParsableCommand {
     @OptionGroup var configOptions: ConfigOptions
     @OptionGroup var queueOptions: QueueOptions
 
-    @Argument(help: "A plan saved with 'wgpm plan -o'; it is applied only while it still matches the machine.")
+    @Argument(help: "A plan saved with 'wgpm plan -o'; it is applied only while it still matches the machine.", completion: .file(extensions: ["json"]))
     var planFile: String?
 
-    @Option(name: [.short, .customLong("manifest")], help: "The manifest (default: the saved plan's, else wgpm.yaml).")
+    @Option(name: [.short, .customLong("manifest")], help: ArgumentHelp("The manifest (default: the saved plan's, else wgpm.yaml).", valueName: "file"),
+            completion: .file(extensions: ["yaml", "yml"]))
     var manifest: String?
 
     @Flag(help: "Do not ask for confirmation.")
@@ -50,7 +51,7 @@ struct ApplyCommand: ParsableCommand {
             plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: prune,
                                        lock: inputs.lock, lockPath: inputs.lockPath, locked: locked)
             for warning in plan.warnings { printError("wgpm: warning: \(warning)") }
-            print(renderHuman(plan.plan, style: terminalStyle), terminator: "")
+            print(renderHuman(plan.plan, style: terminalStyle, width: outputColumns), terminator: "")
             if plan.plan.hasChanges && !yes {
                 guard isatty(STDIN_FILENO) == 1 else {
                     printError("wgpm: error: refusing to apply without confirmation: there is no terminal to ask. Review the plan and pass --yes, or apply a saved plan file.")

@@ -7,7 +7,8 @@ import Rendering
 
 /// Options every command that reads the machine config shares.
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .long, help: "Config file (default: $WGPM_CONFIG, ./config.yaml, ~/.config/wgpm/config.yaml).")
+    @Option(name: .long, help: ArgumentHelp("Config file (default: $WGPM_CONFIG, ./config.yaml, ~/.config/wgpm/config.yaml).", valueName: "file"),
+            completion: .file(extensions: ["yaml", "yml"]))
     var config: String?
 
     /// The machine config; with `allowMissing`, the fallback settings when no file exists.
@@ -26,6 +27,15 @@ struct ConfigOptions: ParsableArguments {
         let context = Context(notice: { line in printError("wgpm: \(line)") })
         return try Reconciler(config: try load(allowMissing: allowMissingConfig, saved: savedConfig), context: context)
     }
+}
+
+/// Model ids of the configured Wan2GP's catalog that start with `prefix`, for shell completion;
+/// none when there is no config or catalog (completion must never print an error).
+func modelIDCompletions(_ prefix: String) -> [String] {
+    let env = ProcessInfo.processInfo.environment
+    guard let config = try? MachineConfig.load(explicit: nil, environment: env, cwd: FileManager.default.currentDirectoryPath),
+          let catalog = try? Catalog.load(wan2gpDirectory: config.wan2gpDirectory) else { return [] }
+    return catalog.ids.filter { $0.hasPrefix(prefix) }.sorted()
 }
 
 /// What plan and apply read: the catalog (when a Wan2GP directory is configured), the manifest,
@@ -78,6 +88,14 @@ func writeStandardError(_ text: String) {
 }
 
 var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
+
+/// The width for text on stdout: the terminal's, else `COLUMNS`, else 80 (a CI log, a file).
+var outputColumns: Int {
+    var size = winsize()
+    if ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 { return Int(size.ws_col) }
+    if let columns = ProcessInfo.processInfo.environment["COLUMNS"].flatMap(Int.init), columns >= 40 { return columns }
+    return 80
+}
 
 var terminalStyle: TerminalStyle {
     TerminalStyle.detect(isTerminal: stdoutIsTerminal, environment: ProcessInfo.processInfo.environment)

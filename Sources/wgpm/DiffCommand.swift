@@ -23,10 +23,10 @@ struct DiffCommand: ParsableCommand {
 
     @OptionGroup var configOptions: ConfigOptions
 
-    @Argument(help: "The manifest or lock before the change.")
+    @Argument(help: "The manifest or lock before the change.", completion: .file())
     var base: String
 
-    @Argument(help: "The manifest or lock after the change.")
+    @Argument(help: "The manifest or lock after the change.", completion: .file())
     var head: String
 
     @Option(help: "text, json (format_version \(DiffDocument.version)) or markdown (for a pull-request comment or step summary).")
@@ -35,7 +35,8 @@ struct DiffCommand: ParsableCommand {
     @Flag(help: "The same as --format json.")
     var json = false
 
-    @Option(help: "Also check HEAD's plan against a machine state recorded with 'wgpm inventory --json' (free space, conflicts).")
+    @Option(help: ArgumentHelp("Also check HEAD's plan against a machine state recorded with 'wgpm inventory --json' (free space, conflicts).",
+                               valueName: "file"), completion: .file(extensions: ["json"]))
     var inventory: String?
 
     func run() throws {

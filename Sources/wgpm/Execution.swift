@@ -70,6 +70,7 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool, ownJob
     var downloader = Downloader(hub: reconciler.hub, transfer: CurlDownload(limiter: limiter),
                                 sleeper: reconciler.context.sleeper, confinement: confinement)
     downloader.connectionsPerFile = config.connectionsPerFile
+    downloader.singleStreamAbove = Double(config.singleStreamAboveMBs) * 1e6
     downloader.pool = ConnectionPool(extra: config.maxConnections - parallel)
     let pending = try reconciler.state.jobs().filter { $0.state == .pending || $0.state == .running }
     let board = ProgressBoard(jobs: pending.map { ($0.id, $0.bytesTotal) })

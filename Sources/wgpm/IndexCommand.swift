@@ -15,7 +15,7 @@ struct IndexCommand: ParsableCommand {
 
     @OptionGroup var configOptions: ConfigOptions
 
-    @Argument(help: "status | update (scan sources, hash what is pending) | rebuild (forget the index first)")
+    @Argument(help: "What to do: status shows the index, update scans the sources and hashes what is pending, rebuild forgets the index first.")
     var verb: Verb = .status
 
     @Flag(help: "Print JSON (format_version 1).")

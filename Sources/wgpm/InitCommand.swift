@@ -11,7 +11,8 @@ struct InitCommand: ParsableCommand {
 
     @OptionGroup var configOptions: ConfigOptions
 
-    @Option(name: [.short, .customLong("manifest")], help: "The manifest to write.")
+    @Option(name: [.short, .customLong("manifest")], help: ArgumentHelp("The manifest to write.", valueName: "file"),
+            completion: .file(extensions: ["yaml", "yml"]))
     var manifest = "wgpm.yaml"
 
     @Flag(help: "Find the catalog models whose files are all on disk already (for the settings given).")
@@ -20,9 +21,9 @@ struct InitCommand: ParsableCommand {
     @Flag(help: "Overwrite an existing manifest.")
     var force = false
 
-    @Option(help: "int8 | fp8 | bf16") var transformerQuantization: ModelSettings.Quantization = .int8
-    @Option(help: "int8 | bf16") var textEncoderQuantization: ModelSettings.TextEncoderQuantization = .int8
-    @Option(help: "bf16 | fp16") var dtype: ModelSettings.DType = .bf16
+    @Option(help: "The transformer's quantization; a model without that variant gets the one Wan2GP takes.") var transformerQuantization: ModelSettings.Quantization = .int8
+    @Option(help: "The text encoder's quantization.") var textEncoderQuantization: ModelSettings.TextEncoderQuantization = .int8
+    @Option(help: "The weights' data type.") var dtype: ModelSettings.DType = .bf16
 
     func run() throws {
         var adopted: [String] = []

@@ -14,7 +14,7 @@ struct InventoryCommand: ParsableCommand {
     @Flag(help: "Print JSON (format_version 1); the only format for now.")
     var json = false
 
-    @Option(name: .short, help: "Write to this file instead of standard output.")
+    @Option(name: .short, help: ArgumentHelp("Write to this file instead of standard output.", valueName: "file"), completion: .file())
     var out: String?
 
     func run() throws {

@@ -11,13 +11,15 @@ struct LockCommand: ParsableCommand {
 
     @OptionGroup var configOptions: ConfigOptions
 
-    @Option(name: [.short, .customLong("manifest")], help: "The manifest; the lock is written next to it (wgpm.yaml -> wgpm.lock).")
+    @Option(name: [.short, .customLong("manifest")], help: ArgumentHelp("The manifest; the lock is written next to it (wgpm.yaml -> wgpm.lock).", valueName: "file"),
+            completion: .file(extensions: ["yaml", "yml"]))
     var manifest = "wgpm.yaml"
 
     @Flag(help: "Resolve again on the Hub instead of keeping the pinned commits (all files, or those of MODEL…).")
     var update = false
 
-    @Argument(help: "With --update: only the files of these model ids (and files: entries with 'files:').")
+    @Argument(help: "With --update: only the files of these model ids (and files: entries with 'files:').",
+              completion: .custom { _, _, prefix in modelIDCompletions(prefix) })
     var models: [String] = []
 
     func validate() throws {
@@ -32,12 +34,28 @@ struct LockCommand: ParsableCommand {
         // `--update` of everything resolves every file again, so it does not read the old lock:
         // that is the way out of a lock that cannot be used.
         var existing = update && models.isEmpty ? nil : try LockFile.load(lockPath)
+        var sharedNote: String?
         if update && !models.isEmpty {
-            for id in models where !catalog.ids.contains(id) && id != "files:" {
-                throw CommandError("unknown model id '\(id)'" + (catalog.suggestion(for: id).map { "; did you mean \($0)?" } ?? ""))
+            let inManifest = Set(manifest.models.map(\.id))
+            for id in models where id != "files:" {
+                guard catalog.ids.contains(id) else {
+                    throw CommandError("unknown model id '\(id)'" + (catalog.suggestion(for: id).map { "; did you mean \($0)?" } ?? ""))
+                }
+                guard inManifest.contains(id) else {
+                    throw CommandError("\(id) is not in \(self.manifest), so its lock entries cannot be updated; the manifest's models are "
+                                       + (inManifest.isEmpty ? "none" : inManifest.sorted().joined(separator: ", ")))
+                }
             }
-            // Forget the pins of files only the named models want; the rest stay pinned.
-            existing?.files.removeAll { !$0.wantedBy.isEmpty && Set($0.wantedBy).isSubset(of: Set(models)) }
+            // Every file a named model wants is resolved again, shared ones too: a model's
+            // update must not leave it with an old tokenizer because another model wants it.
+            let named = Set(models)
+            let shared = (existing?.files ?? []).filter { !Set($0.wantedBy).isDisjoint(with: named) && !Set($0.wantedBy).isSubset(of: named) }
+            if !shared.isEmpty {
+                let others = Set(shared.flatMap(\.wantedBy)).subtracting(named).sorted()
+                sharedNote = "\(counted(shared.count, "updated file")) " + (shared.count == 1 ? "is" : "are")
+                    + " also wanted by \(others.joined(separator: ", ")): the new pins hold for them too."
+            }
+            existing?.files.removeAll { !Set($0.wantedBy).isDisjoint(with: named) }
         }
         // Pinned entries are reused, the rest are resolved on the Hub now (a fresh look at main).
         let desired = try reconciler.desiredState(manifest: manifest, catalog: catalog, refresh: update,
@@ -51,6 +69,8 @@ struct LockCommand: ParsableCommand {
         let before = Dictionary((previous?.files ?? []).map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         let changed = lock.files.filter { before[$0.path] != $0 }.count
         let removed = Set(before.keys).subtracting(lock.files.map(\.path)).count
-        print("Wrote \(lockPath): \(lock.files.count) files (\(changed) new or changed, \(removed) removed), \(desired.stats.hubRequests) Hub requests.")
+        print("Wrote \(lockPath): \(counted(lock.files.count, "file")) (\(changed) new or changed, \(removed) removed), "
+              + "\(counted(desired.stats.hubRequests, "Hub request")).")
+        if let sharedNote { print(sharedNote) }
     }
 }

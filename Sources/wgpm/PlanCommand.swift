@@ -11,7 +11,8 @@ struct PlanCommand: ParsableCommand {
 
     @OptionGroup var configOptions: ConfigOptions
 
-    @Option(name: [.short, .customLong("manifest")], help: "The manifest.")
+    @Option(name: [.short, .customLong("manifest")], help: ArgumentHelp("The manifest.", valueName: "file"),
+            completion: .file(extensions: ["yaml", "yml"]))
     var manifest = "wgpm.yaml"
 
     @Flag(help: "Print the plan as JSON (format_version 1).")
@@ -20,7 +21,8 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "text, json (as --json) or markdown (for a pull-request comment or step summary).")
     var format: OutputFormat = .text
 
-    @Option(name: .short, help: "Also save the plan, with a fingerprint of its inputs, to this file.")
+    @Option(name: .short, help: ArgumentHelp("Also save the plan, with a fingerprint of its inputs, to this file.", valueName: "file"),
+            completion: .file())
     var out: String?
 
     @Flag(help: "Exit 0 for no changes, 2 for changes, 3 when apply would be blocked (a conflict, no room).")
@@ -38,7 +40,8 @@ struct PlanCommand: ParsableCommand {
     @Flag(help: "Fail when the manifest and its lock file disagree (for CI).")
     var locked = false
 
-    @Option(help: "Plan against a machine state recorded with 'wgpm inventory --json' instead of this disk.")
+    @Option(help: ArgumentHelp("Plan against a machine state recorded with 'wgpm inventory --json' instead of this disk.", valueName: "file"),
+            completion: .file(extensions: ["json"]))
     var inventory: String?
 
     func run() throws {
@@ -59,7 +62,7 @@ struct PlanCommand: ParsableCommand {
             print(renderPlanMarkdown(result.plan, desired: result.desired, manifest: inputs.manifest.file,
                                      machine: inventory.map { ($0 as NSString).lastPathComponent }), terminator: "")
         } else {
-            print(renderHuman(result.plan, style: terminalStyle, verbose: verbose), terminator: "")
+            print(renderHuman(result.plan, style: terminalStyle, verbose: verbose, width: outputColumns), terminator: "")
             if let out { print("Saved the plan to \(out); run 'wgpm apply \(out)' to carry it out.") }
         }
         if detailedExitcode && result.plan.isBlocked { throw ExitCode(3) }

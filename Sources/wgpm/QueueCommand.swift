@@ -13,7 +13,7 @@ struct QueueCommand: ParsableCommand {
 
     @OptionGroup var configOptions: ConfigOptions
 
-    @Argument(help: "status | retry | clear")
+    @Argument(help: "What to do: status lists the jobs, retry makes failed jobs pending again, clear removes finished jobs.")
     var verb: Verb = .status
 
     @Flag(help: "With clear: also remove failed jobs.")

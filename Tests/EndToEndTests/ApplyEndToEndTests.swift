@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Planner
 import Testing
 import TestSupport
 
@@ -93,6 +94,15 @@ func partialSize(_ m: Machine) -> Int {
     let removes = ((try JSONSerialization.jsonObject(with: Data(prunePlan.stdout.utf8)) as? [String: Any])?["actions"] as? [[String: Any]] ?? [])
         .filter { $0["action"] as? String == "remove" }.compactMap { $0["path"] as? String }
     #expect(removes == ["ckpts/wan2.2_image2video_14B_high_mbf16.safetensors", "ckpts/wan2.2_image2video_14B_low_mbf16.safetensors"])
+    let bytes = ["high", "low"].map { (try? FileManager.default.attributesOfItem(atPath: m.dir.file("ckpts/wan2.2_image2video_14B_\($0)_mbf16.safetensors"))[.size] as? Int) ?? 0 }
+        .reduce(0, +)
+    let summary = (try JSONSerialization.jsonObject(with: Data(prunePlan.stdout.utf8)) as? [String: Any])?["summary"] as? [String: Any]
+    #expect(summary?["prunable"] as? Int == 2 && summary?["prunable_bytes"] as? Int == bytes, "\(summary ?? [:])")
+    // The plain plan says what --prune would do; the prune plan says what it frees.
+    let plain = try m.wgpmRun(["plan"], env: ["NO_COLOR": "1"]).stdout.replacingOccurrences(of: "\n", with: " ")
+    #expect(plain.contains("2 files wgpm placed are no longer wanted (\(formatBytes(Int64(bytes)))); 'wgpm plan --prune' shows their removal."), "\(plain)")
+    let human = try m.wgpmRun(["plan", "--prune"], env: ["NO_COLOR": "1"]).stdout.replacingOccurrences(of: "\n", with: " ")
+    #expect(human.contains("2 to remove (\(formatBytes(Int64(bytes))) freed)"), "\(human)")
     let pruned = try m.wgpmRun(["apply", "--yes", "--prune"])
     #expect(pruned.status == 0, "\(pruned.stderr)")
     #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts/wan2.2_image2video_14B_high_mbf16.safetensors")))
@@ -286,7 +296,8 @@ func runOnTerminal(_ m: Machine, _ args: [String], input: String, env: [String: 
 @Test func aPlanThatDoesNotFitIsNotEnqueued() throws {
     let (m, _) = try slowMachine(size: 1 << 20, limitKB: 100_000, minFreeGB: 100_000_000)
     let preview = try m.wgpmRun(["plan"])
-    #expect(preview.stdout.contains("NOT ENOUGH SPACE (min_free_gb keeps 100000.0 TB free)"), "the plan says so first: \(preview.stdout)")
+    let flat = preview.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).joined(separator: " ")
+    #expect(flat.contains("NOT ENOUGH SPACE (min_free_gb keeps 100000.0 TB free)"), "the plan says so first: \(preview.stdout)")
     for extra in [["--enqueue-only"], []] {
         let r = try m.wgpmRun(["apply", "--yes"] + extra)
         #expect(r.status == 1, "\(r.stdout)")

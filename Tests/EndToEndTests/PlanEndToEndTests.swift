@@ -156,7 +156,15 @@ func actions(_ json: [String: Any]) -> [[String: Any]] { json["actions"] as? [[S
     #expect(human.stdout.contains("~ replace   ckpts/umt5-xxl/tokenizer.json"))
     #expect(human.stdout.contains("! conflict  ckpts/xlm-roberta-large/tokenizer.json"))
     #expect(human.stdout.contains("Plan: 32 to download"))
-    #expect(human.stdout.contains("2 to replace, 0 to remove, 2 unchanged. 1 conflict needs attention."))
+    let joined = human.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+    #expect(joined.contains("2 to replace, 0 to remove, 2 unchanged. 1 conflict needs attention."), "\(human.stdout)")
+    // Rows fit 80 columns: a row that cannot has its details on the next line, under the path.
+    for line in human.stdout.split(separator: "\n") where line.count > 80 {
+        #expect(line.hasPrefix("  ") && line.split(separator: " ").count == 3, "only a path alone may be longer: \(line)")
+    }
+    let flat = human.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).joined(separator: " ")
+    #expect(flat.contains("! conflict ckpts/xlm-roberta-large/tokenizer.json (a directory is in the way of a file; not touched — move it away, then apply again)"),
+            "the conflict says what to do: \(human.stdout)")
     #expect(human.stdout.contains("2 unchanged"))
     #expect(!human.stdout.contains("\u{1B}["), "no colour when not a terminal")
 }
@@ -268,6 +276,46 @@ func actions(_ json: [String: Any]) -> [[String: Any]] { json["actions"] as? [[S
     _ = try m.wgpmRun(["plan"])
     let sized = try m.wgpmRun(["show", "t2v"])
     #expect(sized.stdout.contains("37 files,"), "\(sized.stdout)")
+    let lines = sized.stdout.split(separator: "\n").map(String.init)
+    #expect(lines.contains("settings: transformer_quantization int8, text_encoder_quantization int8, dtype bf16"), "\(sized.stdout)")
+    let header = try #require(lines.firstIndex { $0.hasPrefix("  ROLE") }, "a table header: \(sized.stdout)")
+    #expect(lines[header + 1].hasPrefix("  transformer "), "the transformer first: \(lines[header + 1])")
+    #expect(!sized.stdout.contains("note: "), "int8 exists: no notice")
+    let fp8 = try m.wgpmRun(["show", "t2v", "--transformer-quantization", "fp8"])
+    #expect(fp8.stdout.contains("note: no fp8 variant of this model's transformer; Wan2GP takes ckpts/wan2.1_text2video_14B_quanto_mbf16_int8.safetensors"),
+            "\(fp8.stdout)")
     let unknown = try m.wgpmRun(["show", "t2vv"])
     #expect(unknown.status == 1 && unknown.stderr.contains("did you mean t2v?"))
+}
+
+/// Every repo the Hub refuses is reported by one plan, a gated one with the page where its
+/// terms are accepted; and metadata cached more than a day ago is pointed out.
+@Test func planReportsEveryHubProblemAtOnceAndOldMetadata() throws {
+    let m = try Machine(manifest: """
+        version: 1
+        files:
+          - url: https://huggingface.co/org/gated/resolve/main/a.safetensors
+            path: loras/a.safetensors
+          - url: https://huggingface.co/org/private/resolve/main/b.safetensors
+            path: loras/b.safetensors
+          - url: https://huggingface.co/org/missing/resolve/main/c.safetensors
+            path: loras/c.safetensors
+        """, hubConfig: ["repos": ["org/gated": ["gated": "manual"], "org/private": ["private": true]]])
+    try m.hub.addFile(repo: "org/gated", path: "a.safetensors", withSafetensorsStart(Data(repeating: 1, count: 100)))
+    try m.hub.addFile(repo: "org/private", path: "b.safetensors", withSafetensorsStart(Data(repeating: 2, count: 100)))
+    let r = try m.wgpmRun(["plan"])
+    #expect(r.status == 1)
+    #expect(r.stderr.contains("the Hub refused 3 repos:"), "\(r.stderr)")
+    #expect(r.stderr.contains("org/gated is gated. Accept its terms on \(m.hub.hubURL)/org/gated"), "\(r.stderr)")
+    #expect(r.stderr.contains("org/private") && r.stderr.contains("org/missing"), "\(r.stderr)")
+
+    // Old metadata: the plan says so and how to refresh it.
+    try m.dir.write("wgpm.yaml", "version: 1\nmodels:\n  - t2v\n")
+    #expect(try m.wgpmRun(["plan"]).status == 0)
+    let age = try run("/usr/bin/env", ["python3", "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('UPDATE hub_revision SET fetched_at = fetched_at - 200000'); c.commit()",
+                                       m.dir.file("state/state.sqlite")])
+    #expect(age.status == 0, "\(age.stderr)")
+    let old = try m.wgpmRun(["plan"])
+    #expect(old.stderr.contains("is more than a day old (cached); 'wgpm plan --refresh' asks again"), "\(old.stderr)")
+    #expect(!(try m.wgpmRun(["plan", "--refresh"])).stderr.contains("more than a day old"))
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Planner
 import Testing
 import TestSupport
 #if canImport(Glibc)
@@ -16,8 +17,13 @@ func randomPayload(_ count: Int) -> Data {
     return withSafetensorsStart(Data(bytes))
 }
 
-/// A machine wanting one file above the segment threshold, fetched over `connections`.
-func segmentedMachine(size: Int = 72 << 20, connections: Int = 4, limitKB: Int = 0) throws -> (Machine, Data) {
+/// The fake file host's cap on each connection, as the Hub's CDN caps them (bytes/s): below
+/// `single_stream_above_mbs`, so a download opens more connections.
+let cdnRate = 20_000_000
+
+/// A machine wanting one file above the segment threshold, fetched over `connections` from a
+/// file host that caps each connection at `cdnRate`.
+func segmentedMachine(size: Int = 72 << 20, connections: Int = 4, limitKB: Int = 0, extraConfig: String = "") throws -> (Machine, Data) {
     let m = try Machine(manifest: """
         version: 1
         files:
@@ -31,7 +37,9 @@ func segmentedMachine(size: Int = 72 << 20, connections: Int = 4, limitKB: Int =
         connections_per_file: \(connections)
         bandwidth_limit_kb: \(limitKB)
         min_free_gb: 0
-        """)
+
+        """ + extraConfig)
+    try m.hub.setConfig(["cdn_rate_per_connection": cdnRate])
     return (m, data)
 }
 
@@ -82,6 +90,7 @@ func rangeStart(_ header: String?) -> Int? {
         .replacingOccurrences(of: "bandwidth_limit_kb: 6000", with: "bandwidth_limit_kb: 0"))
     let resumed = try m.wgpmRun(["apply", "--yes"])
     #expect(resumed.status == 0, "\(resumed.stderr)")
+    #expect(resumed.stdout.contains("\(formatBytes(Int64(size - kept))) downloaded."), "only what this run fetched: \(resumed.stdout)")
     #expect(sha256Hex(try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))) == sha256Hex(data))
     let gets = m.hub.requests(atLeast: 1).filter { $0.listener == "cdn" && $0.method == "GET" }
     for get in gets {
@@ -93,7 +102,7 @@ func rangeStart(_ header: String?) -> Int? {
 
 @Test func aHostThatIgnoresRangesGetsOneStream() throws {
     let (m, data) = try segmentedMachine()
-    try m.hub.setConfig(["faults": [["listener": "cdn", "method": "GET", "type": "ignore_range", "count": 100]]])
+    try m.hub.setConfig(["cdn_rate_per_connection": cdnRate, "faults": [["listener": "cdn", "method": "GET", "type": "ignore_range", "count": 100]]])
     let result = try m.wgpmRun(["apply", "--yes"])
     #expect(result.status == 0, "\(result.stderr)")
     #expect(result.stderr.contains("does not serve byte ranges"), "\(result.stderr)")
@@ -101,8 +110,8 @@ func rangeStart(_ header: String?) -> Int? {
 }
 
 @Test func anExpiredLinkMidFileIsResolvedAgainAndTheFileCompletes() throws {
-    let (m, data) = try segmentedMachine()
-    try m.hub.setConfig(["faults": [["listener": "cdn", "method": "GET", "type": "status", "status": 403, "count": 3]]])
+    let (m, data) = try segmentedMachine(limitKB: 60000)
+    try m.hub.setConfig(["cdn_rate_per_connection": cdnRate, "faults": [["listener": "cdn", "method": "GET", "type": "status", "status": 403, "count": 3]]])
     let result = try m.wgpmRun(["apply", "--yes"])
     #expect(result.status == 0, "\(result.stderr)")
     #expect(result.stderr.contains("expired link"), "\(result.stderr)")
@@ -110,8 +119,8 @@ func rangeStart(_ header: String?) -> Int? {
 }
 
 @Test func wrongBytesInOneSegmentFailTheHashAndNothingIsPlaced() throws {
-    let (m, _) = try segmentedMachine()
-    try m.hub.setConfig(["faults": [["listener": "cdn", "method": "GET", "type": "wrong_bytes", "count": 1]]])
+    let (m, _) = try segmentedMachine(limitKB: 60000)
+    try m.hub.setConfig(["cdn_rate_per_connection": cdnRate, "faults": [["listener": "cdn", "method": "GET", "type": "wrong_bytes", "count": 1]]])
     let result = try m.wgpmRun(["apply", "--yes"])
     #expect(result.status != 0)
     #expect(result.stderr.contains("downloaded bytes do not match"), "\(result.stderr)")
@@ -122,7 +131,7 @@ func rangeStart(_ header: String?) -> Int? {
     let (m, data) = try segmentedMachine(limitKB: 40000)
     // One reply for a range past the first starts 4 KiB later than asked: written at the
     // asked offset, its bytes would all be wrong.
-    try m.hub.setConfig(["faults": [["listener": "cdn", "method": "GET", "type": "shift_range", "shift": 4096,
+    try m.hub.setConfig(["cdn_rate_per_connection": cdnRate, "faults": [["listener": "cdn", "method": "GET", "type": "shift_range", "shift": 4096,
                                      "range_from": 1, "count": 1]]])
     let result = try m.wgpmRun(["apply", "--yes"])
     #expect(result.status == 0, "\(result.stderr)")
@@ -135,7 +144,7 @@ func rangeStart(_ header: String?) -> Int? {
 
 @Test func a429OnOneConnectionBacksOffThatConnectionAlone() throws {
     let (m, data) = try segmentedMachine(size: 96 << 20, connections: 4, limitKB: 20000)
-    try m.hub.setConfig(["faults": [["listener": "cdn", "method": "GET", "type": "status", "status": 429,
+    try m.hub.setConfig(["cdn_rate_per_connection": cdnRate, "faults": [["listener": "cdn", "method": "GET", "type": "status", "status": 429,
                                      "headers": ["Retry-After": "2"], "range_from": 1, "count": 1]]])
     let result = try m.wgpmRun(["apply", "--yes"])
     #expect(result.status == 0, "\(result.stderr)")
@@ -186,4 +195,20 @@ func runMeasuringPeakRSS(_ m: Machine, _ args: [String]) throws -> (status: Int3
     let gets = m.hub.requests(atLeast: 2).filter { $0.listener == "cdn" && $0.method == "GET" }
     #expect(Set(gets.compactMap { rangeStart($0.range) }).count >= 16, "16 connections, and steals among them: \(gets.count) requests")
     #expect(peak <= 64 << 10, "peak RSS \(peak / 1024) MiB with 16 connections over a \(size >> 20) MiB file")
+}
+
+@Test func aHostWhoseOneConnectionIsFastGetsOneStream() throws {
+    // The first connection brings 20 MB/s, above the 5 MB/s set here: wgpm goes on with it
+    // instead of starting more (which only cost CPU where connections are not capped).
+    let (m, data) = try segmentedMachine(connections: 8, extraConfig: "single_stream_above_mbs: 5\n")
+    let result = try m.wgpmRun(["apply", "--yes"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stderr.contains("ckpts/big.safetensors: one connection brings") && result.stderr.contains("no more are opened"),
+            "\(result.stderr)")
+    #expect(!result.stderr.contains("does not serve byte ranges"), "the host was not at fault: \(result.stderr)")
+    #expect(sha256Hex(try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))) == sha256Hex(data))
+    let gets = m.hub.requests(atLeast: 1).filter { $0.listener == "cdn" && $0.method == "GET" }
+    // The measured first request, then one stream from where it stopped.
+    #expect(gets.count <= 2, "one connection at a time: \(gets.map { $0.range ?? "whole file" })")
+    #expect(gets.last.flatMap { rangeStart($0.range) } ?? 0 < 72 << 20)
 }

@@ -42,7 +42,7 @@ import TestSupport
     let removed = try m.wgpmRun(["plan", "--locked"])
     #expect(removed.stderr.contains("in the lock, no longer wanted by the manifest"), "\(removed.stderr)")
     let updated = try m.wgpmRun(["lock", "--update"])
-    #expect(updated.status == 0 && updated.stdout.contains("Wrote wgpm.lock: 1 files"))
+    #expect(updated.status == 0 && updated.stdout.contains("Wrote wgpm.lock: 1 file ("), "\(updated.stdout)")
     #expect(try m.wgpmRun(["plan", "--locked"]).status == 0)
 }
 
@@ -153,5 +153,73 @@ import TestSupport
     try m.writeConfig()
     let good = try m.wgpmRun(["doctor"])
     #expect(good.status == 0, "\(good.stdout)")
-    #expect(good.stdout.contains("ok    hub:") && good.stdout.contains("No problems found."))
+    // ckpts/ does not exist yet: a warning, and the last line does not hide it.
+    #expect(good.stdout.contains("ok    hub:") && good.stdout.contains("Nothing stops wgpm;") && good.stdout.contains(" above."),
+            "\(good.stdout)")
+    #expect(!good.stdout.contains("No problems found."))
+}
+
+@Test func doctorRunsEveryCheckWhenTheConfigIsBrokenAndFailsWhatWouldBlock() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: []\n")
+    try m.dir.write("config.yaml", "wan2gp_directory: /nonexistent/wan2gp\nckpts_directory: [\n")
+    let broken = try m.wgpmRun(["doctor"])
+    #expect(broken.status == 1)
+    let lines = broken.stdout.split(separator: "\n").map(String.init)
+    #expect(lines.first?.hasPrefix("  FAIL  config: ") == true, "\(broken.stdout)")
+    #expect(lines.contains { $0.hasPrefix("  ok    hub: ") }, "the Hub is still checked: \(broken.stdout)")
+    #expect(lines.contains("  skip  wan2gp_directory: not checked: the config above could not be read"), "\(broken.stdout)")
+    #expect(lines.last == "1 problem to fix.", "\(broken.stdout)")
+    #expect(!broken.stdout.contains("Error:") && broken.stderr.isEmpty, "one report, no second error: \(broken.stderr)")
+    // A reserve the disk cannot meet blocks every download: a failure, never "No problems found".
+    try m.writeConfig("min_free_gb: 100000000\n")
+    let full = try m.wgpmRun(["doctor"])
+    #expect(full.status == 1)
+    #expect(full.stdout.contains("FAIL  free space:") && full.stdout.contains("apply will refuse to download"), "\(full.stdout)")
+    #expect(!full.stdout.contains("No problems found") && !full.stdout.contains("Nothing stops wgpm"))
+}
+
+/// `lock --update MODEL` moves every pin that model's files have, shared files included, and
+/// says which other models they serve; a model the manifest does not list is an error.
+@Test func lockUpdateOfOneModelMovesItsSharedFilesAndSaysSo() throws {
+    let m = try Machine(manifest: "version: 1\nmodels:\n  - t2v\n  - vace_14B\n")
+    #expect(try m.wgpmRun(["lock"]).status == 0)
+    struct Lock: Decodable { struct Entry: Decodable { var path: String; var sha256: String?; var commit: String? }; var files: [Entry] }
+    func pins() throws -> [String: String] {
+        let lock = try JSONDecoder().decode(Lock.self, from: Data(contentsOf: URL(fileURLWithPath: m.dir.file("wgpm.lock"))))
+        return Dictionary(uniqueKeysWithValues: lock.files.map { ($0.path, ($0.sha256 ?? "") + "@" + ($0.commit ?? "")) })
+    }
+    let before = try pins()
+    // The shared VAE gets other bytes upstream.
+    try m.hub.addFile(repo: "DeepBeepMeep/Wan2.1", path: "Wan2.1_VAE.safetensors", withSafetensorsStart(Data(repeating: 3, count: 5000)))
+    let notListed = try m.wgpmRun(["lock", "--update", "i2v_2_2"])
+    #expect(notListed.status == 1 && notListed.stderr.contains("i2v_2_2 is not in wgpm.yaml"), "\(notListed.stderr)")
+    #expect(try pins() == before, "a refused update changes nothing")
+    let updated = try m.wgpmRun(["lock", "--update", "t2v"])
+    #expect(updated.status == 0, "\(updated.stderr)")
+    #expect(updated.stdout.contains("also wanted by vace_14B: the new pins hold for them too."), "\(updated.stdout)")
+    let after = try pins()
+    #expect(after["ckpts/Wan2.1_VAE.safetensors"]?.split(separator: "@").first != before["ckpts/Wan2.1_VAE.safetensors"]?.split(separator: "@").first,
+            "the shared VAE was resolved again")
+    let vaceOnly = try #require(before.keys.first { $0.contains("Vace") || $0.contains("vace") }, "\(before.keys.sorted())")
+    #expect(after[vaceOnly] == before[vaceOnly], "a file only vace_14B wants keeps its pin")
+}
+
+/// Help names what a value is (`-o <file>`, never `-o <o>`), lists a value set once, and the
+/// shell completion offers files and the catalog's model ids.
+@Test func helpAndCompletionSpeakPlainly() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: []\n")
+    let plan = try m.wgpmRun(["plan", "--help"])
+    #expect(plan.stdout.contains("-o <file>") && plan.stdout.contains("-m, --manifest <file>") && plan.stdout.contains("--inventory <file>"),
+            "\(plan.stdout)")
+    #expect(!plan.stdout.contains("<o>") && !plan.stdout.contains("<manifest>"), "\(plan.stdout)")
+    let show = try m.wgpmRun(["show", "--help"])
+    let flat = show.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).joined(separator: " ")
+    #expect(!flat.contains("int8 | fp8"), "the values are listed once, by the parser: \(show.stdout)")
+    #expect(flat.components(separatedBy: "int8, fp8, bf16").count == 2, "\(show.stdout)")
+    let bash = try m.wgpmRun(["--generate-completion-script", "bash"])
+    #expect(bash.status == 0 && bash.stdout.contains("---completion show -- positional@0"), "model ids come from wgpm itself")
+    #expect(bash.stdout.contains("'!*.@(yaml|yml)'"), "manifests and configs complete as YAML files")
+    // What the shell asks when `wgpm show t2<TAB>` is typed.
+    let ids = try m.wgpmRun(["---completion", "show", "--", "positional@0", "2", "2", "wgpm", "show", "t2"])
+    #expect(ids.stdout.split(separator: "\n").contains("t2v"), "\(ids.stdout) \(ids.stderr)")
 }

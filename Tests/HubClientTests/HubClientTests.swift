@@ -63,7 +63,7 @@ func withHub(_ config: [String: Any] = ["tokens": ["hf_good"]], _ body: (FakeHub
         #expect(throws: HubError.repoNotFound(repo: "org/none")) { try other.resolveCommit(missing) }
         let rev = HubReference(repo: "org/model", revision: "v9", path: "")
         #expect(throws: HubError.revisionNotFound(repo: "org/model", revision: "v9")) { try anon.resolveCommit(rev) }
-        for error in [HubError.authenticationRequired(repo: "org/private"), .invalidToken, .gated(repo: "o/g", hasToken: true)] {
+        for error in [HubError.authenticationRequired(repo: "org/private"), .invalidToken, .gated(repo: "o/g", hasToken: true, page: "https://huggingface.co/o/g")] {
             #expect(!error.description.contains("hf_"), "messages never carry a token")
         }
     }

@@ -13,9 +13,13 @@ by their id when a copy of the repo as it was sits at <root>/_history/<org>/<nam
   {"tokens": ["hf_good"],
    "repos": {"org/name": {"private": true, "gated": "manual", "granted": ["hf_good"]}},
    "page_size": 1000,
+   "cdn_rate_per_connection": 20000000,
    "faults": [{"listener": "cdn", "method": "GET", "path_contains": "x", "count": 1,
                "type": "status|drop|wrong_bytes|ignore_range|shift_range|stall|huge_header", "status": 429,
                "headers": {"Retry-After": "1"}, "after_bytes": 100}]}
+
+`cdn_rate_per_connection` (bytes/s, default none) paces each file-host reply, as the Hub's CDN
+caps each connection; requests on other connections are not slowed by it.
 
 A fault applies to the first `count` (default 1) requests that match its listener, method and
 path_contains (the decoded path, without the query) and, with `range_from`, only to requests with
@@ -564,13 +568,21 @@ class Handler(BaseHTTPRequestHandler):
         if not head and ftype not in BODY_FAULTS:
             # Zero-copy for the common case, so the server is not the bottleneck of benchmarks.
             self.wfile.flush()
+            # A per-connection cap, as the Hub's CDN has (~40 MB/s): paced in 64 KiB steps.
+            rate = float(load_config().get("cdn_rate_per_connection", 0)) if self.listener == "cdn" else 0
+            began = time.monotonic()
             with open(full, "rb") as f:
                 try:
                     while sent < length:
-                        n = os.sendfile(self.connection.fileno(), f.fileno(), start + sent, min(length - sent, 1 << 30))
+                        step = min(length - sent, 64 << 10 if rate > 0 else 1 << 30)
+                        n = os.sendfile(self.connection.fileno(), f.fileno(), start + sent, step)
                         if n == 0:
                             break
                         sent += n
+                        if rate > 0:
+                            ahead = sent / rate - (time.monotonic() - began)
+                            if ahead > 0:
+                                time.sleep(ahead)
                 except OSError:  # the client went away (a split range, a cancel): logged all the same
                     pass
             self.record(status, sent)

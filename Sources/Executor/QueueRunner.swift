@@ -17,15 +17,23 @@ public func checkSpace(for specs: [JobSpec], fileSystem: FileSystem, reserve: In
     for spec in specs where spec.kind == .download {
         guard let size = spec.size else { continue }
         guard let fs = fileSystem.filesystem(of: (spec.target as NSString).deletingLastPathComponent) else { continue }
-        let folder = (try? (confinement ?? .inferred(from: spec)).partialFolder(for: spec, fileSystem: fileSystem))
-        let name = Downloader.partialName(spec)
-        let already = folder.map { SegmentedDownload.bytesHeld(folder: $0, name: name) ?? fileSystem.stat($0 + "/" + name)?.size ?? 0 } ?? 0
+        let already = partialBytes(of: spec, fileSystem: fileSystem, confinement: confinement)
         let entry = need[fs.id, default: (fs.mountPoint, fs.freeBytes, 0)]
         need[fs.id] = (entry.mount, entry.free, saturatingSum(entry.bytes, max(0, size - already)))
     }
     for (_, n) in need.sorted(by: { $0.key < $1.key }) where n.bytes > 0 && !FilesystemUsage.fits(free: n.free, download: n.bytes, reserve: reserve) {
         throw ExecutorError.notEnoughSpace(mountPoint: n.mount, needed: n.bytes, free: n.free, reserve: reserve)
     }
+}
+
+/// The bytes a download's partial file already holds (by its segment map when it has one: a
+/// segmented partial is sparse), 0 when there is none. What a rerun will not fetch again.
+public func partialBytes(of spec: JobSpec, fileSystem: FileSystem, confinement: Confinement? = nil) -> Int64 {
+    guard spec.kind == .download,
+          let folder = try? (confinement ?? .inferred(from: spec)).partialFolder(for: spec, fileSystem: fileSystem) else { return 0 }
+    let name = Downloader.partialName(spec)
+    let held = SegmentedDownload.bytesHeld(folder: folder, name: name) ?? fileSystem.stat(folder + "/" + name)?.size ?? 0
+    return min(held, spec.size ?? held)
 }
 
 /// The check apply makes before it enqueues `jobs`: they and the jobs already waiting in

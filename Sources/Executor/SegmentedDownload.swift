@@ -177,6 +177,12 @@ final class SegmentedDownload: Sendable {
         var probed = connections <= 1 || startBytes != startPrefix || downloader.singleStreamAbove <= 0
         var probe: (start: Date, bytes: Int64)?
         progress(startBytes)
+        // The map exists before any byte lands past the run from byte 0: a partial without one
+        // is read as a plain prefix, and a sparse file read so would count its holes as
+        // written (the crash loop found this: killed before the first save, resumed, wrong hash).
+        guard saveMap() else {
+            throw ExecutorError.cannotWrite(path: spec.path, reason: "the segment map beside the partial file cannot be written; check that folder's space and permissions")
+        }
         spawn(id: 0, pooled: false, pool: pool)
         while true {
             if cancel.isSet { abort.set() }
@@ -284,12 +290,14 @@ final class SegmentedDownload: Sendable {
 
     /// Flushes the partial, then records what is written. The snapshot is taken first: every
     /// range in it was written before the flush, so the saved map never names unflushed bytes.
-    func saveMap() {
+    /// A failed save leaves the last map, which names less than is written: safe.
+    @discardableResult
+    func saveMap() -> Bool {
         let snapshot = state.withLock { $0.schedule.written }
-        guard fdatasync(fd) == 0 else { return }
+        guard fdatasync(fd) == 0 else { return false }
         let map = SegmentMapFile(size: size, sha256: sha256, written: snapshot)
-        guard let data = try? JSONEncoder().encode(map) else { return }
-        _ = writeOwnFileAtomically(data, name: SegmentMapFile.name(of: name), in: folder)
+        guard let data = try? JSONEncoder().encode(map) else { return false }
+        return writeOwnFileAtomically(data, name: SegmentMapFile.name(of: name), in: folder)
     }
 
     private func fail(_ error: ExecutorError) {

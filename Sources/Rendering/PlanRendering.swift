@@ -18,7 +18,11 @@ public struct TerminalStyle: Sendable {
 /// path and details on one line when they fit (aligned when every row fits so), otherwise the
 /// details on the next line under the path. Paths are never shortened: they are what a person
 /// acts on.
-public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = false, width: Int = 80) -> String {
+///
+/// `partials`: for downloads whose partial file already holds bytes (path → bytes), what is
+/// there; the row and the summary say how much of the download is fetched already.
+public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = false, width: Int = 80,
+                        partials: [String: Int64] = [:]) -> String {
     var lines: [String] = []
     let rows = plan.actions.map { action -> (label: String, path: String, detail: String) in
         let (symbol, color) = switch action.kind {
@@ -33,6 +37,7 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
         switch (action.kind, action.fetch) {
         case (.download, .download(_, let size)?):
             detail = (size.map(formatBytes) ?? "size unknown") + origin(action.file)
+            if let held = partials[action.path], held > 0 { detail += "  (\(formatBytes(held)) already in a partial file)" }
             if action.file?.downloadable == false { detail += "  (Wan2GP expects it in place; not its own download)" }
         case (.link, .link(_, let from, let basis, let mode)?):
             detail = "->  \(from)  (\(basis.rawValue)\(mode == .symlink ? "" : ", \(mode.rawValue)"))"
@@ -65,6 +70,8 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
     if !lines.isEmpty { lines.append("") }
     let s = plan.summary
     var summary = "Plan: \(s.count(.download)) to download (\(formatBytes(s.downloadBytes))"
+    let held = plan.actions.reduce(Int64(0)) { saturatingSum($0, partials[$1.path] ?? 0) }
+    if held > 0 { summary += ", \(formatBytes(held)) of it already fetched" }
     if s.unknownSizeDownloads > 0 { summary += " + \(s.unknownSizeDownloads) of unknown size" }
     summary += "), \(s.count(.link)) to link (\(formatBytes(s.reusedBytes)) reused), \(s.count(.replace)) to replace, "
     summary += "\(s.count(.remove)) to remove" + (s.count(.remove) > 0 && s.prunableBytes > 0 ? " (\(formatBytes(s.prunableBytes)) freed)" : "")

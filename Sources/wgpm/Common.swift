@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Catalog
+import Planner
+import Executor
 import Manifest
 import Reconciler
 import Rendering
@@ -36,6 +38,17 @@ func modelIDCompletions(_ prefix: String) -> [String] {
     guard let config = try? MachineConfig.load(explicit: nil, environment: env, cwd: FileManager.default.currentDirectoryPath),
           let catalog = try? Catalog.load(wan2gpDirectory: config.wan2gpDirectory) else { return [] }
     return catalog.ids.filter { $0.hasPrefix(prefix) }.sorted()
+}
+
+/// What the partial files of the plan's downloads already hold, by path (only those with bytes).
+func partialsHeld(_ plan: Plan, _ reconciler: Reconciler) -> [String: Int64] {
+    let confinement = Confinement(mapper: reconciler.mapper, linkedFolders: reconciler.config.linkedFolders)
+    var held: [String: Int64] = [:]
+    for spec in JobSpec.from(plan, mapper: reconciler.mapper) {
+        let n = partialBytes(of: spec, fileSystem: reconciler.context.fileSystem, confinement: confinement)
+        if n > 0 { held[spec.path] = n }
+    }
+    return held
 }
 
 /// What plan and apply read: the catalog (when a Wan2GP directory is configured), the manifest,

@@ -62,7 +62,8 @@ struct PlanCommand: ParsableCommand {
             print(renderPlanMarkdown(result.plan, desired: result.desired, manifest: inputs.manifest.file,
                                      machine: inventory.map { ($0 as NSString).lastPathComponent }), terminator: "")
         } else {
-            print(renderHuman(result.plan, style: terminalStyle, verbose: verbose, width: outputColumns), terminator: "")
+            print(renderHuman(result.plan, style: terminalStyle, verbose: verbose, width: outputColumns,
+                              partials: inventory == nil ? partialsHeld(result.plan, reconciler) : [:]), terminator: "")
             if let out { print("Saved the plan to \(out); run 'wgpm apply \(out)' to carry it out.") }
         }
         if detailedExitcode && result.plan.isBlocked { throw ExitCode(3) }

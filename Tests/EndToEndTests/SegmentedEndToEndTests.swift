@@ -85,6 +85,10 @@ func rangeStart(_ header: String?) -> Int? {
     let kept = saved.written.reduce(0) { $0 + $1[1] - $1[0] }
     #expect(kept > 4 << 20 && kept < size, "kill -9 kept \(kept) bytes in \(saved.written.count) ranges")
     #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts/big.safetensors")), "no partial file at the final path")
+    // The plan says how much of the download is there already.
+    let plan = try m.wgpmRun(["plan"], env: ["NO_COLOR": "1"]).stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).joined(separator: " ")
+    #expect(plan.contains("(\(formatBytes(Int64(kept))) already in a partial file)") && plan.contains("\(formatBytes(Int64(kept))) of it already fetched"),
+            "\(plan)")
     m.hub.clearLog()
     try m.dir.write("config.yaml", (try String(contentsOfFile: m.dir.file("config.yaml"), encoding: .utf8))
         .replacingOccurrences(of: "bandwidth_limit_kb: 6000", with: "bandwidth_limit_kb: 0"))
@@ -98,6 +102,26 @@ func rangeStart(_ header: String?) -> Int? {
         #expect(!saved.written.contains { start >= $0[0] && start < $0[1] }, "no request starts inside a kept range: \(start)")
     }
     #expect(gets.filter { rangeStart($0.range) != nil }.count >= saved.written.count - 1, "each hole has its own Range")
+}
+
+/// Killed within the first second, before any periodic save of the map: the partial is
+/// sparse (pieces far into the file have bytes, the ones between do not), and the rerun must
+/// not take it for a file written from byte 0 to its length.
+@Test func aKillBeforeTheFirstPeriodicSaveLeavesNoHoleCountedAsWritten() throws {
+    let size = 72 << 20
+    let (m, data) = try segmentedMachine(size: size, connections: 8, limitKB: 20000)
+    let dir = m.dir.file("ckpts/.wgpm-partial")
+    let part = { ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).first { $0.hasSuffix(".part") }.map { dir + "/" + $0 } }
+    let (p, _) = try startWGPM(m, ["apply", "--yes"])
+    // A length far past what one connection has sent: pieces further in were written.
+    #expect(waitFor(30) { part().flatMap { try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int }.map { $0 > 24 << 20 } ?? false },
+            "a sparse partial appeared")
+    kill(p.processIdentifier, SIGKILL)
+    p.waitUntilExit()
+    #expect(FileManager.default.fileExists(atPath: (part() ?? "") + ".map"), "the map existed from the start")
+    let resumed = try m.wgpmRun(["apply", "--yes"])
+    #expect(resumed.status == 0, "\(resumed.stderr)")
+    #expect(sha256Hex(try Data(contentsOf: URL(fileURLWithPath: m.dir.file("ckpts/big.safetensors")))) == sha256Hex(data))
 }
 
 @Test func aHostThatIgnoresRangesGetsOneStream() throws {

@@ -120,6 +120,8 @@ public struct ObservedState: Sendable {
     public var managedPaths: Set<String>
     /// Filesystem of each target path.
     public var filesystemOf: [String: FilesystemInfo]
+    /// Bytes a desired path's partial download already holds (a rerun does not fetch them).
+    public var partialBytes: [String: Int64] = [:]
 
     public init(paths: [String: Observation] = [:], candidates: [String: [ReuseCandidate]] = [:],
                 managedPaths: Set<String> = [], filesystemOf: [String: FilesystemInfo] = [:]) {

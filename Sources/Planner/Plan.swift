@@ -78,6 +78,8 @@ public struct PlanSummary: Hashable, Sendable {
     /// either way), and the bytes they hold (links hold none).
     public var prunable = 0
     public var prunableBytes: Int64 = 0
+    /// Of `downloadBytes`, what partial files hold already.
+    public var partialBytes: Int64 = 0
 
     public func count(_ kind: ActionKind) -> Int { counts[kind] ?? 0 }
 }

@@ -171,6 +171,7 @@ func summarize(actions: [Action], unchanged: Int, observed: ObservedState, reser
     var download: Int64 = 0
     var reused: Int64 = 0
     var unknown = 0
+    var partial: Int64 = 0
     var perFS: [String: FilesystemUsage] = [:]
     for action in actions {
         counts[action.kind, default: 0] += 1
@@ -178,14 +179,19 @@ func summarize(actions: [Action], unchanged: Int, observed: ObservedState, reser
         guard case .download(_, let size)? = action.fetch else { continue }
         if size == nil { unknown += 1 }
         download = saturatingSum(download, size ?? 0)
+        // What the partial file holds is on the disk already: only the rest needs room.
+        let held = min(max(0, observed.partialBytes[action.path] ?? 0), size ?? 0)
+        partial = saturatingSum(partial, held)
         if let fs = observed.filesystemOf[action.path] {
             let usage = perFS[fs.id, default: FilesystemUsage(filesystem: fs, downloadBytes: 0, reserveBytes: reserve)]
-            perFS[fs.id] = FilesystemUsage(filesystem: fs, downloadBytes: saturatingSum(usage.downloadBytes, size ?? 0), reserveBytes: reserve)
+            perFS[fs.id] = FilesystemUsage(filesystem: fs, downloadBytes: saturatingSum(usage.downloadBytes, (size ?? 0) - held), reserveBytes: reserve)
         }
     }
-    return PlanSummary(counts: counts, unchanged: unchanged, downloadBytes: download,
-                       unknownSizeDownloads: unknown, reusedBytes: reused,
-                       filesystems: perFS.values.sorted { $0.filesystem.id < $1.filesystem.id })
+    var summary = PlanSummary(counts: counts, unchanged: unchanged, downloadBytes: download,
+                              unknownSizeDownloads: unknown, reusedBytes: reused,
+                              filesystems: perFS.values.sorted { $0.filesystem.id < $1.filesystem.id })
+    summary.partialBytes = partial
+    return summary
 }
 
 /// `a + b`, held at Int64.max instead of trapping: sizes in a lock or recording are input.

@@ -17,6 +17,9 @@ public struct Context: Sendable {
     public var clock: @Sendable () -> Double
     /// Lines about waits and retries, for stderr.
     public var notice: @Sendable (String) -> Void
+    /// What a desired file's partial download already holds (the executor knows where and how
+    /// it keeps partials); 0 when unknown.
+    public var heldInPartial: @Sendable (DesiredFile) -> Int64 = { _ in 0 }
 
     public init(fileSystem: FileSystem = LocalFileSystem(), transport: HTTPTransport = CurlTransport(),
                 sleeper: Sleeper = RealSleeper(), clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 },
@@ -80,7 +83,13 @@ public struct Reconciler: Sendable {
             // Managed paths are only looked at (never hashed): plain plan counts what --prune would free.
             (observed, stats) = try inventory.observe(desired.files, extraPaths: Array(managed))
         }
-        if recorded == nil { observed.managedPaths = managed }
+        if recorded == nil {
+            observed.managedPaths = managed
+            for file in desired.files where file.expected.sha256 != nil || file.expected.gitSHA1 != nil {
+                let held = context.heldInPartial(file)
+                if held > 0 { observed.partialBytes[file.path] = held }
+            }
+        }
         var warnings = desired.warnings
         var reuse = ReuseStats()
         // Local sources are searched only for files that are not already right at their target.

@@ -19,8 +19,8 @@ public struct TerminalStyle: Sendable {
 /// details on the next line under the path. Paths are never shortened: they are what a person
 /// acts on.
 ///
-/// `partials`: for downloads whose partial file already holds bytes (path → bytes), what is
-/// there; the row and the summary say how much of the download is fetched already.
+/// `partials`: for downloads whose partial file already holds bytes (path → bytes, the
+/// observed state's), what is there; the row and the summary say how much is fetched already.
 public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = false, width: Int = 80,
                         partials: [String: Int64] = [:]) -> String {
     var lines: [String] = []
@@ -70,8 +70,7 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
     if !lines.isEmpty { lines.append("") }
     let s = plan.summary
     var summary = "Plan: \(s.count(.download)) to download (\(formatBytes(s.downloadBytes))"
-    let held = plan.actions.reduce(Int64(0)) { saturatingSum($0, partials[$1.path] ?? 0) }
-    if held > 0 { summary += ", \(formatBytes(held)) of it already fetched" }
+    if s.partialBytes > 0 { summary += ", \(formatBytes(s.partialBytes)) of it already fetched" }
     if s.unknownSizeDownloads > 0 { summary += " + \(s.unknownSizeDownloads) of unknown size" }
     summary += "), \(s.count(.link)) to link (\(formatBytes(s.reusedBytes)) reused), \(s.count(.replace)) to replace, "
     summary += "\(s.count(.remove)) to remove" + (s.count(.remove) > 0 && s.prunableBytes > 0 ? " (\(formatBytes(s.prunableBytes)) freed)" : "")

@@ -51,7 +51,7 @@ struct ApplyCommand: ParsableCommand {
             plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: prune,
                                        lock: inputs.lock, lockPath: inputs.lockPath, locked: locked)
             for warning in plan.warnings { printError("wgpm: warning: \(warning)") }
-            print(renderHuman(plan.plan, style: terminalStyle, width: outputColumns, partials: partialsHeld(plan.plan, reconciler)), terminator: "")
+            print(renderHuman(plan.plan, style: terminalStyle, width: outputColumns, partials: plan.observed.partialBytes), terminator: "")
             if plan.plan.hasChanges && !yes {
                 guard isatty(STDIN_FILENO) == 1 else {
                     printError("wgpm: error: refusing to apply without confirmation: there is no terminal to ask. Review the plan and pass --yes, or apply a saved plan file.")

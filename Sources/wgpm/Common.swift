@@ -3,6 +3,7 @@ import Foundation
 import Catalog
 import Planner
 import Executor
+import Inventory
 import Manifest
 import Reconciler
 import Rendering
@@ -26,8 +27,10 @@ struct ConfigOptions: ParsableArguments {
     }
 
     func reconciler(allowMissingConfig: Bool = false, savedConfig: String? = nil) throws -> Reconciler {
-        let context = Context(notice: { line in printError("wgpm: \(line)") })
-        return try Reconciler(config: try load(allowMissing: allowMissingConfig, saved: savedConfig), context: context)
+        let config = try load(allowMissing: allowMissingConfig, saved: savedConfig)
+        var context = Context(notice: { line in printError("wgpm: \(line)") })
+        context.heldInPartial = heldInPartial(config)
+        return try Reconciler(config: config, context: context)
     }
 }
 
@@ -40,15 +43,11 @@ func modelIDCompletions(_ prefix: String) -> [String] {
     return catalog.ids.filter { $0.hasPrefix(prefix) }.sorted()
 }
 
-/// What the partial files of the plan's downloads already hold, by path (only those with bytes).
-func partialsHeld(_ plan: Plan, _ reconciler: Reconciler) -> [String: Int64] {
-    let confinement = Confinement(mapper: reconciler.mapper, linkedFolders: reconciler.config.linkedFolders)
-    var held: [String: Int64] = [:]
-    for spec in JobSpec.from(plan, mapper: reconciler.mapper) {
-        let n = partialBytes(of: spec, fileSystem: reconciler.context.fileSystem, confinement: confinement)
-        if n > 0 { held[spec.path] = n }
-    }
-    return held
+/// What a desired file's partial download holds, where apply keeps it for this config.
+func heldInPartial(_ config: MachineConfig) -> @Sendable (DesiredFile) -> Int64 {
+    let mapper = PathMapper(ckpts: config.ckptsDirectory, loras: config.lorasDirectory)
+    let confinement = Confinement(mapper: mapper, linkedFolders: config.linkedFolders)
+    return { file in partialBytes(of: JobSpec.download(of: file, mapper: mapper), fileSystem: LocalFileSystem(), confinement: confinement) }
 }
 
 /// What plan and apply read: the catalog (when a Wan2GP directory is configured), the manifest,

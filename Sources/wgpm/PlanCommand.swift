@@ -63,7 +63,7 @@ struct PlanCommand: ParsableCommand {
                                      machine: inventory.map { ($0 as NSString).lastPathComponent }), terminator: "")
         } else {
             print(renderHuman(result.plan, style: terminalStyle, verbose: verbose, width: outputColumns,
-                              partials: inventory == nil ? partialsHeld(result.plan, reconciler) : [:]), terminator: "")
+                              partials: result.observed.partialBytes), terminator: "")
             if let out { print("Saved the plan to \(out); run 'wgpm apply \(out)' to carry it out.") }
         }
         if detailedExitcode && result.plan.isBlocked { throw ExitCode(3) }

@@ -150,6 +150,13 @@ func plannerCase(_ c: Case) {
     #expect(makePlan(desired: desiredTwo, observed: spacious, options: PlanOptions(reserveBytes: 20)).summary.filesystems[0].fits)
     let tight = makePlan(desired: desiredTwo, observed: spacious, options: PlanOptions(reserveBytes: 21)).summary.filesystems[0]
     #expect(!tight.fits && tight.reserveBytes == 21)
+
+    // Bytes a partial file holds are on the disk already: only the rest needs room.
+    var resumed = observed
+    resumed.partialBytes = ["ckpts/a.safetensors": 60, "loras/wan/b.safetensors": 500]  // more than its size counts as its size
+    let again = makePlan(desired: desired, observed: resumed).summary
+    #expect(again.downloadBytes == 180 && again.partialBytes == 140)
+    #expect(again.filesystems[0].downloadBytes == 40 && again.filesystems[0].fits)
 }
 
 /// A small deterministic generator (SplitMix64) so the property test is reproducible.

@@ -21,16 +21,16 @@ public struct SpaceCheck: Sendable, Equatable {
     /// Paths the machine has in the way of a file (a directory, an unreadable file).
     public var conflicts: [String]
     public var downloadBytes: Int64
+    /// Apply would refuse the plan on that machine (the plan's one rule, `Plan.isBlocked`).
+    public var blocked: Bool
 
     public init(machine: String, plan: Plan) {
         self.machine = machine
         filesystems = plan.summary.filesystems
         conflicts = plan.actions.filter { $0.kind == .conflict }.map(\.path)
         downloadBytes = plan.summary.downloadBytes
+        blocked = plan.isBlocked
     }
-
-    /// Apply would refuse the plan on that machine.
-    public var blocked: Bool { !conflicts.isEmpty || filesystems.contains { !$0.fits } }
 }
 
 /// `wgpm diff --json`, format_version 1 (README, "wgpm diff", lists its keys). Sorted, stable;
@@ -252,7 +252,7 @@ public func renderDiffHuman(_ d: ManifestDiff, base: DiffSource, head: DiffSourc
         lines.append("  Commit moved, same bytes: \(counted(g.files.count, "file")) of \(g.repo) \(short(g.base)) -> \(short(g.head))")
     }
     if lines.count > 1 { lines.append("") }
-    lines += wrap(diffHeadline(d), width: 80)
+    lines += wrapped(diffHeadline(d), hanging: 2, width: 80)
     if let space { lines += spaceLines(space) }
     return lines.joined(separator: "\n") + "\n"
 }
@@ -308,22 +308,6 @@ func hubRepo(_ url: String) -> String? {
     let parts = url.split(separator: "/", omittingEmptySubsequences: true)
     guard parts.count >= 5, let i = parts.firstIndex(of: "resolve"), i >= 4 else { return nil }
     return "\(parts[i - 2])/\(parts[i - 1])"
-}
-
-/// Words joined into lines of at most `width` columns, continued with an indent.
-func wrap(_ text: String, width: Int) -> [String] {
-    var lines: [String] = []
-    var line = ""
-    for word in text.split(separator: " ") {
-        if !line.isEmpty, line.count + 1 + word.count > width {
-            lines.append(line)
-            line = "  " + word
-        } else {
-            line += (line.isEmpty ? "" : " ") + word
-        }
-    }
-    if !line.isEmpty { lines.append(line) }
-    return lines
 }
 
 func pinNote(_ p: PinMove, arrow: String) -> String {

@@ -96,12 +96,13 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
     return lines.joined(separator: "\n") + "\n"
 }
 
-/// `text` in lines of at most `width` columns after `indent` spaces, broken at spaces; a word
-/// longer than the room (a long path) gets a line of its own.
-func wrapped(_ text: String, indent: Int, width: Int) -> [String] {
-    let room = max(20, width - indent)
+/// `text` in lines of at most `width` columns, broken at spaces: the first after `indent`
+/// spaces, the rest after `indent + hanging`. A word longer than the room (a long path) gets a
+/// line of its own; runs of spaces inside a line are kept.
+func wrapped(_ text: String, indent: Int = 0, hanging: Int = 0, width: Int) -> [String] {
     var lines: [String] = []
     var current = ""
+    var room = max(20, width - indent)
     for word in text.split(separator: " ", omittingEmptySubsequences: false) {
         if current.isEmpty {
             current = String(word)
@@ -110,11 +111,11 @@ func wrapped(_ text: String, indent: Int, width: Int) -> [String] {
         } else {
             lines.append(current)
             current = String(word)
+            room = max(20, width - indent - hanging)
         }
     }
     if !current.isEmpty { lines.append(current) }
-    let pad = String(repeating: " ", count: indent)
-    return lines.map { pad + $0 }
+    return lines.enumerated().map { String(repeating: " ", count: indent + ($0.offset == 0 ? 0 : hanging)) + $0.element }
 }
 
 private func origin(_ file: DesiredFile?) -> String {

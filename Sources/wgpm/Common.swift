@@ -29,7 +29,7 @@ struct ConfigOptions: ParsableArguments {
     func reconciler(allowMissingConfig: Bool = false, savedConfig: String? = nil) throws -> Reconciler {
         let config = try load(allowMissing: allowMissingConfig, saved: savedConfig)
         var context = Context(notice: { line in printError("wgpm: \(line)") })
-        context.heldInPartial = heldInPartial(config)
+        context.heldInPartial = heldInPartial(config, fileSystem: context.fileSystem)
         return try Reconciler(config: config, context: context)
     }
 }
@@ -44,10 +44,10 @@ func modelIDCompletions(_ prefix: String) -> [String] {
 }
 
 /// What a desired file's partial download holds, where apply keeps it for this config.
-func heldInPartial(_ config: MachineConfig) -> @Sendable (DesiredFile) -> Int64 {
+func heldInPartial(_ config: MachineConfig, fileSystem: FileSystem) -> @Sendable (DesiredFile) -> Int64 {
     let mapper = PathMapper(ckpts: config.ckptsDirectory, loras: config.lorasDirectory)
     let confinement = Confinement(mapper: mapper, linkedFolders: config.linkedFolders)
-    return { file in partialBytes(of: JobSpec.download(of: file, mapper: mapper), fileSystem: LocalFileSystem(), confinement: confinement) }
+    return { file in partialBytes(of: JobSpec.download(of: file, mapper: mapper), fileSystem: fileSystem, confinement: confinement) }
 }
 
 /// What plan and apply read: the catalog (when a Wan2GP directory is configured), the manifest,
@@ -103,8 +103,7 @@ var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
 /// The width for text on stdout: the terminal's, else `COLUMNS`, else 80 (a CI log, a file).
 var outputColumns: Int {
-    var size = winsize()
-    if ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 { return Int(size.ws_col) }
+    if let width = columns(of: STDOUT_FILENO) { return width }
     if let columns = ProcessInfo.processInfo.environment["COLUMNS"].flatMap(Int.init), columns >= 40 { return columns }
     return 80
 }

@@ -213,9 +213,12 @@ final class ProgressPrinter: Sendable {
 }
 
 /// The width of the terminal on stderr, 80 when it does not say.
-func terminalColumns() -> Int {
+func terminalColumns() -> Int { columns(of: STDERR_FILENO) ?? 80 }
+
+/// The width of the terminal on `fd`; nil when it is not one.
+func columns(of fd: Int32) -> Int? {
     var size = winsize()
-    return ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 80
+    return ioctl(fd, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : nil
 }
 
 /// `text` cut to `width` characters by dropping its middle ("ckpts/wan2.1_te…int8.safetensors"):

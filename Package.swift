@@ -20,7 +20,10 @@ let package = Package(
         // Pure: desired + observed state in, actions out. No Foundation, no I/O.
         .target(name: "Planner", swiftSettings: swiftSettings),
         // Planner for `confinementProblem`, the one path rule every definition path must pass.
-        .target(name: "Catalog", dependencies: ["Planner"], resources: [.copy("Resources/support-files.json")],
+        .target(name: "Catalog", dependencies: [
+            "Planner",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], resources: [.copy("Resources/support-files.json"), .copy("Resources/knowledge")],
                 swiftSettings: swiftSettings),
         .target(name: "Manifest", dependencies: [
             "Catalog",

@@ -12,6 +12,8 @@ public enum CatalogError: Error, Equatable, CustomStringConvertible {
     /// A definition value makes a path outside ckpts/ or loras/ (`problem` is the rule's reason).
     case unconfinedPath(model: String, files: [String], key: String, problem: String)
     case internalData(String)
+    /// Traced or bundled knowledge that cannot be used.
+    case badKnowledge(file: String, message: String)
 
     public var description: String {
         switch self {
@@ -31,6 +33,8 @@ public enum CatalogError: Error, Equatable, CustomStringConvertible {
             return "\(files.joined(separator: " + ")): '\(key)' of model '\(model)' gives a path wgpm will not write: \(problem). Fix or remove the definition file; nothing was planned."
         case .internalData(let message):
             return message
+        case .badKnowledge(let file, let message):
+            return "\(file): \(message)"
         }
     }
 }
@@ -55,6 +59,9 @@ public struct Catalog: Sendable {
     public var support: SupportFiles
     /// Finetune files that were skipped, as Wan2GP does, with the reason.
     public var warnings: [String]
+    /// Which Wan2GP was read and which knowledge computes its files; nil when loaded with a
+    /// table given by the caller (tests).
+    public var selection: KnowledgeSelection?
 
     public var ids: [String] { models.keys.sorted() }
 

@@ -80,13 +80,13 @@ extension Catalog {
         }
         // Take-all lists.
         for url in try urlList(id, "preload_URLs", optionalReference: false) where url.hasPrefix("http") {
-            try out.add(preloadPath(url, arch: arch), url, .preload, key: "preload_URLs")
+            try out.add(preloadPath(url, arch: arch, model: id), url, .preload, key: "preload_URLs")
         }
         if let vae = model["VAE_URLs"] {
             let urls = vae.string.map { [$0] } ?? vae.array?.compactMap(\.string) ?? []
-            for url in urls where url.hasPrefix("http") { try out.add(preloadPath(url, arch: arch), url, .vae, key: "VAE_URLs") }
+            for url in urls where url.hasPrefix("http") { try out.add(preloadPath(url, arch: arch, model: id), url, .vae, key: "VAE_URLs") }
         }
-        let loraDir = support.loraDirectory(of: arch) ?? "loras"
+        let loraDir = support.loraDirectory(of: arch, model: id) ?? "loras"
         for url in try urlList(id, "loras", optionalReference: false) where url.hasPrefix("http") {
             let parts = url.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             let sub = parts.count > 1 ? parts[1] + "/" : ""
@@ -106,7 +106,15 @@ extension Catalog {
                         key: teKey, downloadable: true)
         }
 
-        if settings.sharedFiles {
+        if settings.sharedFiles, let traced = support.traced {
+            let key = "wgpm's knowledge of Wan2GP \(traced.wangp_version ?? support.wan2gp_commit)"
+            for entry in traced.support(model: id, architecture: arch) where entry.applies(to: settings) {
+                try out.add(path: entry.path, url: entry.url, role: .handler, key: key, downloadable: true)
+            }
+            for entry in traced.core where entry.applies(to: settings) {
+                try out.add(path: entry.path, url: entry.url, role: .core, key: key, downloadable: true)
+            }
+        } else if settings.sharedFiles {
             for file in try handlerFiles(def, textEncoderPresent: !teList.isEmpty) {
                 try out.add(path: file.path, url: file.url, role: .handler, key: file.key, downloadable: true)
             }
@@ -209,10 +217,10 @@ extension Catalog {
         return "ckpts/" + urlBasename(url)
     }
 
-    func preloadPath(_ url: String, arch: String) -> String {
+    func preloadPath(_ url: String, arch: String, model id: String) -> String {
         let parts = url.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         if parts.count > 1, parts[1] == "%lora_dir" {
-            return (support.loraDirectory(of: arch) ?? "loras") + "/" + urlBasename(url)
+            return (support.loraDirectory(of: arch, model: id) ?? "loras") + "/" + urlBasename(url)
         }
         return ckpt(url)
     }

@@ -35,6 +35,22 @@ public struct SupportFiles: Sendable, Decodable {
     var always: [Group]
     public var families: [Family]
     var lora_dirs: [String: String]
+    /// Explicit lists derived from a trace, in place of `always`, the groups and `lora_dirs`.
+    public var traced: TracedKnowledge?
+
+    /// A table that carries traced knowledge: one family per traced architecture (so every
+    /// architecture the tracer saw has a handler), with only the dtype the handler forces.
+    public init(traced: TracedKnowledge) throws {
+        wan2gp_commit = traced.wan2gp_commit ?? "traced:\(traced.fingerprint.prefix(12))"
+        always = []
+        lora_dirs = [:]
+        families = traced.architectures.keys.sorted().map { arch in
+            Family(name: arch, handler: "traced", architectures: [arch],
+                   model_defaults: traced.architectures[arch]?.dtype.map { ["dtype": .string($0.rawValue)] },
+                   model_defaults_only: nil, groups: [])
+        }
+        self.traced = traced
+    }
 
     /// The table shipped with wgpm.
     public static func bundled() throws -> SupportFiles {
@@ -48,8 +64,10 @@ public struct SupportFiles: Sendable, Decodable {
         families.first { $0.architectures.contains(architecture) }
     }
 
-    public func loraDirectory(of architecture: String) -> String? {
-        lora_dirs[architecture].map { "loras/" + $0 }
+    /// The LoRA folder, relative to the app root, of a model of `architecture`.
+    public func loraDirectory(of architecture: String, model id: String? = nil) -> String? {
+        if let traced { return traced.loraDirectory(model: id, architecture: architecture) }
+        return lora_dirs[architecture].map { "loras/" + $0 }
     }
 
     /// Handler defaults for a model, computed from its raw JSON `model` object at creation.

@@ -72,11 +72,17 @@ public struct MachineConfig: Sendable {
     /// A first connection at least this fast (MB/s) carries its file alone; 0: never
     /// (`single_stream_above_mbs`).
     public var singleStreamAboveMBs = 100
+    /// The Python `wgpm trace` runs Wan2GP's code with (`wan2gp_python`); nil: the checkout's
+    /// own venv (`venv/bin/python`, `.venv/bin/python`) when there is one, else `python3`.
+    public var wan2gpPython: String?
+    /// Where the ckpts and loras folders came from, for `doctor`: a wgpm key, Wan2GP's own
+    /// `wgp_config.json` (`checkpoints_paths`, `loras_root`), or the default below the checkout.
+    public var folderOrigins: [String: String] = [:]
 
     static let keys = ["linked_folders", "wan2gp_directory", "ckpts_directory", "loras_directory", "state_directory", "hub",
                        "bandwidth_limit_kb", "parallel_downloads", "parallel_hash_workers", "link_mode",
                        "min_free_gb", "sources", "source_lock_timeout", "when_source_locked", "connections_per_file", "max_connections", "single_stream_above_mbs",
-                       "invokeai_db", "invokeai_models_dir"]
+                       "invokeai_db", "invokeai_models_dir", "wan2gp_python"]
 
     /// The config files tried, in order, when none is named.
     public static func searchPath(environment env: [String: String], cwd: String) -> [String] {
@@ -147,11 +153,15 @@ public struct MachineConfig: Sendable {
                 ?? ((db as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent + "/models"
             sources.insert(.invokeai(db: db, modelsDir: models), at: 0)
         }
+        // Wan2GP's own settings place its folders when wgpm's config does not.
+        let wgpConfig = wan2gp.map { Wan2GPServerConfig.read(wan2gpDirectory: $0) } ?? Wan2GPServerConfig()
+        let ckpts = path("ckpts_directory") ?? wgpConfig.checkpointsDirectory ?? ((wan2gp ?? "") as NSString).appendingPathComponent("ckpts")
+        let loras = path("loras_directory") ?? wgpConfig.lorasDirectory ?? ((wan2gp ?? "") as NSString).appendingPathComponent("loras")
         var cfg = MachineConfig(
             file: file,
             wan2gpDirectory: wan2gp ?? "",
-            ckptsDirectory: path("ckpts_directory") ?? ((wan2gp ?? "") as NSString).appendingPathComponent("ckpts"),
-            lorasDirectory: path("loras_directory") ?? ((wan2gp ?? "") as NSString).appendingPathComponent("loras"),
+            ckptsDirectory: ckpts,
+            lorasDirectory: loras,
             stateDirectory: path("state_directory") ?? expandHome("~/.local/state/wgpm", env: env),
             hubEndpoint: endpoint,
             tokenEnv: tokenEnv,
@@ -169,6 +179,12 @@ public struct MachineConfig: Sendable {
             cfg.connectionsPerFile = n
         }
         if let n = check.int(map["single_stream_above_mbs"], "single_stream_above_mbs", min: 0) { cfg.singleStreamAboveMBs = n }
+        cfg.wan2gpPython = path("wan2gp_python")
+        cfg.folderOrigins["ckpts"] = map["ckpts_directory"] != nil ? "ckpts_directory in \(file)"
+            : wgpConfig.checkpointsDirectory != nil ? "checkpoints_paths[0] in \(wgpConfig.file)" : "the default, below wan2gp_directory"
+        cfg.folderOrigins["loras"] = map["loras_directory"] != nil ? "loras_directory in \(file)"
+            : wgpConfig.lorasDirectory != nil ? "loras_root in \(wgpConfig.file)" : "the default, below wan2gp_directory"
+        if let problem = wgpConfig.problem { cfg.folderOrigins["problem"] = problem }
         if let n = check.int(map["max_connections"], "max_connections", min: 1) {
             if n < cfg.parallelDownloads {
                 check.report(map["max_connections"]!, "max_connections (\(n)) is less than parallel_downloads (\(cfg.parallelDownloads)): every running download needs a connection; raise max_connections or lower parallel_downloads")

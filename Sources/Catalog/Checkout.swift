@@ -16,16 +16,20 @@ public struct CheckoutVersion: Sendable, Hashable, Codable {
     public var fingerprint: String
     /// How many source files the fingerprint covers (0: not a Wan2GP checkout's code at all).
     public var fingerprintFiles: Int
+    /// The same digest over `defaults/*.json` (`"<name>\0<hex sha256>\n"`, sorted): names the
+    /// commit a folder of definitions without code was copied from.
+    public var definitions: String
 
-    public init(commit: String?, wangpVersion: String?, fingerprint: String, fingerprintFiles: Int) {
+    public init(commit: String?, wangpVersion: String?, fingerprint: String, fingerprintFiles: Int, definitions: String) {
         self.commit = commit
         self.wangpVersion = wangpVersion
         self.fingerprint = fingerprint
         self.fingerprintFiles = fingerprintFiles
+        self.definitions = definitions
     }
 
     enum CodingKeys: String, CodingKey {
-        case commit, wangpVersion = "wangp_version", fingerprint, fingerprintFiles = "fingerprint_files"
+        case commit, wangpVersion = "wangp_version", fingerprint, fingerprintFiles = "fingerprint_files", definitions
     }
 
     /// Reads the version of the Wan2GP at `directory`. Never throws: what cannot be read is nil.
@@ -33,13 +37,22 @@ public struct CheckoutVersion: Sendable, Hashable, Codable {
     /// another program's folder; a symlink there is followed no further than `stat` would).
     public static func read(_ directory: String) -> CheckoutVersion {
         let files = fingerprintFiles(in: directory)
+        let definitions = ((try? FileManager.default.contentsOfDirectory(atPath: (directory as NSString).appendingPathComponent("defaults"))) ?? [])
+            .filter { $0.hasSuffix(".json") }.map { "defaults/" + $0 }
+            .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        return CheckoutVersion(commit: gitCommit(directory), wangpVersion: wangpVersion(directory),
+                               fingerprint: digest(files, in: directory), fingerprintFiles: files.count,
+                               definitions: digest(definitions, in: directory))
+    }
+
+    /// sha256 over `"<path>\0<hex sha256>\n"` for each regular file of `paths` (sorted).
+    static func digest(_ paths: [String], in directory: String) -> String {
         var lines: [UInt8] = []
-        for path in files {
+        for path in paths {
             guard let data = readRegularFile((directory as NSString).appendingPathComponent(path), limit: 64 << 20) else { continue }
             lines += Array(path.utf8) + [0] + Array(hex(SHA256.hash(data: data)).utf8) + [0x0A]
         }
-        return CheckoutVersion(commit: gitCommit(directory), wangpVersion: wangpVersion(directory),
-                               fingerprint: hex(SHA256.hash(data: lines)), fingerprintFiles: files.count)
+        return hex(SHA256.hash(data: lines))
     }
 
     /// The fingerprint's files below `directory`, relative with `/`, sorted by their UTF-8 bytes.
@@ -133,7 +146,7 @@ func isRegularFile(_ path: String) -> Bool {
 }
 
 /// The bytes of a regular file (not a symlink, FIFO or device) of at most `limit` bytes.
-func readRegularFile(_ path: String, limit: Int) -> Data? {
+public func readRegularFile(_ path: String, limit: Int) -> Data? {
     guard isRegularFile(path) else { return nil }
     guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
     defer { try? handle.close() }

@@ -153,6 +153,8 @@ public struct KnowledgeIndex: Codable, Sendable {
         public var date: String
         public var wangp_version: String?
         public var fingerprint: String
+        /// `CheckoutVersion.definitions` at this commit.
+        public var definitions: String?
         /// The bundled knowledge file (`knowledge/<name>.json`), or "8681e9f7" for the rules table.
         public var knowledge: String?
     }
@@ -187,6 +189,8 @@ public struct KnowledgeSelection: Sendable, Codable {
         case edited
         /// A version wgpm does not know; the nearest known one stands in.
         case fallback
+        /// A folder of definitions without Wan2GP's code, identical to a known commit's.
+        case definitions
     }
     public var version: CheckoutVersion
     public var kind: Kind
@@ -210,6 +214,7 @@ public struct KnowledgeSelection: Sendable, Codable {
         case .traced: return "\(v)\(c): traced by `wgpm trace` (fingerprint \(version.fingerprint.prefix(12)))"
         case .edited: return "\(v)\(c): edited locally; wgpm uses what it knows of \(knowledge)"
         case .fallback: return "\(v)\(c): unknown to wgpm; it uses the nearest known version, \(knowledgeVersion ?? "?") (\(knowledge))"
+        case .definitions: return "definitions of Wan2GP \(knowledgeVersion ?? "?") (\(knowledge)), without its code"
         }
     }
 }
@@ -245,6 +250,17 @@ extension Catalog {
         if let hit = known.first(where: { $0.fingerprint == version.fingerprint }) {
             return (try bundledSupport(hit.knowledge!),
                     KnowledgeSelection(version: version, kind: .known, knowledge: hit.knowledge!, knowledgeVersion: hit.wangp_version, warning: nil))
+        }
+        if version.fingerprintFiles == 0 {
+            // Nothing runs here, so there is no code to trace: the definitions name the commit.
+            if let hit = known.last(where: { $0.definitions == version.definitions }) {
+                return (try bundledSupport(hit.knowledge!),
+                        KnowledgeSelection(version: version, kind: .definitions, knowledge: hit.knowledge!, knowledgeVersion: hit.wangp_version, warning: nil))
+            }
+            let newest = nearestKnown(nil, in: known)
+            let warning = "this folder has Wan2GP definitions but no wgp.py, and they are not those of a version wgpm knows; the files listed are those of \(newest.wangp_version ?? "?") (\(newest.commit.prefix(8))) and may be wrong: point wan2gp_directory at the Wan2GP checkout itself"
+            return (try bundledSupport(newest.knowledge!),
+                    KnowledgeSelection(version: version, kind: .fallback, knowledge: newest.knowledge!, knowledgeVersion: newest.wangp_version, warning: warning))
         }
         let fix = "run `wgpm trace` to ask this Wan2GP's own code"
         if let commit = version.commit, let hit = known.first(where: { $0.commit == commit }) {

@@ -44,6 +44,8 @@ public struct MachineConfig: Sendable {
     public var ckptsDirectory: String
     public var lorasDirectory: String
     public var stateDirectory: String
+    /// Where `wgpm trace` keeps what it learned of Wan2GP versions, by fingerprint.
+    public var knowledgeDirectory: String { (stateDirectory as NSString).appendingPathComponent("knowledge") }
     /// Hub base URL without a trailing slash; `HF_ENDPOINT` wins over the file.
     public var hubEndpoint: String
     public var tokenEnv: String

@@ -34,6 +34,8 @@ public struct DesiredState: Sendable {
     public var files: [DesiredFile]
     public var warnings: [String]
     public var stats: MetadataStats
+    /// The Wan2GP version the files were computed for; nil when the lock alone answered.
+    public var selection: KnowledgeSelection?
 }
 
 /// Hosts whose URLs name Hub files; requests for them go to the configured endpoint.
@@ -50,10 +52,11 @@ extension Reconciler {
     public func desiredState(manifest: Manifest, catalog: Catalog?, refresh: Bool, lock: LockFile? = nil,
                              lockPath: String = "wgpm.lock", locked: Bool = false) throws -> DesiredState {
         if let lock, lock.manifestSHA256 == LockFile.digest(manifest.text), !refresh {
-            return DesiredState(files: lock.files, warnings: catalog?.warnings ?? [], stats: MetadataStats())
+            return DesiredState(files: lock.files, warnings: catalog?.warnings ?? [], stats: MetadataStats(), selection: nil)
         }
         guard let catalog else { throw CatalogError.noDefaultsDirectory(config.wan2gpDirectory) }
-        var warnings = catalog.warnings
+        // Only here: with a lock that vouches for the manifest, the version's knowledge is not used.
+        var warnings = catalog.warnings + [catalog.selection?.warning].compactMap { $0 }
         let expanded = try catalog.expand(manifest.models.map { ($0.id, $0.settings) })
         var files: [DesiredFile] = []
         var index: [String: Int] = [:]
@@ -168,6 +171,7 @@ extension Reconciler {
             }
             files[i].expected.sha256 = sha
         }
-        return DesiredState(files: files.sorted { $0.path < $1.path }, warnings: warnings.sorted(), stats: stats)
+        return DesiredState(files: files.sorted { $0.path < $1.path }, warnings: warnings.sorted(), stats: stats,
+                            selection: catalog.selection)
     }
 }

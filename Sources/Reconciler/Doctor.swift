@@ -32,7 +32,7 @@ extension Reconciler {
         if let configProblem {
             add(.fail, "config", configProblem)
             let skipped = "not checked: the config above could not be read"
-            for subject in ["wan2gp_directory", "ckpts_directory", "loras_directory", "state_directory", "sources"] {
+            for subject in ["wan2gp_directory", "wan2gp_version", "ckpts_directory", "loras_directory", "state_directory", "sources"] {
                 add(.skip, subject, skipped)
             }
             checkHub(add)
@@ -46,8 +46,14 @@ extension Reconciler {
             let catalog = try loadCatalog()
             add(catalog.warnings.isEmpty ? .ok : .warn, "wan2gp_directory",
                 "\(config.wan2gpDirectory): \(catalog.models.count) model definitions" + (catalog.warnings.isEmpty ? "" : "; \(counted(catalog.warnings.count, "warning")): \(catalog.warnings[0])"))
+            if let selection = catalog.selection {
+                // Unknown or edited: every plan computes files from another version's knowledge.
+                add(selection.warning == nil ? .ok : .warn, "wan2gp_version",
+                    selection.warning ?? selection.summary)
+            }
         } catch {
             add(.fail, "wan2gp_directory", "\(error)")
+            add(.skip, "wan2gp_version", "not checked: the Wan2GP directory above could not be read")
         }
 
         for (name, dir) in [("ckpts_directory", config.ckptsDirectory), ("loras_directory", config.lorasDirectory)] {

@@ -43,6 +43,8 @@ public struct PlanResult: Sendable {
     public var reuse: ReuseStats
     /// Digest of the inputs (manifest, catalog, desired and observed state), for saved plans.
     public var fingerprint: [String: String]
+    /// The Wan2GP version the desired files were computed for; nil when the lock alone answered.
+    public var selection: KnowledgeSelection? = nil
 }
 
 /// Wires catalog, Hub metadata, inventory and planner for one machine config.
@@ -60,8 +62,10 @@ public struct Reconciler: Sendable {
                         sleeper: context.sleeper, onWait: context.notice)
     }
 
+    /// The configured Wan2GP's catalog, computed with the knowledge for its version (traced
+    /// knowledge from `wgpm trace` first).
     public func loadCatalog() throws -> Catalog {
-        try Catalog.load(wan2gpDirectory: config.wan2gpDirectory)
+        try Catalog.load(wan2gpDirectory: config.wan2gpDirectory, tracedDirectory: config.knowledgeDirectory)
     }
 
     public var mapper: PathMapper { PathMapper(ckpts: config.ckptsDirectory, loras: config.lorasDirectory) }
@@ -104,7 +108,8 @@ public struct Reconciler: Sendable {
         let plan = makePlan(desired: desired.files, observed: observed, options: options)
         return PlanResult(plan: plan, desired: desired.files, observed: observed, warnings: warnings,
                           metadata: desired.stats, inventory: stats, reuse: reuse,
-                          fingerprint: fingerprint(manifest: manifest, catalog: catalog, desired: desired.files, observed: observed))
+                          fingerprint: fingerprint(manifest: manifest, catalog: catalog, desired: desired.files, observed: observed),
+                          selection: desired.selection)
     }
 
     /// The hash index over the configured local sources.

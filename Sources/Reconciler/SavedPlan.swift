@@ -112,6 +112,8 @@ extension PlanResult {
             "source_bytes_hashed": reuse.bytesHashed,
             "bytes_reused": plan.summary.reusedBytes,
         ]
-        return PlanDocument(plan, manifest: manifest, stats: stats)
+        var document = PlanDocument(plan, manifest: manifest, stats: stats)
+        document.wan2gp = selection?.entry
+        return document
     }
 }

@@ -145,10 +145,13 @@ public struct PlanDocument: Codable, Equatable, Sendable {
     /// Saved plans only: the absolute path of the config file the plan was made with (absent
     /// when none was found), so `wgpm apply FILE` uses it from any folder.
     public var config: String?
+    /// Which Wan2GP the desired files were computed for; absent when the lock alone was the
+    /// answer (no catalog read).
+    public var wan2gp: Wan2GPEntry?
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", changes, manifest, actions, unchanged, summary, stats, fingerprint, observed, pruned,
-             config
+             config, wan2gp
     }
 
     public init(_ plan: Plan, manifest: String? = nil, stats: [String: Int64]? = nil) {

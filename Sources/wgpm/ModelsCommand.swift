@@ -23,14 +23,12 @@ struct ModelsCommand: ParsableCommand {
         let catalog = try reconciler.loadCatalog()
         let (entries, skipped) = catalog.summaries(filter: filter, sizes: reconciler.knownSizes)
         for problem in skipped { printError("wgpm: warning: \(problem)") }
+        if let warning = catalog.selection?.warning { printError("wgpm: warning: \(warning)") }
         if json {
-            let list: [[String: Any]] = entries.map { e in
-                var o: [String: Any] = ["id": e.id, "name": e.name, "architecture": e.architecture,
-                                        "slots": e.slots, "files": e.files, "visible": e.visible]
-                if let b = e.bytes { o["bytes"] = b }
-                return o
-            }
-            print(try renderJSON(["format_version": 1, "models": list]), terminator: "")
+            let document = ModelsDocument(wan2gp: catalog.selection?.entry, models: entries.map {
+                .init(id: $0.id, name: $0.name, architecture: $0.architecture, slots: $0.slots, files: $0.files, bytes: $0.bytes, visible: $0.visible)
+            })
+            print(try renderJSON(document), terminator: "")
             return
         }
         let idWidth = min(entries.map(\.id.count).max() ?? 10, 44)
@@ -45,5 +43,6 @@ struct ModelsCommand: ParsableCommand {
             return
         }
         print("\(counted(entries.count, "model")).")
+        if let selection = catalog.selection { print("wan2gp: \(selection.summary)") }
     }
 }

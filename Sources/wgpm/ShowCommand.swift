@@ -31,14 +31,16 @@ struct ShowCommand: ParsableCommand {
         let files = try catalog.expand(model, settings: settings)
             .sorted { ($0.role.displayOrder, $0.path) < ($1.role.displayOrder, $1.path) }
         let sizes = reconciler.cachedSizes(files)
+        if let warning = catalog.selection?.warning { printError("wgpm: warning: \(warning)") }
         if json {
-            let list: [[String: Any]] = files.map { f in
-                var o: [String: Any] = ["path": f.path, "url": f.url, "role": f.role.rawValue]
-                if !f.downloadable { o["wan2gp_downloads"] = false }
-                if let s = sizes[f.path] { o["size"] = s }
-                return o
-            }
-            print(try renderJSON(["format_version": 1, "model": model, "files": list]), terminator: "")
+            let document = ShowDocument(
+                model: model,
+                settings: .init(transformerQuantization: transformerQuantization.rawValue,
+                                textEncoderQuantization: textEncoderQuantization.rawValue, dtype: dtype.rawValue,
+                                sharedFiles: sharedFiles, allVariants: allVariants),
+                wan2gp: catalog.selection?.entry,
+                files: files.map { .init(path: $0.path, url: $0.url, role: $0.role.rawValue, size: sizes[$0.path], downloadable: $0.downloadable) })
+            print(try renderJSON(document), terminator: "")
             return
         }
         let def = catalog.models[model]!
@@ -46,6 +48,7 @@ struct ShowCommand: ParsableCommand {
         print("settings: transformer_quantization \(transformerQuantization.rawValue), text_encoder_quantization "
               + "\(textEncoderQuantization.rawValue), dtype \(dtype.rawValue)"
               + (sharedFiles ? "" : ", no shared files") + (allVariants ? ", all variants" : ""))
+        if let selection = catalog.selection { print("wan2gp: \(selection.summary)") }
         for notice in missingVariantNotices(files, settings: settings) { print("note: \(notice)") }
         print("")
         let roleWidth = max(4, files.map { $0.role.rawValue.count }.max() ?? 0)

@@ -18,7 +18,7 @@ struct WGPM: ParsableCommand {
         version: "wgpm 0.1.0",
         subcommands: [PlanCommand.self, ApplyCommand.self, WorkerCommand.self, QueueCommand.self,
                       ModelsCommand.self, ShowCommand.self, IndexCommand.self, LockCommand.self,
-                      InventoryCommand.self, InitCommand.self, DoctorCommand.self, DiffCommand.self])
+                      InventoryCommand.self, InitCommand.self, DoctorCommand.self, DiffCommand.self, TraceCommand.self])
 
     /// A reader that goes away (`wgpm plan | head`, a closed terminal) must give EPIPE on the
     /// next write, not kill wgpm with SIGPIPE while a job is half done.

@@ -116,7 +116,13 @@ public struct Manifest: Hashable, Sendable {
         if let v = check.choice(map["text_encoder_quantization"], "\(context).text_encoder_quantization", as: ModelSettings.TextEncoderQuantization.self) {
             settings.textEncoderQuantization = v
         }
-        if let v = check.choice(map["dtype"], "\(context).dtype", as: ModelSettings.DType.self) { settings.dtype = v }
+        // Wan2GP's own default ("", shown as auto) is bf16 on a GPU that has it, which every GPU
+        // its models fit on does; fp16 has to be asked for.
+        if let node = map["dtype"], let s = node.string, ["auto", ""].contains(s.lowercased()) {
+            settings.dtype = .bf16
+        } else if let v = check.choice(map["dtype"], "\(context).dtype (or auto)", as: ModelSettings.DType.self) {
+            settings.dtype = v
+        }
         if let v = check.bool(map["shared_files"], "\(context).shared_files") { settings.sharedFiles = v }
     }
 

@@ -23,7 +23,7 @@ let badManifests: [BadManifest] = [
     BadManifest(name: "unknown model id with suggestion", yaml: "version: 1\nmodels:\n  - i2v_22\n",
                 problems: ["3:5: unknown model id 'i2v_22'; did you mean i2v_2_2?"]),
     BadManifest(name: "bad setting value", yaml: "version: 1\nsettings:\n  dtype: fp32\nmodels: [t2v]\n",
-                problems: ["3:10: settings.dtype is 'fp32'; it must be one of bf16, fp16"]),
+                problems: ["3:10: settings.dtype (or auto) is 'fp32'; it must be one of bf16, fp16"]),
     BadManifest(name: "unknown setting key", yaml: "version: 1\nsettings:\n  transformer_quantisation: int8\nmodels: [t2v]\n",
                 problems: ["3:3: unknown key 'transformer_quantisation' in settings; did you mean transformer_quantization?"]),
     BadManifest(name: "model entry without id", yaml: "version: 1\nmodels:\n  - dtype: fp16\n",
@@ -157,4 +157,40 @@ func manifestErrors(_ bad: BadManifest) {
         let files = try catalog.expand(manifest.models.map { ($0.id, $0.settings) })
         #expect(files.count > 20, "\(name)")
     }
+}
+
+@Test func dtypeAutoIsWan2GPsDefault() throws {
+    for value in ["auto", "\"\"", "AUTO"] {
+        let m = try Manifest.parse("version: 1\nsettings:\n  dtype: fp16\nmodels:\n  - id: t2v\n    dtype: \(value)\n", file: "m.yaml", knownModels: known)
+        #expect(m.models[0].settings.dtype == .bf16, "dtype: \(value)")
+    }
+}
+
+@Test func wan2gpsOwnConfigPlacesCkptsAndLoras() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wgpm-wgpcfg-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir + "/wan/defaults", withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let wgp = dir + "/wan/wgp_config.json"
+    try #"{"checkpoints_paths": ["", "models/ckpts", "/mnt/more"], "loras_root": "/srv/loras", "transformer_dtype_policy": ""}"#
+        .write(toFile: wgp, atomically: true, encoding: .utf8)
+    let env = ["HOME": "/home/u"]
+    let cfg = try MachineConfig.parse("wan2gp_directory: wan\n", file: dir + "/config.yaml", environment: env)
+    // The first non-blank checkpoints path is where Wan2GP downloads, relative to the app root.
+    #expect(cfg.ckptsDirectory == dir + "/wan/models/ckpts")
+    #expect(cfg.lorasDirectory == "/srv/loras")
+    #expect(cfg.folderOrigins["ckpts"]?.contains("checkpoints_paths") == true)
+    // wgpm's own keys win over Wan2GP's.
+    let own = try MachineConfig.parse("wan2gp_directory: wan\nckpts_directory: /data/ckpts\n", file: dir + "/config.yaml", environment: env)
+    #expect(own.ckptsDirectory == "/data/ckpts")
+    #expect(own.lorasDirectory == "/srv/loras")
+    // A hostile or broken file is ignored with a reason, never followed into a system folder.
+    for bad in [#"{"checkpoints_paths": ["/etc"], "loras_root": "/"}"#, "[1, 2]", "{\"checkpoints_paths\": 7}"] {
+        try bad.write(toFile: wgp, atomically: true, encoding: .utf8)
+        let c = try MachineConfig.parse("wan2gp_directory: wan\n", file: dir + "/config.yaml", environment: env)
+        #expect(c.ckptsDirectory == dir + "/wan/ckpts", "\(bad)")
+        #expect(c.lorasDirectory == dir + "/wan/loras", "\(bad)")
+    }
+    try FileManager.default.removeItem(atPath: wgp)
+    try FileManager.default.createSymbolicLink(atPath: wgp, withDestinationPath: "/etc/passwd")
+    #expect(Wan2GPServerConfig.read(wan2gpDirectory: dir + "/wan").problem != nil)
 }

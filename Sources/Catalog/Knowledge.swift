@@ -8,6 +8,11 @@ public struct WanTrace: Codable, Sendable {
         public var url: String
         /// Indices into `settings`; absent: downloaded under every setting.
         public var settings: [Int]?
+
+        public init(url: String, settings: [Int]?) {
+            self.url = url
+            self.settings = settings
+        }
     }
     public struct Model: Codable, Sendable {
         public var architecture: String
@@ -15,6 +20,12 @@ public struct WanTrace: Codable, Sendable {
         public var lora_dir: String?
         /// By path relative to the app root (`ckpts/…`, `loras/…`).
         public var files: [String: File]
+
+        public init(architecture: String, lora_dir: String?, files: [String: File]) {
+            self.architecture = architecture
+            self.lora_dir = lora_dir
+            self.files = files
+        }
     }
     public var format_version: Int
     public var wan2gp_commit: String?
@@ -24,6 +35,18 @@ public struct WanTrace: Codable, Sendable {
     public var settings: [String]
     public var models: [String: Model]
     public var errors: [String: String]?
+
+    public init(format_version: Int, wan2gp_commit: String?, wangp_version: String?, fingerprint: String, mmgp: String?,
+                settings: [String], models: [String: Model], errors: [String: String]?) {
+        self.format_version = format_version
+        self.wan2gp_commit = wan2gp_commit
+        self.wangp_version = wangp_version
+        self.fingerprint = fingerprint
+        self.mmgp = mmgp
+        self.settings = settings
+        self.models = models
+        self.errors = errors
+    }
 
     public static func decode(_ data: Data, file: String) throws -> WanTrace {
         let trace: WanTrace

@@ -42,23 +42,34 @@ public enum KnowledgeDerivation {
             }
         }
 
-        // The dtype an architecture's handler forces shows as the transformer Wan2GP picks; try
-        // each and keep, per architecture, the one that lists the fewest files Wan2GP does not.
-        var extrasByForcing: [ModelSettings.DType?: [String: Int]] = [:]
-        for forcing in [nil, ModelSettings.DType.bf16, .fp16] as [ModelSettings.DType?] {
-            var k = knowledge
-            for arch in k.architectures.keys { k.architectures[arch]!.dtype = forcing }
-            let catalog = try Catalog.load(wan2gpDirectory: dir, support: SupportFiles(traced: k))
-            var counts: [String: Int] = [:]
-            for (id, m) in traced { counts[m.architecture, default: 0] += cells(catalog, id, m).reduce(0) { $0 + $1.extra.count } }
-            extrasByForcing[forcing] = counts
+        // The variant rule (one per version) and the dtype an architecture's handler forces
+        // show as the files Wan2GP picks from a list: keep the rule, and per architecture the
+        // forcing, that list the fewest files Wan2GP does not (the newest rule on a tie).
+        var chosen: (extras: Int, rule: VariantRule, forcing: [String: ModelSettings.DType?])?
+        for rule in VariantRule.allCases.reversed() {
+            var extrasByForcing: [ModelSettings.DType?: [String: Int]] = [:]
+            for forcing in [nil, ModelSettings.DType.bf16, .fp16] as [ModelSettings.DType?] {
+                var k = knowledge
+                k.variant_rule = rule.rawValue
+                for arch in k.architectures.keys { k.architectures[arch]!.dtype = forcing }
+                let catalog = try Catalog.load(wan2gpDirectory: dir, support: SupportFiles(traced: k))
+                var counts: [String: Int] = [:]
+                for (id, m) in traced { counts[m.architecture, default: 0] += cells(catalog, id, m).reduce(0) { $0 + $1.extra.count } }
+                extrasByForcing[forcing] = counts
+            }
+            var forcing: [String: ModelSettings.DType?] = [:]
+            var extras = 0
+            for arch in knowledge.architectures.keys {
+                let best = [nil, ModelSettings.DType.bf16, .fp16].min { a, b in
+                    (extrasByForcing[a]?[arch] ?? 0) < (extrasByForcing[b]?[arch] ?? 0)
+                } ?? nil
+                forcing[arch] = best
+                extras += extrasByForcing[best]?[arch] ?? 0
+            }
+            if chosen == nil || extras < chosen!.extras { chosen = (extras, rule, forcing) }
         }
-        for arch in knowledge.architectures.keys {
-            let best = [nil, ModelSettings.DType.bf16, .fp16].min { a, b in
-                (extrasByForcing[a]?[arch] ?? 0) < (extrasByForcing[b]?[arch] ?? 0)
-            } ?? nil
-            knowledge.architectures[arch]!.dtype = best
-        }
+        knowledge.variant_rule = chosen!.rule.rawValue
+        for (arch, dtype) in chosen!.forcing { knowledge.architectures[arch]!.dtype = dtype }
 
         let catalog = try Catalog.load(wan2gpDirectory: dir, support: SupportFiles(traced: knowledge))
         var residuals: [String: [Pair: Set<Int>]] = [:]

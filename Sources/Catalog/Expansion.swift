@@ -57,8 +57,8 @@ extension Catalog {
         var mainPick: String?
         for (key, sourceKey) in [("URLs", "source"), ("URLs2", "source2")] where model[key] != nil {
             let list = try urlList(id, key, optionalReference: true)
-            let picks = settings.allVariants ? list : pick(list, quantization: q, dtype: dtype).map { [$0] } ?? []
-            if key == "URLs" { mainPick = pick(list, quantization: q, dtype: dtype) }
+            let picks = settings.allVariants ? list : pick(list, quantization: q, dtype: dtype, rule: support.variantRule).map { [$0] } ?? []
+            if key == "URLs" { mainPick = pick(list, quantization: q, dtype: dtype, rule: support.variantRule) }
             let downloadable = model[sourceKey] == nil
             for url in picks where url.hasPrefix("http") {
                 try out.add(ckpt(url), url, .transformer, key: key, downloadable: downloadable)
@@ -72,7 +72,7 @@ extension Catalog {
             }
             let downloadable = model["module_source"] == nil
             for list in try moduleLists(id) {
-                let picks = settings.allVariants ? list : pick(list, quantization: q, dtype: moduleDType).map { [$0] } ?? []
+                let picks = settings.allVariants ? list : pick(list, quantization: q, dtype: moduleDType, rule: support.variantRule).map { [$0] } ?? []
                 for url in picks where url.hasPrefix("http") {
                     try out.add(ckpt(url), url, .module, key: "modules", downloadable: downloadable)
                 }
@@ -97,7 +97,7 @@ extension Catalog {
         // An empty folder is no folder, as in Wan2GP's os.path.join("ckpts", "", name).
         let teFolder = model["text_encoder_folder"]?.string.flatMap { $0.isEmpty ? nil : $0 }
         let tePicks = settings.allVariants ? teList
-            : pick(teList, quantization: settings.textEncoderQuantization.rawValue, dtype: dtype).map { [$0] } ?? []
+            : pick(teList, quantization: settings.textEncoderQuantization.rawValue, dtype: dtype, rule: support.variantRule).map { [$0] } ?? []
         // The folder is checked on its own first, so the message blames the key that is wrong.
         let teKey = teFolder.map { confinementProblem("ckpts/\($0)/x") != nil } == true ? "text_encoder_folder" : "text_encoder_URLs"
         for url in tePicks where url.hasPrefix("http") {
@@ -279,19 +279,32 @@ extension Catalog {
     }
 }
 
-/// Wan2GP's single-pick rule (wan2gp.md §3.2).
-public func pick(_ list: [String], quantization q: String, dtype: ModelSettings.DType) -> String? {
+/// Wan2GP's single-pick rule (wan2gp.md §3.2), as `rule`'s versions of `get_model_filename` apply it.
+public func pick(_ list: [String], quantization q: String, dtype: ModelSettings.DType, rule: VariantRule = .r8681e9f7) -> String? {
     guard let first = list.first else { return nil }
     if list.count == 1 { return first }
-    let tokens: [String]
-    switch q {
-    case "int8": tokens = ["int8", "fp8"]
-    case "fp8": tokens = ["fp8", "int8"]
-    default: return first
-    }
     var candidates: [String] = []
-    for token in tokens {
-        candidates += list.filter { urlBasenameKeepingAlt($0).lowercased().contains(token) }
+    switch rule {
+    case .r8681e9f7:
+        // Since ef3dd17e (2026-01): int8 falls back to fp8 and back; bf16 takes the first file.
+        let tokens: [String]
+        switch q {
+        case "int8": tokens = ["int8", "fp8"]
+        case "fp8": tokens = ["fp8", "int8"]
+        default: return first
+        }
+        for token in tokens {
+            candidates += list.filter { urlBasenameKeepingAlt($0).lowercased().contains(token) }
+        }
+    case .r3749d23d, .r221f5eb9:
+        // Before: only the asked quantization (no fallback to the other one), and bf16 takes
+        // the files that are not quanto ones; 221f5eb9 compares lowercased names.
+        let name: (String) -> String = rule == .r221f5eb9 ? { urlBasenameKeepingAlt($0).lowercased() } : { urlBasenameKeepingAlt($0) }
+        if q == "int8" || q == "fp8" {
+            candidates = list.filter { rule == .r221f5eb9 ? name($0).contains(q) : (name($0).contains(q) || name($0).contains(q.uppercased())) }
+        } else {
+            candidates = list.filter { !urlBasenameKeepingAlt($0).contains("quanto") }
+        }
     }
     if candidates.isEmpty { return first }
     let spellings = dtype == .bf16 ? ["bf16", "BF16"] : ["fp16", "FP16"]

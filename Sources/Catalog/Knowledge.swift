@@ -157,8 +157,14 @@ public struct TracedKnowledge: Codable, Sendable {
     }
 }
 
-/// The variant rules Wan2GP has used, by the commit that introduced the one wgpm names.
+/// The variant rules Wan2GP's `get_model_filename` has used, each named by the commit that
+/// introduced it (the newest keeps the name of the commit wgpm's rules table was checked at).
 public enum VariantRule: String, Sendable, Codable, CaseIterable {
+    /// 2025-06 to 2025-12-30: the asked quantization as written ("int8" or "INT8"), bf16 = not quanto.
+    case r3749d23d = "3749d23d"
+    /// 2025-12-30 to 2026-01-11: the same with lowercased names (mmgp's quantization tokens).
+    case r221f5eb9 = "221f5eb9"
+    /// Since ef3dd17e (2026-01-11): int8 and fp8 fall back to each other; bf16 takes the first.
     case r8681e9f7 = "8681e9f7"
 }
 

@@ -65,6 +65,9 @@ public struct SupportFiles: Sendable, Decodable {
     }
 
     /// The LoRA folder, relative to the app root, of a model of `architecture`.
+    /// The variant rule of this Wan2GP version.
+    public var variantRule: VariantRule { traced.flatMap { VariantRule(rawValue: $0.variant_rule) } ?? .r8681e9f7 }
+
     public func loraDirectory(of architecture: String, model id: String? = nil) -> String? {
         if let traced { return traced.loraDirectory(model: id, architecture: architecture) }
         return lora_dirs[architecture].map { "loras/" + $0 }

@@ -205,3 +205,22 @@ func selfTrace(_ catalog: Catalog, fingerprint: String) throws -> WanTrace {
     #expect(ModelSettings.traceOrder[4] == "fp8-int8-bf16")
     #expect(ModelSettings.traceOrder.last == "bf16-bf16-fp16")
 }
+
+@Test func olderVariantRulesDoNotFallBackAcrossQuantizations() {
+    let list = ["https://h/x/resolve/main/m_bf16.safetensors", "https://h/x/resolve/main/m_quanto_bf16_INT8.safetensors",
+                "https://h/x/resolve/main/m_quanto_fp16_int8.safetensors"]
+    // Asked for fp8, there is none: today's rule takes int8 (bf16 first), older rules the first file.
+    #expect(pick(list, quantization: "fp8", dtype: .bf16, rule: .r8681e9f7) == list[1])
+    #expect(pick(list, quantization: "fp8", dtype: .bf16, rule: .r3749d23d) == list[0])
+    #expect(pick(list, quantization: "fp8", dtype: .bf16, rule: .r221f5eb9) == list[0])
+    // int8 with fp16: every rule takes the fp16 int8 file.
+    for rule in VariantRule.allCases { #expect(pick(list, quantization: "int8", dtype: .fp16, rule: rule) == list[2]) }
+    // bf16 asked: older rules skip quanto files and prefer the dtype; today's takes the first.
+    let quantoFirst = [list[1], list[0]]
+    #expect(pick(quantoFirst, quantization: "bf16", dtype: .bf16, rule: .r3749d23d) == list[0])
+    #expect(pick(quantoFirst, quantization: "bf16", dtype: .bf16, rule: .r8681e9f7) == list[1])
+    // Case: "Int8" is int8 only to the rules that lowercase.
+    let mixed = ["https://h/x/resolve/main/a_bf16.safetensors", "https://h/x/resolve/main/a_Int8.safetensors"]
+    #expect(pick(mixed, quantization: "int8", dtype: .bf16, rule: .r3749d23d) == mixed[0])
+    #expect(pick(mixed, quantization: "int8", dtype: .bf16, rule: .r221f5eb9) == mixed[1])
+}

@@ -52,6 +52,33 @@ class Stub(types.ModuleType):
     def __getitem__(self, key):
         return Stub(self.__name__ + "[]")
 
+    def __setitem__(self, key, value):
+        pass
+
+    def __delitem__(self, key):
+        pass
+
+    def __contains__(self, item):
+        return False
+
+    def __await__(self):
+        return iter(())
+
+    def __round__(self, n=None):
+        return 0
+
+    def __abs__(self):
+        return self
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce_ex__(self, protocol):
+        return (Stub, (self.__name__,))
+
     def __enter__(self):
         return self
 
@@ -104,8 +131,13 @@ class StubBase:
 
 
 class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """First on the path: the heavy modules are always stand-ins."""
+
+    def __init__(self, heavy):
+        self.heavy = heavy
+
     def find_spec(self, fullname, path, target=None):
-        if fullname.split(".")[0] in HEAVY:
+        if fullname.split(".")[0] in self.heavy:
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
         return None
 
@@ -116,14 +148,44 @@ class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
-def install():
-    sys.meta_path.insert(0, Finder())
+class Fallback(Finder):
+    """Last on the path: any module nothing else finds (whisper, a version's new
+    dependency) is a stand-in too, so every version imports."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname.split(".")[0] == "mmgp":
+            return None  # mmgp decides which file is picked: never a stand-in
+        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+
+
+# optimum-quanto's qtype names (optimum/quanto/tensor/qtype.py, 0.2.x): mmgp derives the
+# quantization tokens that pick a file ("int8", "fp8") from them.
+QUANTO_QTYPES = ["qint2", "qint4", "qint8", "qfloat8_e4m3fn", "qfloat8_e4m3fnuz", "qfloat8_e5m2", "qfloat8"]
+
+
+def install(stub_mmgp=False):
+    # wgp.py writes its settings (holding stand-in values) as JSON on first start.
+    import json
+    plain = json.JSONEncoder.default
+    json.JSONEncoder.default = lambda self, o: None if isinstance(o, (Stub, StubBase)) else plain(self, o)
+    heavy = set(HEAVY) if stub_mmgp else set(HEAVY) - {"mmgp"}
+    sys.meta_path.insert(0, Finder(heavy))
+    sys.meta_path.append(Fallback(heavy))
+    import optimum.quanto.tensor.qtype as qtype  # the stand-in
+    qtype.qtypes = {name: Stub(name) for name in QUANTO_QTYPES}
+
+
+def after_import(wgp):
+    """Module-level values the load path reads that a stand-in cannot answer."""
+    wgp.bfloat16_supported = True
 
 
 def preset():
     """Answers wgp.py's module-level probes need as real values: a bf16-class
     GPU (capability 8.0), so the auto dtype is bf16 as on the GPUs wgpm targets."""
     import torch  # the stub
+    import torch.cuda  # noqa: F401  (imported now, so a later import keeps these answers)
+    import torch.backends.mps  # noqa: F401
     torch.cuda.get_device_capability = lambda *a, **k: (8, 0)
     torch.cuda.is_available = lambda *a, **k: True
     torch.cuda.device_count = lambda *a, **k: 1

@@ -108,20 +108,22 @@ extension Catalog {
 
         if settings.sharedFiles, let traced = support.traced {
             let key = "wgpm's knowledge of Wan2GP \(traced.wangp_version ?? support.wan2gp_commit)"
-            for entry in traced.support(model: id, architecture: arch) where entry.applies(to: settings) {
-                try out.add(path: entry.path, url: entry.url, role: .handler, key: key, downloadable: true)
-            }
+            // Core before handler files: Wan2GP fetches the core set first, so a file both name
+            // (det_align/detface.pt) comes from the core set's repo and the handler's is skipped.
             for entry in traced.core where entry.applies(to: settings) {
                 try out.add(path: entry.path, url: entry.url, role: .core, key: key, downloadable: true)
             }
-        } else if settings.sharedFiles {
-            for file in try handlerFiles(def, textEncoderPresent: !teList.isEmpty) {
-                try out.add(path: file.path, url: file.url, role: .handler, key: file.key, downloadable: true)
+            for entry in traced.support(model: id, architecture: arch) where entry.applies(to: settings) {
+                try out.add(path: entry.path, url: entry.url, role: .handler, key: key, downloadable: true)
             }
+        } else if settings.sharedFiles {
             for group in support.always {
                 for file in group.files ?? [] {
                     try out.add(path: relative(group, file), url: hubURL(group, file), role: .core, key: supportTableKey, downloadable: true)
                 }
+            }
+            for file in try handlerFiles(def, textEncoderPresent: !teList.isEmpty) {
+                try out.add(path: file.path, url: file.url, role: .handler, key: file.key, downloadable: true)
             }
         }
         return out.files

@@ -126,6 +126,9 @@ class StubBase:
     def __init__(self, *a, **k):
         pass
 
+    def __init_subclass__(cls, **kwargs):  # class X(TypedDictLike, total=False)
+        pass
+
     def __getattr__(self, name):
         return Stub(name)
 
@@ -153,8 +156,8 @@ class Fallback(Finder):
     dependency) is a stand-in too, so every version imports."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname.split(".")[0] == "mmgp":
-            return None  # mmgp decides which file is picked: never a stand-in
+        if fullname.split(".")[0] in ("mmgp", "models", "shared", "wgp"):
+            return None  # mmgp picks files and the checkout's own code is the subject: never stand-ins
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
 
 

@@ -3,7 +3,7 @@
 model under each of wgpm's 12 settings, and write the answer as a wgpm trace
 (format_version 1; Sources/Catalog/Knowledge.swift, WanTrace).
 
-usage: trace.py CHECKOUT --out FILE [--models ID,ID] [--mmgp DIR]
+usage: trace.py CHECKOUT --out FILE [--models ID,ID] [--mmgp DIR] [--commit SHA]
 
 How: the checkout is copied into a temporary app root (the checkout itself is
 never written), its wgp.py is imported there with the heavy modules (torch,
@@ -138,6 +138,25 @@ def copy_checkout(src, dst):
     shutil.copytree(src, dst, symlinks=True, ignore=ignore)
 
 
+def drop_missing_handlers(app):
+    """A commit may list a family handler whose folder it does not contain (18f165e0 names
+    models.longcat before models/longcat was committed: that Wan2GP cannot start). The copy's
+    list loses those entries so the other families can be traced; their models end in errors."""
+    import re
+    path = os.path.join(app, "wgp.py")
+    text = open(path, encoding="utf-8").read()
+    m = re.search(r"^family_handlers\s*=\s*\[([^\]]*)\]", text, re.M)
+    if not m:
+        return []
+    names = re.findall(r"[\"']([\w.]+)[\"']", m.group(1))
+    missing = [n for n in names if not os.path.isfile(os.path.join(app, *n.split(".")) + ".py")]
+    if missing:
+        kept = ", ".join(f'"{n}"' for n in names if n not in missing)
+        text = text[:m.start()] + f"family_handlers = [{kept}]" + text[m.end():]
+        open(path, "w", encoding="utf-8").write(text)
+    return missing
+
+
 def existing_files(root):
     out = set()
     for dirpath, dirnames, filenames in os.walk(root):
@@ -217,6 +236,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--models", help="comma-separated model ids (default: every one)")
     ap.add_argument("--mmgp", help="folder holding the pinned mmgp (pip --target)")
+    ap.add_argument("--commit", help="the commit, for a checkout without .git (an extracted tree)")
     args = ap.parse_args()
 
     checkout = os.path.abspath(args.checkout)
@@ -225,6 +245,10 @@ def main():
     app = os.path.join(work, "app")
     try:
         copy_checkout(checkout, app)
+        missing_handlers = drop_missing_handlers(app)
+        for n in missing_handlers:
+            print(f"trace.py: warning: wgp.py lists {n}, which this checkout does not contain; its models cannot be traced",
+                  file=sys.stderr)
         os.chdir(app)
         sys.path.insert(0, app)
         sys.argv = ["wgp.py"]
@@ -285,11 +309,13 @@ def main():
                 models[model_type] = {"architecture": arch, "lora_dir": lora_dir_of(wgp, app, model_type), "files": per_file}
             except Exception as e:
                 errors[model_type] = f"{type(e).__name__}: {e}"[:500]
+                if missing_handlers:
+                    errors[model_type] += f" (this checkout lacks {', '.join(missing_handlers)})"
                 if os.environ.get("WGPM_TRACE_DEBUG"):
                     traceback.print_exc()
             print(f"  [{n}/{len(ids)}] {model_type}: {len(per_file)} files" + (f" (error: {errors[model_type][:100]})" if model_type in errors else ""),
                   file=sys.stderr)
-        out = {"format_version": 1, "wan2gp_commit": git_head(checkout), "wangp_version": version, "fingerprint": fp,
+        out = {"format_version": 1, "wan2gp_commit": args.commit or git_head(checkout), "wangp_version": version, "fingerprint": fp,
                "mmgp": mmgp_note, "settings": SETTINGS,
                "models": models, "errors": errors}
         tmp = args.out + ".tmp"

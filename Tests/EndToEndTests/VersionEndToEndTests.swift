@@ -99,3 +99,49 @@ func traceOf(_ wan: String, models: [String], extraCore: String) throws -> Data 
     let stored = (try? FileManager.default.contentsOfDirectory(atPath: m.dir.file("state/knowledge"))) ?? []
     #expect(stored.filter { !$0.hasPrefix(".") }.isEmpty, "\(stored)")
 }
+
+/// The pinned mmgp for the tracer (the real one from PyPI; torch stays a stand-in), installed once.
+func tracerMMGP() throws -> String {
+    let dir = repositoryRoot + "/.build/tracer-mmgp/3.7.12"
+    if !FileManager.default.fileExists(atPath: dir + "/mmgp/offload.py") {
+        let r = try run("/usr/bin/env", ["python3", "-m", "pip", "install", "-q", "--no-deps", "--target", dir, "mmgp==3.7.12"])
+        guard r.status == 0 else { throw CommandFailed(message: "pip could not install mmgp 3.7.12: \(r.stderr)") }
+    }
+    return dir
+}
+
+struct CommandFailed: Error { var message: String }
+
+@Test func traceAsksTheCheckoutsOwnCodeAndPlanUsesTheAnswer() throws {
+    let m = try Machine(manifest: "version: 1\nmodels:\n  - mini\n  - mini_audio\n")
+    let wan = m.dir.file("mini-wan2gp")
+    try FileManager.default.copyItem(atPath: repositoryRoot + "/Tests/Fixtures/mini-wan2gp", toPath: wan)
+    try m.dir.write("config.yaml", "wan2gp_directory: \(wan)\nckpts_directory: ckpts\nloras_directory: loras\nstate_directory: state\n")
+    let before = try m.wgpmRun(["show", "mini", "--json"])
+    #expect(before.stderr.contains("wgpm trace"), "\(before.stderr)")  // unknown version: said, not guessed silently
+
+    let python = try run("/usr/bin/env", ["python3", "-c", "import sys; print(sys.executable)"]).stdout
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+    let t = try m.wgpmRun(["trace", "--python", python], env: ["PYTHONPATH": try tracerMMGP()])
+    #expect(t.status == 0, "\(t.stderr)")
+    #expect(t.stdout.contains("Traced 2 models"), "\(t.stdout)")
+    // The checkout itself was not written to.
+    let entries = try FileManager.default.subpathsOfDirectory(atPath: wan)
+    #expect(!entries.contains { $0.hasPrefix("ckpts") || $0.hasPrefix("loras") || $0.contains("__pycache__") || $0.hasSuffix(".json.tmp") },
+            "\(entries)")
+
+    // What Wan2GP's own code downloads, under two settings that pick different files.
+    let int8 = try m.wgpmRun(["show", "mini", "--json"])
+    #expect(int8.stderr.isEmpty, "\(int8.stderr)")
+    #expect(int8.stdout.contains("\"knowledge_kind\" : \"traced\""))
+    for path in ["ckpts/mini_quanto_bf16_int8.safetensors", "ckpts/mini_te/mini_te_quanto_bf16_int8.safetensors",
+                 "ckpts/mini_tokenizer/tokenizer.json", "ckpts/pose/yolox_l.onnx"] {
+        #expect(int8.stdout.contains("\"\(path)\""), "\(path)")
+    }
+    #expect(!int8.stdout.contains("mini_audio/audio.safetensors"))
+    let fp16 = try m.wgpmRun(["show", "mini_audio", "--transformer-quantization", "bf16", "--dtype", "fp16", "--json"])
+    #expect(fp16.stdout.contains("\"ckpts/mini_audio_bf16.safetensors\"") && fp16.stdout.contains("\"ckpts/mini_audio/audio.safetensors\""),
+            "\(fp16.stdout)")
+    let doctor = try m.wgpmRun(["doctor"])
+    #expect(doctor.stdout.contains("ok    wan2gp_version") && doctor.stdout.contains("traced by `wgpm trace`"), "\(doctor.stdout)")
+}

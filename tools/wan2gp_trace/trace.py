@@ -240,6 +240,8 @@ def main():
     args = ap.parse_args()
 
     checkout = os.path.abspath(args.checkout)
+    if args.mmgp:
+        args.mmgp = os.path.abspath(args.mmgp)  # before the chdir below
     fp, _ = fingerprint_mod.fingerprint(checkout)
     work = tempfile.mkdtemp(prefix="wgpm-trace-")
     app = os.path.join(work, "app")

@@ -6,9 +6,9 @@ usage: bisect.py GIT_DIR COMMITS_JSON KNOWN_DIR WORK_DIR WGPM [--budget N] [--de
 
 KNOWN_DIR holds knowledge files <c8>.json of already traced commits (wgpm's
 Sources/Catalog/Resources/knowledge). For two traced first-parent commits A < B:
-equal knowledge (core set, variant rule, and every architecture and model
-override both versions have) gives every commit between them A's knowledge; a
-difference is searched by tracing the middle commit (trace.py, then `wgpm trace
+knowledge that agrees where both know something, with one end knowing every
+architecture the other does, gives every commit between them that end's
+knowledge; anything else is searched by tracing the middle commit (trace.py, then `wgpm trace
 --trace-file --knowledge-out`, which refuses knowledge that does not reproduce
 its trace). Writes WORK_DIR/classes.json: {fingerprint: knowledge name} and the
 new knowledge files WORK_DIR/k-<c8>.json. Commits off the first-parent line, and
@@ -24,21 +24,37 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def same(a, b):
-    if a["variant_rule"] != b["variant_rule"]:
-        return False
-    key = lambda es: sorted((e["path"], e["url"], tuple(e.get("settings") or [])) for e in es)
-    if key(a["core"]) != key(b["core"]):
+def _key(entries):
+    return sorted((e["path"], e["url"], tuple(e.get("settings") or [])) for e in entries)
+
+
+def _agree(a, b):
+    """Equal core set and variant rule, and equal lists for every architecture and model
+    override both versions have."""
+    if a["variant_rule"] != b["variant_rule"] or _key(a["core"]) != _key(b["core"]):
         return False
     for arch in set(a["architectures"]) & set(b["architectures"]):
         x, y = a["architectures"][arch], b["architectures"][arch]
-        if x.get("lora_dir") != y.get("lora_dir") or x.get("dtype") != y.get("dtype") or key(x["support"]) != key(y["support"]):
+        if x.get("lora_dir") != y.get("lora_dir") or x.get("dtype") != y.get("dtype") or _key(x["support"]) != _key(y["support"]):
             return False
     for mid in set(a["models"]) & set(b["models"]):
         x, y = a["models"][mid], b["models"][mid]
-        if x.get("lora_dir") != y.get("lora_dir") or key(x.get("support") or []) != key(y.get("support") or []):
+        if x.get("lora_dir") != y.get("lora_dir") or _key(x.get("support") or []) != _key(y.get("support") or []):
             return False
     return True
+
+
+def covering(a, b):
+    """Which end's knowledge is right for every commit between two traced ones, if either is:
+    they agree where both know something, and one knows every architecture and model override
+    the other does (so a family added in between is covered). None: search further."""
+    if not _agree(a, b):
+        return None
+    if set(a["architectures"]) <= set(b["architectures"]) and set(a["models"]) <= set(b["models"]):
+        return "b"
+    if set(b["architectures"]) <= set(a["architectures"]) and set(b["models"]) <= set(a["models"]):
+        return "a"
+    return None
 
 
 class Bisect:
@@ -51,6 +67,9 @@ class Bisect:
             if f.endswith(".json") and f != "index.json":
                 self.knowledge[f[:8]] = json.load(open(os.path.join(a.known, f)))
                 self.names[f[:8]] = f[:8]
+        for f in os.listdir(a.work) if os.path.isdir(a.work) else []:  # traced by an earlier run
+            if f.startswith("k-") and f.endswith(".json"):
+                self.knowledge.setdefault(f[2:10], json.load(open(os.path.join(a.work, f))))
 
     def out_of_time(self):
         if self.traces >= self.a.budget:
@@ -131,10 +150,12 @@ class Bisect:
             i, j = stack.pop()
             a, b = line[i], line[j]
             ka, kb = self.knowledge.get(a["commit"][:8]), self.knowledge.get(b["commit"][:8])
-            if ka is not None and kb is not None and same(ka, kb):
-                name = self.name_of(a["commit"][:8])
-                for r in line[i:j + 1]:
-                    classes.setdefault(r["fingerprint"], name)
+            side = covering(ka, kb) if ka is not None and kb is not None else None
+            if side is not None:
+                name = self.name_of((a if side == "a" else b)["commit"][:8])
+                for r in line[i + 1:j]:
+                    if r["fingerprint"] not in (a["fingerprint"], b["fingerprint"]):
+                        classes.setdefault(r["fingerprint"], name)
                 continue
             between = [k for k in range(i + 1, j) if line[k]["fingerprint"] not in (a["fingerprint"], b["fingerprint"])]
             for k in range(i + 1, j):  # a commit with an end's own code takes that end's knowledge

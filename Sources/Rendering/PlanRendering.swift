@@ -99,7 +99,7 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
 /// `text` in lines of at most `width` columns, broken at spaces: the first after `indent`
 /// spaces, the rest after `indent + hanging`. A word longer than the room (a long path) gets a
 /// line of its own; runs of spaces inside a line are kept.
-func wrapped(_ text: String, indent: Int = 0, hanging: Int = 0, width: Int) -> [String] {
+public func wrapped(_ text: String, indent: Int = 0, hanging: Int = 0, width: Int) -> [String] {
     var lines: [String] = []
     var current = ""
     var room = max(20, width - indent)

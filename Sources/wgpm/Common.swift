@@ -82,6 +82,13 @@ struct Inputs {
     }
 }
 
+/// A warning on stderr, wrapped to the terminal (or 80 columns) with its continuation lines
+/// indented, so a long reason stays readable.
+func printWarning(_ text: String) {
+    let width = columns(of: STDERR_FILENO) ?? outputColumns
+    printError(wrapped("wgpm: warning: " + text, hanging: 4, width: width).joined(separator: "\n"))
+}
+
 func printError(_ text: String) {
     writeStandardError(text.hasSuffix("\n") ? text : text + "\n")
 }

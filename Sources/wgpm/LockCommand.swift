@@ -62,7 +62,7 @@ struct LockCommand: ParsableCommand {
                                                   lock: existing.map { LockFile(manifestSHA256: "", files: $0.files) },
                                                   lockPath: lockPath)
         let missing = desired.files.filter { $0.commit == nil && $0.expected.sha256 == nil && $0.expected.gitSHA1 == nil }
-        for f in missing { printError("wgpm: warning: \(f.path): no identity known (not a Hub URL and no sha256 in the manifest)") }
+        for f in missing { printWarning("\(f.path): no identity known (not a Hub URL and no sha256 in the manifest)") }
         let lock = LockFile(manifestSHA256: LockFile.digest(manifest.text), files: desired.files, models: manifest.modelRecords)
         let previous = (try? LockFile.load(lockPath)) ?? nil
         try lock.write(to: lockPath)

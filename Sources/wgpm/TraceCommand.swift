@@ -48,7 +48,7 @@ struct TraceCommand: ParsableCommand {
         }
         let outcome = try reconciler.learn(from: trace, writeTo: knowledgeOut, anyFingerprint: knowledgeOut != nil)
         for (id, why) in outcome.errors.sorted(by: { $0.key < $1.key }) {
-            printError("wgpm: warning: model \(id) could not be traced (\(why)); its files come from its architecture's")
+            printWarning("model \(id) could not be traced (\(why)); its files come from its architecture's")
         }
         let k = outcome.knowledge
         print("Traced \(counted(outcome.models, "model")) under 12 settings: \(counted(k.core.count, "file")) every model downloads, "

@@ -134,7 +134,7 @@ func aStateDirectoryWgpmCannotWriteSaysWhichWhyAndWhatToDo() throws {
     try m.writeConfig(source + "source_lock_timeout: 1\nwhen_source_locked: skip\n")
     let skipped = try m.wgpmRun(["plan", "--json"])
     #expect(skipped.status == 0, "\(skipped.stderr)")
-    #expect(skipped.stderr.contains("stayed locked by another program") && skipped.stderr.contains("skipped (when_source_locked: skip)"), "\(skipped.stderr)")
+    #expect(skipped.warnings.contains("stayed locked by another program") && skipped.warnings.contains("skipped (when_source_locked: skip)"), "\(skipped.stderr)")
     let vaeAction = actions((try JSONSerialization.jsonObject(with: Data(skipped.stdout.utf8)) as? [String: Any]) ?? [:])
         .first { $0["path"] as? String == "ckpts/Wan2.1_VAE.safetensors" }
     #expect(vaeAction?["action"] as? String == "download")

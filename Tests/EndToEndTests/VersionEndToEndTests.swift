@@ -45,7 +45,7 @@ func traceOf(_ wan: String, models: [String], extraCore: String) throws -> Data 
     for _ in 0..<2 {
         let r = try m.wgpmRun(["plan"])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stderr.contains("13.1") && r.stderr.contains("wgpm trace") && r.stderr.contains("12.60"), "\(r.stderr)")
+        #expect(r.warnings.contains("13.1") && r.warnings.contains("wgpm trace") && r.warnings.contains("12.60"), "\(r.stderr)")
     }
     let (_, json) = try m.planJSON()
     let entry = json["wan2gp"] as? [String: Any]
@@ -58,7 +58,7 @@ func traceOf(_ wan: String, models: [String], extraCore: String) throws -> Data 
     #expect(try m.wgpmRun(["lock"]).status == 0)
     let locked = try m.wgpmRun(["plan", "--locked"])
     #expect(locked.status == 0, "\(locked.stderr)")
-    #expect(!locked.stderr.contains("wgpm trace"), "\(locked.stderr)")
+    #expect(!locked.warnings.contains("wgpm trace"), "\(locked.stderr)")
 
     // `trace` learns this version; from then on plan uses what it learned and is quiet.
     try m.dir.write("trace.json", try traceOf(wan, models: ["t2v", "i2v_2_2"], extraCore: "ckpts/new/core.bin"))
@@ -69,7 +69,7 @@ func traceOf(_ wan: String, models: [String], extraCore: String) throws -> Data 
     #expect(FileManager.default.fileExists(atPath: m.dir.file("state/knowledge/\(fingerprint).json")))
     try FileManager.default.removeItem(atPath: m.dir.file("wgpm.lock"))
     let after = try m.wgpmRun(["plan", "--json"])
-    #expect(after.status == 0 && !after.stderr.contains("wgpm trace"), "\(after.stderr)")
+    #expect(after.status == 0 && !after.warnings.contains("wgpm trace"), "\(after.stderr)")
     let doc = (try? JSONSerialization.jsonObject(with: Data(after.stdout.utf8))) as? [String: Any] ?? [:]
     #expect((doc["wan2gp"] as? [String: Any])?["knowledge_kind"] as? String == "traced")
     let paths = (doc["actions"] as? [[String: Any]] ?? []).compactMap { $0["path"] as? String }
@@ -118,7 +118,7 @@ struct CommandFailed: Error { var message: String }
     try FileManager.default.copyItem(atPath: repositoryRoot + "/Tests/Fixtures/mini-wan2gp", toPath: wan)
     try m.dir.write("config.yaml", "wan2gp_directory: \(wan)\nckpts_directory: ckpts\nloras_directory: loras\nstate_directory: state\n")
     let before = try m.wgpmRun(["show", "mini", "--json"])
-    #expect(before.stderr.contains("wgpm trace"), "\(before.stderr)")  // unknown version: said, not guessed silently
+    #expect(before.warnings.contains("wgpm trace"), "\(before.stderr)")  // unknown version: said, not guessed silently
 
     let python = try run("/usr/bin/env", ["python3", "-c", "import sys; print(sys.executable)"]).stdout
         .trimmingCharacters(in: .whitespacesAndNewlines)

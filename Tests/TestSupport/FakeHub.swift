@@ -170,6 +170,8 @@ public struct RunResult: Sendable {
     public var status: Int32
     public var stdout: String
     public var stderr: String
+    /// stderr with wrapped warnings joined again (their continuation lines are indented by 4).
+    public var warnings: String { stderr.replacingOccurrences(of: "\n    ", with: " ") }
 }
 
 public func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil) throws -> RunResult {

@@ -527,3 +527,35 @@ struct FixedFreeSpace: FileSystem {
     #expect(try state.jobs().first?.lastError?.contains("not enough space") == true)
     #expect(rig.cdnGets.isEmpty, "the retried file was not fetched")
 }
+
+/// Links need no network: they are claimed before downloads enqueued earlier, so a Hub that is
+/// slow or down does not hold back what local sources provide.
+@Test func linksAreClaimedBeforeDownloads() throws {
+    let dir = try TempDir("claim")
+    defer { dir.remove() }
+    let state = try StateDatabase(directory: dir.file("state"))
+    try state.enqueue([("d1", "download", "ckpts/a", "{}", 10), ("l1", "link", "ckpts/b", "{}", 10),
+                       ("d2", "download", "ckpts/c", "{}", 10), ("r1", "remove", "ckpts/d", "{}", nil)], at: 1)
+    var order: [String] = []
+    while let job = try state.claimNextJob(pid: getpid(), at: 2) { order.append(job.id) }
+    #expect(order == ["l1", "r1", "d1", "d2"])
+}
+
+/// The breaker opens after `threshold` connection failures in a row to one origin, for every
+/// holder of the client (each worker's copy), and an answer in between resets the count.
+@Test func theHostBreakerGivesUpOnAHostThatDoesNotConnect() throws {
+    let client = HubClient(endpoint: "http://127.0.0.1:9", token: nil, sleeper: RecordingSleeper(), maxAttempts: 10)
+    let copy = client
+    #expect(throws: HubError.hostDown(origin: "http://127.0.0.1:9", failures: 3)) {
+        _ = try client.downloadSource(HubReference(repo: "a/b", revision: "main", path: "x"), revision: "main")
+    }
+    #expect(copy.breaker.openOrigins == ["http://127.0.0.1:9"])
+    #expect(throws: HubError.hostDown(origin: "http://127.0.0.1:9", failures: 3)) {
+        _ = try copy.resolveCommit(HubReference(repo: "a/b", revision: "main", path: ""))
+    }
+    let breaker = HostBreaker(threshold: 2)
+    breaker.recordFailure("h")
+    breaker.recordAnswer("h")
+    #expect(!breaker.recordFailure("h") && !breaker.isOpen("h"))
+    #expect(breaker.recordFailure("h") && breaker.isOpen("h"))
+}

@@ -1,0 +1,47 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The repo files of the fake Hub that `pick` selects, copied flat into `folder` under names
+/// of their own (a NAS share does not keep the Hub's layout).
+func copyHubFiles(_ m: Machine, into folder: String, _ pick: (String) -> Bool) throws -> Int {
+    var copied = 0
+    let root = m.hub.root
+    for case let rel as String in FileManager.default.enumerator(atPath: root)! where !rel.hasPrefix("_") && pick(rel) {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root + "/" + rel, isDirectory: &isDir), !isDir.boolValue else { continue }
+        try m.dir.write(folder + "/" + rel.replacingOccurrences(of: "/", with: "__"), try Data(contentsOf: URL(fileURLWithPath: root + "/" + rel)))
+        copied += 1
+    }
+    return copied
+}
+
+/// With a lock and the Hub down, apply places what a folder source holds at once (links run
+/// before downloads), gives up on the Hub after a few connection failures in a row, and
+/// names it once — instead of every download retrying with backoff for minutes.
+@Test func withTheHubDownLinksAreMadeAndTheHostIsReportedOnce() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    #expect(try m.wgpmRun(["lock"]).status == 0)
+    let big = try copyHubFiles(m, into: "nas") { $0.hasSuffix(".safetensors") }
+    #expect(big >= 2)
+    try m.writeConfig("link_mode: symlink\nparallel_downloads: 2\nsources:\n  - directory: nas\n")
+    m.hub.stop()  // the Hub's port is closed now
+    let (planned, json) = try m.planJSON()
+    #expect(planned.status == 0 || planned.status == 2, "a lock plans without the Hub: \(planned.stderr)")
+    let toLink = ((json["actions"] as? [[String: Any]]) ?? []).filter { $0["action"] as? String == "link" }.count
+    #expect(toLink >= 2)
+    let started = Date()
+    let r = try m.wgpmRun(["apply", "--yes"], env: ["NO_COLOR": "1"])
+    let seconds = Date().timeIntervalSince(started)
+    #expect(r.status == 1, "the small files could not be fetched: \(r.stderr)")
+    #expect(seconds < 60, "gave up on the Hub quickly (\(seconds) s)")
+    let links = try FileManager.default.subpathsOfDirectory(atPath: m.dir.file("ckpts")).filter {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: m.dir.file("ckpts/" + $0))) != nil
+    }
+    #expect(links.count == toLink, "every file the folder holds was linked: \(links)")
+    let lines = r.stderr.split(separator: "\n")
+    let named = lines.filter { $0.contains("stops trying") }
+    #expect(named.count == 2, "once among the job lines, once in the summary: \(r.stderr)")
+    #expect(lines.contains { $0.contains("the same reason as above") }, "\(r.stderr)")
+    #expect(!r.stderr.contains("hf_"), "no token")
+}

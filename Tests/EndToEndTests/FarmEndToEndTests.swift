@@ -45,3 +45,25 @@ func copyHubFiles(_ m: Machine, into folder: String, _ pick: (String) -> Bool) t
     #expect(lines.contains { $0.contains("the same reason as above") }, "\(r.stderr)")
     #expect(!r.stderr.contains("hf_"), "no token")
 }
+
+/// A NAS covers everything: with a lock, a plain folder holding every file (under names of its
+/// own) fills the machine with no Hub at all — the small files matched by git blob sha1, the
+/// large ones by sha256 — and a second plan hashes nothing (the results are cached).
+@Test func aFolderFillsAMachineWithNoHubGivenALock() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    #expect(try m.wgpmRun(["lock"]).status == 0)
+    _ = try copyHubFiles(m, into: "nas") { _ in true }
+    try m.writeConfig("link_mode: hardlink\nsources:\n  - directory: nas\n")
+    m.hub.stop()
+    let (planned, json) = try m.planJSON()
+    #expect(planned.status == 2, "\(planned.stderr)")
+    let actions = (json["actions"] as? [[String: Any]]) ?? []
+    #expect(!actions.isEmpty && actions.allSatisfy { $0["action"] as? String == "link" }, "\(actions.filter { $0["action"] as? String != "link" })")
+    let bases = Set(actions.compactMap { ($0["fetch"] as? [String: Any])?["basis"] as? String })
+    #expect(bases == ["sha256", "git-sha1"], "small files by git blob sha1, not by name: \(bases)")
+    let applied = try m.wgpmRun(["apply", "--yes"])
+    #expect(applied.status == 0, "\(applied.stderr)")
+    let (again, json2) = try m.planJSON()
+    #expect(again.status == 0, "nothing left to do: \(again.stdout)")
+    #expect((json2["stats"] as? [String: Any])?["source_files_hashed"] as? Int == 0, "hashes are cached: \(json2["stats"] ?? "")")
+}

@@ -113,7 +113,7 @@ func failureLines(_ failed: [(path: String, error: String)]) -> [String] {
     return order.flatMap { error -> [String] in
         let files = paths[error] ?? []
         guard files.count > 1 else { return files.map { "wgpm: error: \(naming($0, error))" } }
-        return ["wgpm: error: \(files.count) files: \(error):"] + files.sorted().map { "    \($0)" }
+        return ["wgpm: error: \(error)", "  (the reason for \(files.count) files:)"] + files.sorted().map { "    \($0)" }
     }
 }
 

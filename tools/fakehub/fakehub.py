@@ -543,10 +543,15 @@ class Handler(BaseHTTPRequestHandler):
         q = urllib.parse.parse_qs(query)
         if len(parts) != 2 or parts[0] != "lfs":
             return self.reply(404, {}, b"NoSuchKey", head)
-        expires = int(q.get("Expires", ["0"])[0])
-        if expires < time.time():
-            return self.reply(403, {"Content-Type": "application/xml"}, b"<Error><Code>AccessDenied</Code></Error>", head)
+        try:
+            expires = int(q.get("Expires", ["0"])[0])
+        except ValueError:
+            expires = 0
         sha = parts[1]
+        # A signed URL as the Hub hands out: an unexpired Expires and the Signature made for it.
+        sig = hashlib.sha1(("%s%d" % (sha, expires)).encode()).hexdigest()
+        if expires < time.time() or q.get("Signature", [""])[0] != sig:
+            return self.reply(403, {"Content-Type": "application/xml"}, b"<Error><Code>AccessDenied</Code></Error>", head)
         full = find_blob(sha)
         if not full:
             return self.reply(404, {}, b"NoSuchKey", head)

@@ -67,3 +67,31 @@ func copyHubFiles(_ m: Machine, into folder: String, _ pick: (String) -> Bool) t
     #expect(again.status == 0, "nothing left to do: \(again.stdout)")
     #expect((json2["stats"] as? [String: Any])?["source_files_hashed"] as? Int == 0, "hashes are cached: \(json2["stats"] ?? "")")
 }
+
+/// Fleet view: two recorded machines (one empty, one holding part of the set) planned at once;
+/// one summary each, and what a shared mirror fetches counts each file once.
+@Test func planOverSeveralInventoriesSummarisesEachMachineAndTheMirrorTotal() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    #expect(try m.wgpmRun(["lock"]).status == 0)
+    try FileManager.default.createDirectory(atPath: m.dir.file("fleet"), withIntermediateDirectories: true)
+    #expect(try m.wgpmRun(["inventory", "--json", "-o", "fleet/empty.json"]).status == 0)
+    #expect(try m.wgpmRun(["apply", "--yes"]).status == 0)
+    try FileManager.default.removeItem(atPath: m.dir.file("ckpts/Wan2.1_VAE.safetensors"))
+    #expect(try m.wgpmRun(["inventory", "--json", "-o", "fleet/most.json"]).status == 0)
+    let r = try m.wgpmRun(["plan", "--inventory", "fleet", "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    #expect(json["format_version"] as? Int == 1)
+    let machines = (json["machines"] as? [[String: Any]]) ?? []
+    #expect(machines.map { $0["name"] as? String } == ["empty.json", "most.json"])
+    #expect(machines.last?["downloads"] as? Int == 1)
+    let all = machines.first?["download_bytes"] as? Int ?? 0
+    let vae = machines.last?["download_bytes"] as? Int ?? -1
+    #expect(json["upstream_bytes"] as? Int == all, "the VAE both need crosses once")
+    #expect(json["total_download_bytes"] as? Int == all + vae)
+    let text = try m.wgpmRun(["plan", "--inventory", m.dir.file("fleet/empty.json"), "--inventory", m.dir.file("fleet/most.json")])
+    #expect(text.status == 0 && text.stdout.contains("Through a shared mirror"), "\(text.stdout)")
+    #expect(text.stdout.split(separator: "\n").allSatisfy { $0.count <= 80 }, "\(text.stdout)")
+    let md = try m.wgpmRun(["plan", "--inventory", "fleet", "--format", "markdown"])
+    #expect(md.stdout.contains("| most.json | 1 |"), "\(md.stdout)")
+}

@@ -19,4 +19,7 @@ scripts/fuzz.sh "${WGPM_FUZZ_SECONDS:-30}" manifest manifest-unchecked config lo
 # its connections' bytes (16 MB here, all of it when killed in the first second): the re-fetch
 # bound allows for that.
 bench/crashloop.sh --kills 8 --files 8 --min-mib 8 --max-mib 14 --big-mib 72 --bandwidth-kb 16384 --max-ratio 2.0
+# The render-farm recipe (deploy/nginx) in front of the fake Hub, three installs through it
+# (scripts/farm-test.sh, ~5 s; skipped with a message when nginx cannot be installed).
+scripts/farm-test.sh
 swift test --skip-build

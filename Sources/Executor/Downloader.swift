@@ -35,6 +35,9 @@ public struct Downloader: Sendable {
     public var pool: ConnectionPool?
     /// Files of at least this size with a known sha256 are fetched as parallel ranges.
     public var segmentThreshold: Int64 = 64 << 20
+    /// Asks every cache on the way for fresh bytes (`Cache-Control: no-cache`): set for the one
+    /// retry after a download failed its hash, so a proxy's corrupted cache entry is fetched again.
+    public var bypassCaches = false
 
     public init(hub: HubClient, transfer: CurlDownload = CurlDownload(), sleeper: Sleeper = RealSleeper(), maxAttempts: Int = 6,
                 confinement: Confinement? = nil) {
@@ -52,10 +55,30 @@ public struct Downloader: Sendable {
     }
 
     /// Downloads one file to its target. Returns the bytes this run fetched (a resumed download
-    /// does not count what an earlier run left in its partial).
+    /// does not count what an earlier run left in its partial). A download that fails its hash
+    /// is fetched once more from the start with `Cache-Control: no-cache`: a caching proxy
+    /// (nginx, olah) would otherwise serve the same bad bytes on every attempt.
     @discardableResult
     public func run(_ spec: JobSpec, cancel: CancelFlag, progress: @escaping @Sendable (Int64) -> Void,
                     notice: @escaping @Sendable (String) -> Void) throws -> Int64 {
+        do {
+            return try attempt(spec, cancel: cancel, progress: progress, notice: notice)
+        } catch ExecutorError.verificationFailed(let path, _, _) where !bypassCaches {
+            notice("\(path): the bytes received do not match the expected hash; fetching it again past any cache")
+            var fresh = self
+            fresh.bypassCaches = true
+            return try fresh.attempt(spec, cancel: cancel, progress: progress, notice: notice)
+        }
+    }
+
+    /// The headers of a file request: the token where it may go, and `no-cache` when asked.
+    func requestHeaders(_ source: DownloadSource, noCache: Bool? = nil) -> [(String, String)] {
+        (source.sendToken ? hub.authorization(for: source.url) : [])
+            + (noCache ?? bypassCaches ? [("Cache-Control", "no-cache"), ("Pragma", "no-cache")] : [])
+    }
+
+    private func attempt(_ spec: JobSpec, cancel: CancelFlag, progress: @escaping @Sendable (Int64) -> Void,
+                         notice: @escaping @Sendable (String) -> Void) throws -> Int64 {
         guard let url = spec.url else { throw ExecutorError.gaveUp(path: spec.path, reason: "no URL") }
         if let size = spec.size, size < 0 {
             throw ExecutorError.gaveUp(path: spec.path, reason: "the expected size \(size) is not a byte count; run 'wgpm plan --refresh'")
@@ -85,6 +108,8 @@ public struct Downloader: Sendable {
         var failures = 0
         var best = partial.length
         var lastReason = ""
+        // After a reply that cannot be the file (a cached login page), ask past the caches too.
+        var noCache = bypassCaches
         while true {
             if cancel.isSet { throw ExecutorError.cancelled }
             if failures >= maxAttempts { throw ExecutorError.gaveUp(path: spec.path, reason: lastReason) }
@@ -114,7 +139,7 @@ public struct Downloader: Sendable {
             let end = spec.size.flatMap { size in size > chunkThreshold ? min((before / chunkSize + 1) * chunkSize, size) - 1 : nil }
             // Never more than the file can hold: what lies past it is not this file.
             let limit = spec.size.map { (end ?? $0 - 1) - before + 1 } ?? unknownSizeLimit - before
-            let headers = source.sendToken ? hub.authorization(for: source.url) : []
+            let headers = requestHeaders(source, noCache: noCache)
             var outcome = transfer.fetch(url: source.url, headers: headers, offset: before, through: end, expectedTotal: spec.size, limit: limit,
                                          followRedirects: !source.sendToken, sink: partial, cancel: cancel,
                                          progress: { [partial] _ in progress(partial.length) })
@@ -145,6 +170,7 @@ public struct Downloader: Sendable {
                 // before its first byte was written.
                 failures += 1
                 lastReason = reason
+                noCache = true
                 notice("\(spec.path): \(reason); nothing of it was kept")
                 wait(failures - 1, nil, spec, notice)
             case .rangeNotSatisfiable:

@@ -335,7 +335,7 @@ final class SegmentedDownload: Sendable {
             // Bounded requests: the Hub's hosts refuse plain GETs of files over 50 GB.
             let through = min(assignment.end, from + downloader.chunkSize) - 1
             let sink = SegmentSink(download: self, worker: id, judging: from == 0, buffer: buffer)
-            let headers = source.sendToken ? downloader.hub.authorization(for: source.url) : []
+            let headers = downloader.requestHeaders(source)
             var outcome = downloader.transfer.fetch(
                 url: source.url, headers: headers, offset: from, through: through, expectedTotal: size,
                 followRedirects: !source.sendToken, sink: sink, cancel: abort, connection: connection,

@@ -346,35 +346,50 @@ public struct CurlDownload: Sendable {
 extension HubClient {
     /// Resolves a Hub file to the URL its bytes come from now, following same-origin redirects
     /// with the token and stopping at a redirect to another origin (huggingface-hub.md §5).
+    ///
+    /// A proxy that keeps everything on one host (a redirect to a path on the endpoint's own
+    /// origin) may end in a plain `200` without the Hub's headers: the commit and the identity
+    /// then come from the redirects before it, or, when `revision` is a commit (a lock), from
+    /// that. Only when neither says which commit this is does the endpoint not look like a Hub.
     public func downloadSource(_ ref: HubReference, revision: String) throws -> DownloadSource {
         var url = ref.resolveURL(endpoint: endpoint, revision: revision)
+        var stated = (commit: String?.none, etag: String?.none, size: Int64?.none)
         for _ in 0..<20 {
             let r = try send(HTTPRequest(method: "HEAD", url: url))
+            let etag = r.header("x-linked-etag").map(normalizeETag)
+            let size = r.header("x-linked-size").flatMap { Int64($0) }
             if (300..<400).contains(r.status), let target = r.redirectURL {
                 // Checked here as well as by libcurl: the file host's URL comes from the Hub's
                 // answer, and a redirect to gopher://, dict:// or file:// must end the job with
                 // a clear reason rather than look like a network hiccup.
                 guard isAllowedScheme(target) else { throw HubError.badRedirect(url: displayURL(url), target: displayURL(target)) }
-                let commit = r.header("x-repo-commit")
+                stated = (r.header("x-repo-commit") ?? stated.commit, etag ?? stated.etag, size ?? stated.size)
                 if origin(of: target) == origin(of: url) || origin(of: target) == origin(of: endpoint) {
                     url = target
                     continue
                 }
-                return DownloadSource(url: target, sendToken: false, commit: commit,
-                                      linkedETag: r.header("x-linked-etag").map(normalizeETag),
-                                      linkedSize: r.header("x-linked-size").flatMap { Int64($0) })
+                return DownloadSource(url: target, sendToken: false, commit: stated.commit, linkedETag: stated.etag, linkedSize: stated.size)
             }
             guard r.status == 200 else { throw failure(r, url: url, repo: ref.repo, revision: revision, path: ref.path) }
-            guard let commit = r.header("x-repo-commit") else { throw HubError.notAHub(url: url) }
+            let pinned = isCommitID(revision) ? revision : nil
+            guard let commit = r.header("x-repo-commit") ?? stated.commit ?? pinned else { throw HubError.notAHub(url: url) }
+            // A plain ETag is the Hub's identity only on the Hub's own reply: after a redirect a
+            // proxy's or a file server's ETag says nothing about the content.
+            let plainETag = stated.commit == nil && r.header("x-repo-commit") != nil ? r.header("etag").map(normalizeETag) : nil
             return DownloadSource(url: url, sendToken: headers(for: url).count > 0, commit: commit,
-                                  linkedETag: (r.header("x-linked-etag") ?? r.header("etag")).map(normalizeETag),
-                                  linkedSize: r.header("x-linked-size").flatMap { Int64($0) } ?? r.header("content-length").flatMap { Int64($0) })
+                                  linkedETag: etag ?? stated.etag ?? plainETag,
+                                  linkedSize: size ?? stated.size ?? r.header("content-length").flatMap { Int64($0) })
         }
         throw HubError.malformed(url: url, message: "more than 20 redirects")
     }
 
     /// The Authorization header for a download URL, when it may carry the token.
     public func authorization(for url: String) -> [(String, String)] { headers(for: url) }
+}
+
+/// True for a full 40-hex commit id (a pinned revision, as a lock gives).
+func isCommitID(_ value: String) -> Bool {
+    value.count == 40 && value.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
 }
 
 /// Drops a leading `W/` and the quotes.

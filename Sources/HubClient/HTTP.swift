@@ -39,6 +39,9 @@ public struct HTTPResponse: Sendable {
 public struct TransportError: Error, Sendable, CustomStringConvertible {
     public var url: String
     public var message: String
+    /// No connection was made (refused, no such host, connect timed out): the host is down or
+    /// unreachable, as opposed to a reply that broke off.
+    public var cannotConnect = false
     public var description: String { "\(message) (\(url))" }
 }
 
@@ -118,7 +121,11 @@ public struct CurlTransport: HTTPTransport {
         } ?? curl_easy_perform(h)
         guard code == CURLE_OK else {
             let message = code == CURLE_WRITE_ERROR ? "the answer was larger than \(sink.limit >> 20) MiB" : curlMessage(code)
-            throw TransportError(url: displayURL(request.url), message: "network error: \(message)")
+            var connected = 0
+            _ = ccurl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &connected)
+            let cannotConnect = [CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY].contains(code)
+                || (code == CURLE_OPERATION_TIMEDOUT && connected == 0 && sink.headers.values.isEmpty)
+            throw TransportError(url: displayURL(request.url), message: "network error: \(message)", cannotConnect: cannotConnect)
         }
         var status = 0
         _ = ccurl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)

@@ -66,6 +66,8 @@ public enum HubError: Error, Equatable, CustomStringConvertible {
     case unreachable(endpoint: String, message: String)
     case malformed(url: String, message: String)
     case badRedirect(url: String, target: String)
+    /// The host failed to connect several times in a row; this run does not try it again.
+    case hostDown(origin: String, failures: Int)
 
     public var description: String {
         switch self {
@@ -89,6 +91,8 @@ public enum HubError: Error, Equatable, CustomStringConvertible {
             return "the Hub kept failing with HTTP \(status) for \(url)" + (requestID.map { " (request id \($0))" } ?? "") + "; try again later."
         case .unreachable(let endpoint, let message):
             return "cannot reach the Hub at \(endpoint): \(message). Check the network, HF_ENDPOINT, or use a lock file to plan offline."
+        case .hostDown(let origin, let failures):
+            return "\(origin) could not be reached \(failures) times in a row, so this run stops trying it; check the network or HF_ENDPOINT, then run 'wgpm queue retry' (files from local sources are placed meanwhile)"
         case .malformed(let url, let message):
             return "\(url): unexpected answer from the Hub: \(message)"
         case .badRedirect(let url, let target):
@@ -148,6 +152,8 @@ public struct HubClient: Sendable {
     public var maxAttempts: Int
     /// Called with a human-readable line when the client waits (429, 5xx).
     public var onWait: (@Sendable (String) -> Void)?
+    /// Shared by every copy of this client (each queue worker's): hosts given up on this run.
+    public var breaker = HostBreaker()
 
     public init(endpoint: String, token: String?, transport: HTTPTransport = CurlTransport(),
                 sleeper: Sleeper = RealSleeper(), maxAttempts: Int = 5, onWait: (@Sendable (String) -> Void)? = nil) {
@@ -165,14 +171,18 @@ public struct HubClient: Sendable {
         return [("Authorization", "Bearer \(token)")]
     }
 
-    /// Sends with retries on 408/429/5xx and network errors.
+    /// Sends with retries on 408/429/5xx and network errors. A host that failed to connect
+    /// `breaker.threshold` times in a row (in any request of this run) is not asked again.
     func send(_ request: HTTPRequest) throws -> HTTPResponse {
         var req = request
         req.headers += headers(for: request.url)
+        let host = origin(of: request.url) ?? request.url
         var attempt = 0
         while true {
+            if breaker.isOpen(host) { throw HubError.hostDown(origin: displayURL(host), failures: breaker.threshold) }
             do {
                 let response = try transport.send(req)
+                breaker.recordAnswer(host)
                 if isRetryable(status: response.status), attempt + 1 < maxAttempts {
                     let wait = retryDelay(attempt: attempt, response: response, jitter: Double.random(in: 0...1))
                     onWait?("Hub answered \(response.status); waiting \(String(format: "%.0f", wait)) s before retry \(attempt + 1) of \(maxAttempts - 1)")
@@ -182,6 +192,9 @@ public struct HubClient: Sendable {
                 }
                 return response
             } catch let error as TransportError {
+                if error.cannotConnect && breaker.recordFailure(host) {
+                    throw HubError.hostDown(origin: displayURL(host), failures: breaker.threshold)
+                }
                 guard attempt + 1 < maxAttempts else {
                     throw HubError.unreachable(endpoint: endpoint, message: error.message)
                 }

@@ -14,8 +14,9 @@ public struct ReuseStats: Hashable, Sendable {
 }
 
 /// The hash index of local sources, kept in the state database: every file of every source with
-/// its stamp and, once known, its sha256. Hashes are computed lazily — only for files whose size
-/// equals a wanted file's size — and cached by device, inode, size and mtime.
+/// its stamp and, once known, its sha256 and git blob sha1. Hashes are computed lazily — only
+/// for files whose size equals a wanted file's size, and only the digest that wanted file is
+/// known by — and cached by device, inode, size and mtime.
 public struct HashIndex: Sendable {
     public var sources: [any LocalSource]
     public var state: StateDatabase
@@ -40,8 +41,8 @@ public struct HashIndex: Sendable {
                 if let old = known[files[i].path], old.stamp == files[i].stamp {
                     files[i].sha256 = files[i].sha256 ?? old.sha256
                     files[i].gitSHA1 = files[i].gitSHA1 ?? old.gitSHA1
-                } else if files[i].sha256 == nil, let cached = try state.cachedHash(files[i].stamp) {
-                    files[i].sha256 = cached.sha256
+                } else if files[i].sha256 == nil || files[i].gitSHA1 == nil, let cached = try state.cachedHash(files[i].stamp) {
+                    files[i].sha256 = files[i].sha256 ?? cached.sha256
                     files[i].gitSHA1 = files[i].gitSHA1 ?? cached.gitSHA1
                 }
             }
@@ -67,28 +68,38 @@ public struct HashIndex: Sendable {
         let bad = try state.badSources()
         var files = files.filter { bad[$0.path] != $0.stamp }
         let bySize = Dictionary(grouping: files.indices, by: { files[$0].size })
-        // Hash what could match and is not yet known.
-        var toHash: Set<Int> = []
-        for want in wanted where want.expected.sha256 != nil {
+        // Hash what could match and is not yet known: the sha256 of a file the size of a wanted
+        // LFS file, the git blob sha1 of one the size of a wanted small file (the Hub names
+        // small non-LFS files by it), so a plain folder supplies tokenizers and configs too.
+        var toHash: [Int: (sha256: Bool, gitSHA1: Bool)] = [:]
+        for want in wanted {
             guard let size = want.expected.size else { continue }
-            for i in bySize[size] ?? [] where files[i].sha256 == nil { toHash.insert(i) }
+            let sha = want.expected.sha256 != nil
+            let sha1 = !sha && want.expected.gitSHA1 != nil
+            guard sha || sha1 else { continue }
+            for i in bySize[size] ?? [] where (sha && files[i].sha256 == nil) || (sha1 && files[i].gitSHA1 == nil) {
+                let need = toHash[i] ?? (false, false)
+                toHash[i] = (need.sha256 || (sha && files[i].sha256 == nil), need.gitSHA1 || (sha1 && files[i].gitSHA1 == nil))
+            }
         }
-        let jobs = toHash.sorted()
-        let results = hashAll(jobs.map { files[$0].path }, progress: progress)
+        let jobs = toHash.keys.sorted()
+        let requests = jobs.map { HashRequest(path: files[$0].path, sha256: toHash[$0]!.sha256, gitSHA1: toHash[$0]!.gitSHA1) }
+        let results = hashFiles(requests, fileSystem: fileSystem, workers: workers, progress: progress)
         var unreadable: Set<Int> = []
         for (i, result) in zip(jobs, results) {
-            guard case .success(let sha) = result else {
+            guard case .success(let digests) = result else {
                 if case .failure(let error) = result {
                     warn("\(files[i].source): \(unreadableReason(error)); skipped")
                 }
                 unreadable.insert(i)
                 continue
             }
-            files[i].sha256 = sha
+            files[i].sha256 = digests.sha256 ?? files[i].sha256
+            files[i].gitSHA1 = digests.gitSHA1 ?? files[i].gitSHA1
             stats.filesHashed += 1
             stats.bytesHashed += files[i].size
-            try state.storeHash(files[i].stamp, sha256: sha, gitSHA1: nil)
-            try state.updateIndexedHash(path: files[i].path, sha256: sha)
+            try state.storeHash(files[i].stamp, sha256: digests.sha256, gitSHA1: digests.gitSHA1)
+            try state.updateIndexedHashes(path: files[i].path, sha256: digests.sha256, gitSHA1: digests.gitSHA1)
         }
         // Look-ups by hash, URL and name, so each wanted file costs a few dictionary reads rather
         // than a pass over every indexed file.

@@ -70,8 +70,14 @@ extension StateDatabase {
     }
 
     public func updateIndexedHash(path: String, sha256: String) throws {
+        try updateIndexedHashes(path: path, sha256: sha256, gitSHA1: nil)
+    }
+
+    /// Records computed digests of an indexed file; a nil one leaves what is known.
+    public func updateIndexedHashes(path: String, sha256: String?, gitSHA1: String?) throws {
         try run { try pool.write { db in
-            try db.execute(sql: "UPDATE source_file SET sha256 = ? WHERE path = ?", arguments: [sha256, path])
+            try db.execute(sql: "UPDATE source_file SET sha256 = COALESCE(?, sha256), git_sha1 = COALESCE(?, git_sha1) WHERE path = ?",
+                           arguments: [sha256, gitSHA1, path])
         } }
     }
 

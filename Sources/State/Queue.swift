@@ -85,7 +85,8 @@ extension StateDatabase {
     /// Admits and claims in one write transaction, so no job enqueued meanwhile (by this or
     /// another process) can be claimed without having been through `admit`. `admit` sees every
     /// pending and running job and returns the ids of pending ones that must fail instead of
-    /// running, each with the reason; then the oldest remaining pending job is marked running.
+    /// running, each with the reason; then the oldest remaining pending job that is not a
+    /// download (else the oldest download) is marked running.
     public func claimNextJob(pid: Int32, at time: Double,
                              admit: ([JobRecord]) -> [String: String]) throws -> Claim {
         try run { try pool.write { db in
@@ -97,7 +98,10 @@ extension StateDatabase {
                 if db.changesCount > 0, let job = waiting.first(where: { $0.id == id }) { refused.append((job, reason)) }
             }
             let refusedIDs = Set(refused.map(\.0.id))
-            guard let next = waiting.first(where: { $0.state == .pending && !refusedIDs.contains($0.id) }) else {
+            // Links and removals first: they need no network, so a Hub that is slow or down
+            // does not keep files a local source holds from being placed.
+            let claimable = waiting.filter { $0.state == .pending && !refusedIDs.contains($0.id) }
+            guard let next = claimable.first(where: { $0.kind != "download" }) ?? claimable.first else {
                 return Claim(job: nil, refused: refused)
             }
             try db.execute(sql: "UPDATE job SET state = 'running', owner_pid = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?",

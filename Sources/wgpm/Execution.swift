@@ -75,12 +75,16 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool, ownJob
     let pending = try reconciler.state.jobs().filter { $0.state == .pending || $0.state == .running }
     let board = ProgressBoard(jobs: pending.map { ($0.id, $0.bytesTotal) })
     let printer = ProgressPrinter(board: board, terminal: isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil)
+    let reported = FirstTimes()
     let runner = QueueRunner(
         state: reconciler.state, downloader: downloader, workers: parallel,
         minFreeBytes: config.minFreeBytes, fileSystem: reconciler.context.fileSystem, confinement: confinement,
         clock: reconciler.context.clock,
         notice: { printer.line("wgpm: \($0)") },
-        onJobEnd: { path, error in printer.line(error.map { "  failed  \(naming(path, $0))" } ?? "  done    \(path)") })
+        onJobEnd: { path, error in
+            printer.line(error.map { reported.first($0) ? "  failed  \(naming(path, $0))" : "  failed  \(path) (the same reason as above)" }
+                         ?? "  done    \(path)")
+        })
     printer.start()
     let summary = try runner.run(cancel: interruption, board: board, follow: follow)
     printer.stop()
@@ -93,8 +97,30 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool, ownJob
         return true
     }
     print("Applied: \(summary.completed.count) done, \(summary.failed.count) failed, \(formatBytes(summary.bytesDownloaded)) downloaded.")
-    for (path, error) in summary.failed { printError("wgpm: error: \(naming(path, error))") }
+    for line in failureLines(summary.failed) { printError(line) }
     return summary.failed.isEmpty
+}
+
+/// The errors at the end of a run, one per distinct reason in the order they first came: a
+/// host that is down is named once, with the files it held back, however many there are.
+func failureLines(_ failed: [(path: String, error: String)]) -> [String] {
+    var order: [String] = []
+    var paths: [String: [String]] = [:]
+    for (path, error) in failed {
+        if paths[error] == nil { order.append(error) }
+        paths[error, default: []].append(path)
+    }
+    return order.flatMap { error -> [String] in
+        let files = paths[error] ?? []
+        guard files.count > 1 else { return files.map { "wgpm: error: \(naming($0, error))" } }
+        return ["wgpm: error: \(error)", "  (the reason for \(files.count) files:)"] + files.sorted().map { "    \($0)" }
+    }
+}
+
+/// Says whether a value is seen for the first time (shared by the queue's workers).
+final class FirstTimes: Sendable {
+    private let seen = Mutex<Set<String>>([])
+    func first(_ value: String) -> Bool { seen.withLock { $0.insert(value).inserted } }
 }
 
 /// "path: error", unless the error already starts with the path.
@@ -118,7 +144,7 @@ func waitForJobs(_ ids: [String], locks: RunLocks, state: StateDatabase, timeout
         let failed = jobs.filter { $0.state == .failed }
         if jobs.allSatisfy({ $0.state == .done || $0.state == .failed }) {
             print("Applied: \(jobs.count - failed.count) done, \(failed.count) failed (by the running wgpm).")
-            for job in failed { printError("wgpm: error: \(naming(job.path, job.lastError ?? "unknown error"))") }
+            for line in failureLines(failed.map { ($0.path, $0.lastError ?? "unknown error") }) { printError(line) }
             return failed.isEmpty
         }
         if try locks.tryQueue() { return nil }

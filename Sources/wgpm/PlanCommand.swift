@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Manifest
+import Planner
 import Reconciler
 import Rendering
 
@@ -40,9 +41,9 @@ struct PlanCommand: ParsableCommand {
     @Flag(help: "Fail when the manifest and its lock file disagree (for CI).")
     var locked = false
 
-    @Option(help: ArgumentHelp("Plan against a machine state recorded with 'wgpm inventory --json' instead of this disk.", valueName: "file"),
+    @Option(help: ArgumentHelp("Plan against a machine state recorded with 'wgpm inventory --json' instead of this disk; repeat it, or name a folder of them, for one summary per machine.", valueName: "file"),
             completion: .file(extensions: ["json"]))
-    var inventory: String?
+    var inventory: [String] = []
 
     func run() throws {
         let reconciler = try configOptions.reconciler(allowMissingConfig: true)
@@ -50,6 +51,11 @@ struct PlanCommand: ParsableCommand {
         if locked && inputs.lock == nil {
             throw CommandError("--locked needs \(inputs.lockPath); run 'wgpm lock' and commit it")
         }
+        let files = try fleetInventoryFiles(inventory)
+        if files.count > 1 || inventory.contains(where: isFolder) {
+            return try runFleet(reconciler: reconciler, inputs: inputs, files: files)
+        }
+        let inventory = files.first
         let recorded = try inventory.map(RecordedInventory.load)
         let result = try reconciler.plan(manifest: inputs.manifest, catalog: inputs.catalog, refresh: refresh, prune: prune,
                                          lock: inputs.lock, lockPath: inputs.lockPath, locked: locked, recorded: recorded)
@@ -69,4 +75,50 @@ struct PlanCommand: ParsableCommand {
         if detailedExitcode && result.plan.isBlocked { throw ExitCode(3) }
         if detailedExitcode && result.plan.hasChanges { throw ExitCode(2) }
     }
+}
+
+extension PlanCommand {
+    /// Several recorded machines: one plan each, then one summary per machine and the mirror total.
+    func runFleet(reconciler: Reconciler, inputs: Inputs, files: [String]) throws {
+        guard !files.isEmpty else { throw CommandError("--inventory names a folder with no .json inventories in it") }
+        var plans: [(name: String, plan: Plan)] = []
+        for file in files {
+            let recorded = try RecordedInventory.load(file)
+            let result = try reconciler.plan(manifest: inputs.manifest, catalog: inputs.catalog, refresh: refresh, prune: prune,
+                                             lock: inputs.lock, lockPath: inputs.lockPath, locked: locked, recorded: recorded)
+            for warning in result.warnings { printError("wgpm: warning: \((file as NSString).lastPathComponent): \(warning)") }
+            plans.append(((file as NSString).lastPathComponent, result.plan))
+        }
+        let report = FleetReport(plans)
+        if json || format == .json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else if format == .markdown {
+            print(renderFleetMarkdown(report), terminator: "")
+        } else {
+            print(renderFleetText(report), terminator: "")
+        }
+        if detailedExitcode && report.isBlocked { throw ExitCode(3) }
+        if detailedExitcode && plans.contains(where: { $0.plan.hasChanges }) { throw ExitCode(2) }
+    }
+}
+
+private func isFolder(_ path: String) -> Bool {
+    var dir: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &dir) && dir.boolValue
+}
+
+/// The inventory files named: each file as given, each folder's `*.json` files sorted by name.
+func fleetInventoryFiles(_ names: [String]) throws -> [String] {
+    var out: [String] = []
+    for name in names {
+        if isFolder(name) {
+            let entries = try FileManager.default.contentsOfDirectory(atPath: name).filter { $0.hasSuffix(".json") }.sorted()
+            out += entries.map { (name as NSString).appendingPathComponent($0) }
+        } else {
+            out.append(name)
+        }
+    }
+    return out
 }

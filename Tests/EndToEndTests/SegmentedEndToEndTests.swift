@@ -144,9 +144,10 @@ func rangeStart(_ header: String?) -> Int? {
 
 @Test func wrongBytesInOneSegmentFailTheHashAndNothingIsPlaced() throws {
     let (m, _) = try segmentedMachine(limitKB: 60000)
-    try m.hub.setConfig(["cdn_rate_per_connection": cdnRate, "faults": [["listener": "cdn", "method": "GET", "type": "wrong_bytes", "count": 1]]])
+    try m.hub.setConfig(["cdn_rate_per_connection": cdnRate, "faults": [["listener": "cdn", "method": "GET", "type": "wrong_bytes", "count": 999]]])
     let result = try m.wgpmRun(["apply", "--yes"])
     #expect(result.status != 0)
+    #expect(result.stderr.contains("past any cache"), "one retry with no-cache: \(result.stderr)")
     #expect(result.stderr.contains("downloaded bytes do not match"), "\(result.stderr)")
     #expect(!FileManager.default.fileExists(atPath: m.dir.file("ckpts/big.safetensors")), "nothing placed")
 }

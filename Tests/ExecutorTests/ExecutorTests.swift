@@ -166,7 +166,8 @@ final class Rig: @unchecked Sendable {
 
 @Test func wrongBytesNeverReachTheFinalPath() throws {
     let rig = try Rig()
-    try rig.fault(["listener": "cdn", "method": "GET", "type": "wrong_bytes", "count": 1])
+    // Two uses: the first attempt and its one retry past the caches both get wrong bytes.
+    try rig.fault(["listener": "cdn", "method": "GET", "type": "wrong_bytes", "count": 2])
     #expect(throws: ExecutorError.self) { try rig.download(rig.bigSpec()) }
     #expect(!FileManager.default.fileExists(atPath: rig.dir.file("ckpts/big.safetensors")))
     let partials = try FileManager.default.contentsOfDirectory(atPath: rig.dir.file("ckpts/.wgpm-partial"))
@@ -174,6 +175,25 @@ final class Rig: @unchecked Sendable {
     try rig.download(rig.bigSpec())
     #expect(FileManager.default.contents(atPath: rig.dir.file("ckpts/big.safetensors")) == rig.big)
     #expect(rig.cdnGets.last?.range == nil, "started over from byte 0")
+}
+
+@Test func aCorruptedCacheEntryIsFetchedAgainWithNoCache() throws {
+    // A proxy cache that serves the same wrong bytes until a request says `no-cache`.
+    for small in [false, true] {
+        let rig = try Rig()
+        let job = small ? rig.smallSpec() : rig.bigSpec()
+        let listener = small ? "hub" : "cdn"
+        try rig.fault(["listener": listener, "method": "GET", "type": "wrong_bytes", "count": 99, "unless_no_cache": true])
+        let notices = Mutex<[String]>([])
+        try rig.downloader().run(job, cancel: CancelFlag(), progress: { _ in }, notice: { n in notices.withLock { $0.append(n) } })
+        let placed = FileManager.default.contents(atPath: job.target)
+        #expect(placed == (small ? rig.small : rig.big))
+        let gets = rig.hub.requests().filter { $0.listener == listener && $0.method == "GET" && !$0.path.contains("/revision/") }
+        #expect(gets.count == 2 && gets.first?.fault == "wrong_bytes" && gets.last?.fault == nil, "\(gets.map(\.fault))")
+        // The small JSON file's wrong first byte is refused before the hash (not JSON); the
+        // next request goes past the caches all the same.
+        #expect(small || notices.withLock { $0 }.contains { $0.contains("past any cache") })
+    }
 }
 
 @Test func persistentFailureKeepsThePartial() throws {
@@ -282,7 +302,7 @@ final class Rig: @unchecked Sendable {
     let state = try StateDatabase(directory: rig.dir.file("state"))
     let spec = rig.bigSpec()
     try state.enqueue([(spec.id, spec.kind.rawValue, spec.path, spec.encoded(), spec.size)], at: 1)
-    try rig.fault(["listener": "cdn", "method": "GET", "type": "wrong_bytes", "count": 1])
+    try rig.fault(["listener": "cdn", "method": "GET", "type": "wrong_bytes", "count": 2])
     let runner = QueueRunner(state: state, downloader: rig.downloader(), workers: 1, minFreeBytes: 0,
                              notice: { _ in }, onJobEnd: { _, _ in })
     let first = try runner.run(cancel: CancelFlag(), board: nil)
@@ -506,4 +526,36 @@ struct FixedFreeSpace: FileSystem {
     #expect(settled)
     #expect(try state.jobs().first?.lastError?.contains("not enough space") == true)
     #expect(rig.cdnGets.isEmpty, "the retried file was not fetched")
+}
+
+/// Links need no network: they are claimed before downloads enqueued earlier, so a Hub that is
+/// slow or down does not hold back what local sources provide.
+@Test func linksAreClaimedBeforeDownloads() throws {
+    let dir = try TempDir("claim")
+    defer { dir.remove() }
+    let state = try StateDatabase(directory: dir.file("state"))
+    try state.enqueue([("d1", "download", "ckpts/a", "{}", 10), ("l1", "link", "ckpts/b", "{}", 10),
+                       ("d2", "download", "ckpts/c", "{}", 10), ("r1", "remove", "ckpts/d", "{}", nil)], at: 1)
+    var order: [String] = []
+    while let job = try state.claimNextJob(pid: getpid(), at: 2) { order.append(job.id) }
+    #expect(order == ["l1", "r1", "d1", "d2"])
+}
+
+/// The breaker opens after `threshold` connection failures in a row to one origin, for every
+/// holder of the client (each worker's copy), and an answer in between resets the count.
+@Test func theHostBreakerGivesUpOnAHostThatDoesNotConnect() throws {
+    let client = HubClient(endpoint: "http://127.0.0.1:9", token: nil, sleeper: RecordingSleeper(), maxAttempts: 10)
+    let copy = client
+    #expect(throws: HubError.hostDown(origin: "http://127.0.0.1:9", failures: 3)) {
+        _ = try client.downloadSource(HubReference(repo: "a/b", revision: "main", path: "x"), revision: "main")
+    }
+    #expect(copy.breaker.openOrigins == ["http://127.0.0.1:9"])
+    #expect(throws: HubError.hostDown(origin: "http://127.0.0.1:9", failures: 3)) {
+        _ = try copy.resolveCommit(HubReference(repo: "a/b", revision: "main", path: ""))
+    }
+    let breaker = HostBreaker(threshold: 2)
+    breaker.recordFailure("h")
+    breaker.recordAnswer("h")
+    #expect(!breaker.recordFailure("h") && !breaker.isOpen("h"))
+    #expect(breaker.recordFailure("h") && breaker.isOpen("h"))
 }

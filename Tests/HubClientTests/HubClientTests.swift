@@ -188,3 +188,63 @@ func sha1Hex(_ message: inout [UInt8]) -> String {
         }
     }
 }
+
+/// olah and other proxies check a repo with `HEAD /api/models/{repo}`: every API route answers
+/// HEAD with GET's status and headers and no body, as huggingface.co does.
+@Test func theFakeHubAnswersHeadOnItsAPIRoutes() throws {
+    try withHub(["tokens": ["hf_good"], "repos": ["org/model": ["gated": "manual", "granted": ["hf_good"]]]]) { hub, _ in
+        let transport = CurlTransport()
+        let paths = ["/api/models/org/model", "/api/models/org/model/revision/main", "/api/models/org/model/tree/main?recursive=true",
+                     "/api/models/org/model/refs", "/api/models/org/none", "/api/models/org/model/revision/v9",
+                     "/org/model/resolve/main/config.json", "/org/model/resolve/main/weights/big.safetensors"]
+        for path in paths {
+            for token in [nil, "hf_good"] as [String?] {
+                let auth = token.map { [("Authorization", "Bearer \($0)")] } ?? []
+                let get = try transport.send(HTTPRequest(method: "GET", url: hub.hubURL + path, headers: auth))
+                let head = try transport.send(HTTPRequest(method: "HEAD", url: hub.hubURL + path, headers: auth))
+                #expect(head.status == get.status && head.status != 405 && head.status != 501, "\(path): HEAD \(head.status), GET \(get.status)")
+                #expect(head.body.isEmpty, "\(path): a HEAD reply has no body")
+                for name in ["content-type", "content-length", "x-error-code", "x-repo-commit", "x-linked-etag"] {
+                    #expect(head.header(name) == get.header(name), "\(path): \(name)")
+                }
+            }
+        }
+    }
+}
+
+/// A proxy that keeps everything on one host: the Hub's LFS redirect points at a path on the
+/// endpoint's own origin, whose plain `200` carries no `X-Repo-Commit`. The commit and the
+/// identity come from the redirect.
+@Test func aSameOriginProxyRedirectGivesTheCommitAndIdentity() throws {
+    try withHub { hub, _ in
+        try hub.setConfig(["tokens": ["hf_good"], "lfs_on_hub": true])
+        let client = HubClient(endpoint: hub.hubURL, token: "hf_good", sleeper: RecordingSleeper())
+        let commit = try client.resolveCommit(HubReference(repo: "org/model", revision: "main", path: ""))
+        let ref = HubReference(repo: "org/model", revision: "main", path: "weights/big.safetensors")
+        let source = try client.downloadSource(ref, revision: "main")
+        #expect(source.url.hasPrefix(hub.hubURL + "/lfs/") && source.sendToken)
+        #expect(source.commit == commit)
+        let listed = try #require(try client.fileInfo(ref, commit: commit, paths: [ref.path]).first)
+        #expect(source.linkedETag == listed.sha256 && listed.sha256 != nil && source.linkedSize == 3000)
+    }
+}
+
+/// A proxy that passes none of the Hub's headers on: with a lock (a pinned commit), the small
+/// file's missing `X-Repo-Commit` is not an error; without one, the endpoint is not a Hub.
+@Test func aMissingRepoCommitIsFineWhenTheLockPinsTheCommit() throws {
+    try withHub { hub, _ in
+        let client = HubClient(endpoint: hub.hubURL, token: nil, sleeper: RecordingSleeper())
+        let commit = try client.resolveCommit(HubReference(repo: "org/model", revision: "main", path: ""))
+        try hub.setConfig(["tokens": ["hf_good"], "hide_headers": ["hub": ["X-Repo-Commit", "X-Linked-Etag", "X-Linked-Size"]]])
+        let ref = HubReference(repo: "org/model", revision: "main", path: "config.json")
+        let pinned = try client.downloadSource(ref, revision: commit)
+        #expect(pinned.commit == commit)
+        #expect(pinned.linkedETag == nil || pinned.linkedETag == gitBlobSHA1(Data("{\"a\": 1}\n".utf8)))
+        do {
+            _ = try client.downloadSource(ref, revision: "main")
+            Issue.record("an endpoint that never names the commit is not a Hub")
+        } catch let error as HubError {
+            guard case .notAHub = error else { Issue.record("got \(error)"); return }
+        }
+    }
+}

@@ -18,12 +18,18 @@ by their id when a copy of the repo as it was sits at <root>/_history/<org>/<nam
                "type": "status|drop|wrong_bytes|ignore_range|shift_range|stall|huge_header", "status": 429,
                "headers": {"Retry-After": "1"}, "after_bytes": 100}]}
 
+`lfs_on_hub: true` redirects LFS files to /lfs/<sha256> on the Hub's own origin (a proxy that keeps
+everything on one host); `hide_headers: {"hub": ["X-Repo-Commit"]}` leaves those response headers
+out on that listener (a proxy that does not pass them on).
+
 `cdn_rate_per_connection` (bytes/s, default none) paces each file-host reply, as the Hub's CDN
 caps each connection; requests on other connections are not slowed by it.
 
 A fault applies to the first `count` (default 1) requests that match its listener, method and
 path_contains (the decoded path, without the query) and, with `range_from`, only to requests with
-a Range that starts at or after that byte; the uses reset when _config.json changes.
+a Range that starts at or after that byte; with `"unless_no_cache": true`, not to requests that
+send `Cache-Control: no-cache` (a cache that serves a bad entry until told to fetch it again);
+the uses reset when _config.json changes.
 Types (the JSONL log line of a request that took a fault has a "fault" key with its type):
   status        error `status` (default 500) with `headers`:      {"type": "status", "status": 429, "headers": {"Retry-After": "1"}}
   drop          file body cut after `after_bytes`, then close:    {"listener": "cdn", "type": "drop", "after_bytes": 100}
@@ -104,10 +110,12 @@ def load_config():
     return cfg
 
 
-def take_fault(cfg, listener, method, path, range_start=None):
+def take_fault(cfg, listener, method, path, range_start=None, headers=None):
     """The first configured fault that matches this request and still has uses left."""
     with FAULT_LOCK:
         for i, fault in enumerate(cfg.get("faults", [])):
+            if "unless_no_cache" in fault and "no-cache" in ((headers or {}).get("Cache-Control") or ""):
+                continue
             if fault.get("listener", listener) != listener:
                 continue
             if fault.get("method", method) != method:
@@ -261,6 +269,14 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet: the JSONL log is the record
         pass
 
+    def send_header(self, keyword, value):
+        # `hide_headers` (config): response headers this listener leaves out, as a proxy that
+        # does not pass the Hub's own headers on would.
+        hidden = getattr(self, "hidden", ())
+        if keyword.lower() in hidden:
+            return
+        super().send_header(keyword, value)
+
     def record(self, status, sent):
         if not LOG_PATH:
             return
@@ -311,6 +327,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, head):
         cfg = load_config()
+        self.hidden = {h.lower() for h in cfg.get("hide_headers", {}).get(self.listener, [])}
         url = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(url.path)
         query = urllib.parse.parse_qs(url.query)
@@ -319,7 +336,7 @@ class Handler(BaseHTTPRequestHandler):
             fault = looping_fault(cfg, self.listener, self.command, path)
         if fault is None:
             match = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
-            fault = take_fault(cfg, self.listener, self.command, path, int(match.group(1)) if match else None)
+            fault = take_fault(cfg, self.listener, self.command, path, int(match.group(1)) if match else None, self.headers)
         self.fault = fault
         ftype = fault.get("type", "status") if fault else None
         if ftype == "status":
@@ -333,7 +350,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, {"Content-Type": "text/html; charset=utf-8"}, LOGIN_PAGE, head)
             if ftype == "huge_header":  # one response header line of `size` bytes (default 300 KB)
                 return self.reply(200, {"X-Filler": "x" * int(fault.get("size", 300000))}, b"", head)
-            if self.listener == "cdn":
+            if self.listener == "cdn" or (cfg.get("lfs_on_hub") and path.startswith("/lfs/")):
                 return self.cdn(path, url.query, head)
             return self.hub(cfg, path, url.query, head)
         except (BrokenPipeError, ConnectionResetError):
@@ -504,7 +521,8 @@ class Handler(BaseHTTPRequestHandler):
             if info["lfs"]:
                 expires = int(time.time()) + 3600
                 sig = hashlib.sha1(("%s%d" % (info["sha256"], expires)).encode()).hexdigest()
-                location = "%s/lfs/%s?Expires=%d&Signature=%s" % (CDN_URL, info["sha256"], expires, sig)
+                host = HUB_URL if cfg.get("lfs_on_hub") else CDN_URL
+                location = "%s/lfs/%s?Expires=%d&Signature=%s" % (host, info["sha256"], expires, sig)
                 body = ("Found. Redirecting to %s" % location).encode()
                 headers = {"Location": location, "X-Repo-Commit": commit, "X-Linked-Size": str(shown["size"]),
                            "X-Linked-Etag": '"%s"' % shown["sha256"], "Accept-Ranges": "bytes", "Cache-Control": "no-store"}
@@ -525,10 +543,15 @@ class Handler(BaseHTTPRequestHandler):
         q = urllib.parse.parse_qs(query)
         if len(parts) != 2 or parts[0] != "lfs":
             return self.reply(404, {}, b"NoSuchKey", head)
-        expires = int(q.get("Expires", ["0"])[0])
-        if expires < time.time():
-            return self.reply(403, {"Content-Type": "application/xml"}, b"<Error><Code>AccessDenied</Code></Error>", head)
+        try:
+            expires = int(q.get("Expires", ["0"])[0])
+        except ValueError:
+            expires = 0
         sha = parts[1]
+        # A signed URL as the Hub hands out: an unexpired Expires and the Signature made for it.
+        sig = hashlib.sha1(("%s%d" % (sha, expires)).encode()).hexdigest()
+        if expires < time.time() or q.get("Signature", [""])[0] != sig:
+            return self.reply(403, {"Content-Type": "application/xml"}, b"<Error><Code>AccessDenied</Code></Error>", head)
         full = find_blob(sha)
         if not full:
             return self.reply(404, {}, b"NoSuchKey", head)

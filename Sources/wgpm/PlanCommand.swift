@@ -86,7 +86,7 @@ extension PlanCommand {
             let recorded = try RecordedInventory.load(file)
             let result = try reconciler.plan(manifest: inputs.manifest, catalog: inputs.catalog, refresh: refresh, prune: prune,
                                              lock: inputs.lock, lockPath: inputs.lockPath, locked: locked, recorded: recorded)
-            for warning in result.warnings { printError("wgpm: warning: \((file as NSString).lastPathComponent): \(warning)") }
+            for warning in result.warnings { printWarning("\((file as NSString).lastPathComponent): \(warning)") }
             plans.append(((file as NSString).lastPathComponent, result.plan))
         }
         let report = FleetReport(plans)

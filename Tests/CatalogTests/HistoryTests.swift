@@ -61,3 +61,16 @@ func everyModelAndSettingOfAnEarlierCommitEqualsItsOwnCode(_ commit: String) thr
     let now = try Catalog.load(wan2gpDirectory: wan2gpFixture, tracedDirectory: nil)
     #expect(try now.expand("t2v", settings: ModelSettings()).allSatisfy { $0.path != "ckpts/flownet.pkl" })
 }
+
+@Test func everyIndexedCommitHasKnowledgeThatDecodes() throws {
+    let index = try KnowledgeIndex.bundled()
+    #expect(index.commits.count >= 26)
+    var checked: Set<String> = []
+    for entry in index.commits {
+        let name = try #require(entry.knowledge)
+        #expect(entry.fingerprint.count == 64 && entry.commit.count == 40)
+        if checked.insert(name).inserted { _ = try Catalog.bundledSupport(name) }
+    }
+    // Unique fingerprints: one answer per version.
+    #expect(Set(index.commits.map(\.commit)).count == index.commits.count)
+}

@@ -1,5 +1,5 @@
 /// One line of `wgpm models`: a model with the number of files it expands to by default.
-public struct ModelSummary: Sendable {
+public struct ModelSummary: Sendable, Codable, Equatable {
     public var id: String
     public var name: String
     public var architecture: String

@@ -64,10 +64,10 @@ public struct SupportFiles: Sendable, Decodable {
         families.first { $0.architectures.contains(architecture) }
     }
 
-    /// The LoRA folder, relative to the app root, of a model of `architecture`.
     /// The variant rule of this Wan2GP version.
     public var variantRule: VariantRule { traced.flatMap { VariantRule(rawValue: $0.variant_rule) } ?? .r8681e9f7 }
 
+    /// The LoRA folder, relative to the app root, of a model of `architecture`.
     public func loraDirectory(of architecture: String, model id: String? = nil) -> String? {
         if let traced { return traced.loraDirectory(model: id, architecture: architecture) }
         return lora_dirs[architecture].map { "loras/" + $0 }

@@ -1,6 +1,7 @@
 import Catalog
 import Foundation
 import Manifest
+import Planner
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,7 +12,7 @@ public enum TraceError: Error, CustomStringConvertible {
     case noPython(String)
     case tracerFailed(python: String, status: Int32)
     case changedDuringTrace(before: String, after: String)
-    case inexact([TraceMismatch], total: Int)
+    case inexact([TraceMismatch])
 
     public var description: String {
         switch self {
@@ -23,9 +24,9 @@ public enum TraceError: Error, CustomStringConvertible {
             return "the tracer failed (exit status \(status)) under \(python); its messages are above. Nothing was stored"
         case .changedDuringTrace(let before, let after):
             return "the Wan2GP checkout changed while it was traced (fingerprint \(before.prefix(12)) before, \(after.prefix(12)) after); run `wgpm trace` again when it is settled"
-        case .inexact(let mismatches, let total):
+        case .inexact(let mismatches):
             let shown = mismatches.prefix(5).map { "  \($0)" }.joined(separator: "\n")
-            return "what wgpm derived from the trace does not reproduce it in \(total) model-setting \(total == 1 ? "cell" : "cells"), so it was not stored:\n\(shown)\nPlease report this with the Wan2GP commit"
+            return "what wgpm derived from the trace does not reproduce it in \(counted(mismatches.count, "model-setting cell")), so it was not stored:\n\(shown)\nPlease report this with the Wan2GP commit"
         }
     }
 }
@@ -112,7 +113,7 @@ extension Reconciler {
         }
         let (knowledge, mismatches) = try KnowledgeDerivation.derive(trace: trace, wan2gpDirectory: config.wan2gpDirectory,
                                                                      commitDate: nil)
-        guard mismatches.isEmpty else { throw TraceError.inexact(mismatches, total: mismatches.count) }
+        guard mismatches.isEmpty else { throw TraceError.inexact(mismatches) }
         let path: String
         if let explicitPath {
             path = explicitPath

@@ -88,37 +88,3 @@ public struct ShowDocument: Codable, Equatable, Sendable {
         self.files = files
     }
 }
-
-/// `wgpm models --json`, format_version 1.
-public struct ModelsDocument: Codable, Equatable, Sendable {
-    public static let version = 1
-    public struct Model: Codable, Equatable, Sendable {
-        public var id: String
-        public var name: String
-        public var architecture: String
-        public var slots: String
-        public var files: Int
-        public var bytes: Int64?
-        public var visible: Bool
-
-        public init(id: String, name: String, architecture: String, slots: String, files: Int, bytes: Int64?, visible: Bool) {
-            self.id = id
-            self.name = name
-            self.architecture = architecture
-            self.slots = slots
-            self.files = files
-            self.bytes = bytes
-            self.visible = visible
-        }
-    }
-    public var formatVersion = Self.version
-    public var wan2gp: Wan2GPEntry?
-    public var models: [Model]
-
-    enum CodingKeys: String, CodingKey { case formatVersion = "format_version", wan2gp, models }
-
-    public init(wan2gp: Wan2GPEntry?, models: [Model]) {
-        self.wan2gp = wan2gp
-        self.models = models
-    }
-}

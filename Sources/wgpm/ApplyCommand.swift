@@ -50,7 +50,7 @@ struct ApplyCommand: ParsableCommand {
         } else {
             plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: prune,
                                        lock: inputs.lock, lockPath: inputs.lockPath, locked: locked)
-            for warning in plan.warnings { printWarning("\(warning)") }
+            for warning in plan.warnings { printWarning(warning) }
             print(renderHuman(plan.plan, style: terminalStyle, width: outputColumns, partials: plan.observed.partialBytes), terminator: "")
             if plan.plan.hasChanges && !yes {
                 guard isatty(STDIN_FILENO) == 1 else {

@@ -55,7 +55,7 @@ struct DiffCommand: ParsableCommand {
         }
         let baseInput = try read(base)
         let headInput = try read(head)
-        for warning in Set(baseInput.warnings + headInput.warnings).sorted() { printWarning("\(warning)") }
+        for warning in Set(baseInput.warnings + headInput.warnings).sorted() { printWarning(warning) }
         let diff = diffManifests(base: baseInput.side, head: headInput.side)
         var space: SpaceCheck?
         if let inventory {

@@ -32,12 +32,12 @@ struct IndexCommand: ParsableCommand {
             break
         case .update, .rebuild:
             if verb == .rebuild { try reconciler.state.clearIndex() }
-            _ = try index.sync(warn: { printWarning("\($0)") })
+            _ = try index.sync(warn: { printWarning($0) })
             let bar = HashProgress(terminal: isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil)
             var unreadable: [String] = []
             let stats = try index.hashPending(progress: { done, total in bar.show(done, total) }, warn: { unreadable.append($0) })
             bar.finish()
-            for warning in unreadable { printWarning("\(warning)") }
+            for warning in unreadable { printWarning(warning) }
             if !json { print("Hashed \(counted(stats.filesHashed, "file")), \(formatBytes(stats.bytesHashed)).") }
         }
         let files = try reconciler.state.indexedFilesAll()

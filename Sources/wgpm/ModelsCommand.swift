@@ -22,12 +22,10 @@ struct ModelsCommand: ParsableCommand {
         let reconciler = try configOptions.reconciler()
         let catalog = try reconciler.loadCatalog()
         let (entries, skipped) = catalog.summaries(filter: filter, sizes: reconciler.knownSizes)
-        for problem in skipped { printWarning("\(problem)") }
-        if let warning = catalog.selection?.warning { printWarning("\(warning)") }
+        for problem in skipped { printWarning(problem) }
+        if let warning = catalog.selection?.warning { printWarning(warning) }
         if json {
-            let document = ModelsDocument(wan2gp: catalog.selection?.entry, models: entries.map {
-                .init(id: $0.id, name: $0.name, architecture: $0.architecture, slots: $0.slots, files: $0.files, bytes: $0.bytes, visible: $0.visible)
-            })
+            let document = ModelsDocument(wan2gp: catalog.selection?.entry, models: entries)
             print(try renderJSON(document), terminator: "")
             return
         }

@@ -59,7 +59,7 @@ struct PlanCommand: ParsableCommand {
         let recorded = try inventory.map(RecordedInventory.load)
         let result = try reconciler.plan(manifest: inputs.manifest, catalog: inputs.catalog, refresh: refresh, prune: prune,
                                          lock: inputs.lock, lockPath: inputs.lockPath, locked: locked, recorded: recorded)
-        for warning in result.warnings { printWarning("\(warning)") }
+        for warning in result.warnings { printWarning(warning) }
         let document = result.document(manifest: inputs.manifest.file)
         if let out { try SavedPlan(result, document: document, pruned: prune, config: reconciler.config.file).write(to: out) }
         if json || format == .json {

@@ -31,7 +31,7 @@ struct ShowCommand: ParsableCommand {
         let files = try catalog.expand(model, settings: settings)
             .sorted { ($0.role.displayOrder, $0.path) < ($1.role.displayOrder, $1.path) }
         let sizes = reconciler.cachedSizes(files)
-        if let warning = catalog.selection?.warning { printWarning("\(warning)") }
+        if let warning = catalog.selection?.warning { printWarning(warning) }
         if json {
             let document = ShowDocument(
                 model: model,

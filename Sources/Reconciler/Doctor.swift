@@ -65,8 +65,13 @@ extension Reconciler {
             } else if access(dir, W_OK) != 0 {
                 add(.fail, name, "\(dir) is not writable (\(String(cString: strerror(errno)))); apply could not place files")
             } else {
-                add(.ok, name, dir)
+                // Said when Wan2GP's own wgp_config.json chose it: that is not obvious.
+                let origin = config.folderOrigins[name == "ckpts_directory" ? "ckpts" : "loras"]
+                add(.ok, name, dir + (origin.map { $0.contains("wgp_config.json") ? " (\($0))" : "" } ?? ""))
             }
+        }
+        if let problem = config.folderOrigins["problem"] {
+            add(.warn, "wgp_config.json", problem)
         }
 
         if let type = filesystemType(of: config.stateDirectory),

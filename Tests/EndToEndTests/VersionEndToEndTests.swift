@@ -145,3 +145,16 @@ struct CommandFailed: Error { var message: String }
     let doctor = try m.wgpmRun(["doctor"])
     #expect(doctor.stdout.contains("ok    wan2gp_version") && doctor.stdout.contains("traced by `wgpm trace`"), "\(doctor.stdout)")
 }
+
+@Test func doctorSaysWhenWan2GPsOwnConfigPlacedTheFoldersOrWasIgnored() throws {
+    let m = try Machine(manifest: "version: 1\nmodels:\n  - t2v\n")
+    let wan = try unknownCheckout(in: m.dir)
+    try FileManager.default.createDirectory(atPath: wan + "/models/ck", withIntermediateDirectories: true)
+    try #"{"checkpoints_paths": ["models/ck"]}"#.write(toFile: wan + "/wgp_config.json", atomically: true, encoding: .utf8)
+    try m.dir.write("config.yaml", "wan2gp_directory: \(wan)\nstate_directory: state\n")
+    let placed = try m.wgpmRun(["doctor"]).stdout
+    #expect(placed.contains("ok    ckpts_directory: \(wan)/models/ck (checkpoints_paths[0] in \(wan)/wgp_config.json)"), "\(placed)")
+    try "[1".write(toFile: wan + "/wgp_config.json", atomically: true, encoding: .utf8)
+    let ignored = try m.wgpmRun(["doctor"]).stdout
+    #expect(ignored.contains("warn  wgp_config.json: \(wan)/wgp_config.json is not a JSON object; ignored"), "\(ignored)")
+}

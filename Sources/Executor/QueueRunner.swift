@@ -61,6 +61,10 @@ public final class ProgressBoard: Sendable {
         var entries: [String: Entry] = [:]
         var finishedBytes: Int64 = 0
         var finishedFiles = 0
+        /// Jobs that ended without their file (failed, or interrupted): not progress, and what
+        /// they would have brought is not waited for either.
+        var failedFiles = 0
+        var failedBytes: Int64 = 0
         var totalBytes: Int64
         var totalFiles: Int
         /// The jobs counted in the totals.
@@ -103,10 +107,23 @@ public final class ProgressBoard: Sendable {
         }
     }
 
+    /// A job that ended without its file: its bytes leave the done count (they were thrown
+    /// away) and the bytes still to come.
+    func fail(_ id: String) {
+        totals.withLock { t in
+            let entry = t.entries.removeValue(forKey: id)
+            t.failedFiles += 1
+            t.failedBytes = saturatingSum(t.failedBytes, entry?.total ?? 0)
+        }
+    }
+
     public struct Snapshot: Sendable {
         public var active: [(id: String, path: String, done: Int64, total: Int64?, speed: Double)]
         public var doneBytes: Int64
         public var doneFiles: Int
+        public var failedFiles: Int
+        /// What the jobs that failed would have brought: not to be waited for.
+        public var failedBytes: Int64
         public var speed: Double
         public var totalBytes: Int64
         public var totalFiles: Int
@@ -125,7 +142,7 @@ public final class ProgressBoard: Sendable {
             let done = t.finishedBytes + t.entries.values.reduce(0) { $0 + $1.done }
             let elapsed = max(now.timeIntervalSince(started), 0.001)
             return Snapshot(active: active, doneBytes: done, doneFiles: t.finishedFiles,
-                            speed: Double(t.finishedBytes + transferred) / elapsed, totalBytes: t.totalBytes, totalFiles: t.totalFiles)
+                            failedFiles: t.failedFiles, failedBytes: t.failedBytes, speed: Double(t.finishedBytes + transferred) / elapsed, totalBytes: t.totalBytes, totalFiles: t.totalFiles)
         }
     }
 }
@@ -282,11 +299,11 @@ public struct QueueRunner: Sendable {
             onJobEnd(spec.path, nil)
         } catch ExecutorError.cancelled {
             try? state.releaseJob(job.id, note: "interrupted", at: clock())
-            board?.end(job.id, bytes: 0)
+            board?.fail(job.id)
         } catch {
             let message = "\(error)"
             try? state.failJob(job.id, error: message, at: clock())
-            board?.end(job.id, bytes: 0)
+            board?.fail(job.id)
             summary.fail(spec.path, message)
             onJobEnd(spec.path, message)
         }

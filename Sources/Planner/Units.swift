@@ -25,3 +25,17 @@ public func formatBytes(_ bytes: Int64) -> String {
 public func counted(_ n: Int, _ noun: String, plural: String? = nil) -> String {
     "\(n) \(n == 1 ? noun : plural ?? noun + "s")"
 }
+
+/// A duration for people: "45 s", "12 min 5 s", "2 h 3 min" (seconds rounded up, so a wait
+/// that is not over never reads "0 s").
+public func formatDuration(_ seconds: Double) -> String {
+    let total = seconds.isFinite ? Int(max(0, seconds.rounded(.up)).clamped(to: 0...Double(Int32.max))) : Int(Int32.max)
+    let (h, m, s) = (total / 3600, total / 60 % 60, total % 60)
+    if h > 0 { return m > 0 ? "\(h) h \(m) min" : "\(h) h" }
+    if m > 0 { return s > 0 ? "\(m) min \(s) s" : "\(m) min" }
+    return "\(s) s"
+}
+
+private extension Comparable {
+    func clamped(to range: ClosedRange<Self>) -> Self { min(max(self, range.lowerBound), range.upperBound) }
+}

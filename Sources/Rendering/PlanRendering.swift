@@ -109,13 +109,20 @@ public func wrapped(_ text: String, indent: Int = 0, hanging: Int = 0, width: In
         } else if current.count + 1 + word.count <= room {
             current += " " + word
         } else {
-            lines.append(current)
+            lines.append(trimmedEnd(current))
             current = String(word)
             room = max(20, width - indent - hanging)
         }
     }
-    if !current.isEmpty { lines.append(current) }
+    if !current.isEmpty { lines.append(trimmedEnd(current)) }
     return lines.enumerated().map { String(repeating: " ", count: indent + ($0.offset == 0 ? 0 : hanging)) + $0.element }
+}
+
+/// A break at a run of spaces leaves the run's other spaces at the end of the line.
+private func trimmedEnd(_ line: String) -> String {
+    var line = line
+    while line.hasSuffix(" ") { line.removeLast() }
+    return line
 }
 
 private func origin(_ file: DesiredFile?) -> String {

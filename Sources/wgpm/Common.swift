@@ -85,8 +85,12 @@ struct Inputs {
 /// A warning on stderr, wrapped to the terminal (or 80 columns) with its continuation lines
 /// indented, so a long reason stays readable.
 func printWarning(_ text: String) {
-    let width = columns(of: STDERR_FILENO) ?? outputColumns
-    printError(wrapped("wgpm: warning: " + text, hanging: 4, width: width).joined(separator: "\n"))
+    printError(wrappedForStandardError("wgpm: warning: " + text))
+}
+
+/// `text` wrapped to stderr's terminal (or 80 columns), continuation lines indented by 4.
+func wrappedForStandardError(_ text: String) -> String {
+    wrapped(text, hanging: 4, width: columns(of: STDERR_FILENO) ?? outputColumns).joined(separator: "\n")
 }
 
 func printError(_ text: String) {

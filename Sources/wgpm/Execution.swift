@@ -80,10 +80,14 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool, ownJob
         state: reconciler.state, downloader: downloader, workers: parallel,
         minFreeBytes: config.minFreeBytes, fileSystem: reconciler.context.fileSystem, confinement: confinement,
         clock: reconciler.context.clock,
-        notice: { printer.line("wgpm: \($0)") },
+        notice: { printer.line(wrappedForStandardError("wgpm: \($0)")) },
         onJobEnd: { path, error in
-            printer.line(error.map { reported.first($0) ? "  failed  \(naming(path, $0))" : "  failed  \(path) (the same reason as above)" }
-                         ?? "  done    \(path)")
+            // The reasons come once, at the end, grouped; a worker that follows the queue has
+            // no end, so it says each new reason as it comes.
+            guard let error else { return printer.line("  done    \(path)") }
+            guard follow else { return printer.line("  failed  \(path)") }
+            printer.line(reported.first(error) ? wrappedForStandardError("  failed  \(path): \(withoutPath(path, error))")
+                         : "  failed  \(path) (the same reason as above)")
         })
     printer.start()
     let summary = try runner.run(cancel: interruption, board: board, follow: follow)
@@ -112,8 +116,8 @@ func failureLines(_ failed: [(path: String, error: String)]) -> [String] {
     }
     return order.flatMap { error -> [String] in
         let files = paths[error] ?? []
-        guard files.count > 1 else { return files.map { "wgpm: error: \(naming($0, error))" } }
-        return ["wgpm: error: \(error)", "  (the reason for \(files.count) files:)"] + files.sorted().map { "    \($0)" }
+        guard files.count > 1 else { return files.map { wrappedForStandardError("wgpm: error: \(naming($0, error))") } }
+        return [wrappedForStandardError("wgpm: error: \(error)"), "  (the reason for \(files.count) files:)"] + files.sorted().map { "    \($0)" }
     }
 }
 
@@ -139,7 +143,7 @@ func waitForJobs(_ ids: [String], locks: RunLocks, state: StateDatabase, timeout
     while true {
         let jobs = try state.jobs().filter { wanted.contains($0.id) }
         for job in jobs where (job.state == .done || job.state == .failed) && reported.insert(job.id).inserted {
-            printError(job.state == .done ? "  done    \(job.path)" : "  failed  \(naming(job.path, job.lastError ?? "unknown error"))")
+            printError(job.state == .done ? "  done    \(job.path)" : "  failed  \(job.path)")  // reasons follow at the end
         }
         let failed = jobs.filter { $0.state == .failed }
         if jobs.allSatisfy({ $0.state == .done || $0.state == .failed }) {
@@ -205,8 +209,10 @@ final class ProgressPrinter: Sendable {
     }
 
     private func summaryText(_ s: ProgressBoard.Snapshot) -> String {
-        let eta = s.speed > 0 && s.totalBytes > s.doneBytes ? " ETA \(Int(Double(s.totalBytes - s.doneBytes) / s.speed)) s" : ""
-        return "\(s.doneFiles)/\(s.totalFiles) files, \(formatBytes(s.doneBytes)) / \(formatBytes(s.totalBytes)), \(formatBytes(Int64(s.speed)))/s\(eta)"
+        let left = s.totalBytes - s.failedBytes - s.doneBytes
+        let eta = s.speed > 0 && left > 0 ? " ETA \(formatDuration(Double(left) / s.speed))" : ""
+        let failed = s.failedFiles > 0 ? " (\(s.failedFiles) failed)" : ""
+        return "\(s.doneFiles)/\(s.totalFiles) files\(failed), \(formatBytes(s.doneBytes)) / \(formatBytes(s.totalBytes)), \(formatBytes(Int64(s.speed)))/s\(eta)"
     }
 
     private func draw() {

@@ -142,8 +142,8 @@ import Glibc
     #expect(applied.status == 1)
     let status = try m.wgpmRun(["queue", "status"]).stdout
     let lines = status.split(separator: "\n").map(String.init)
-    #expect(lines.first?.hasPrefix("  state    kind      attempts") == true, "\(status)")
-    #expect(lines.dropFirst().first?.hasPrefix("  failed   download  1") == true, "\(status)")
+    #expect(lines.first?.hasPrefix("  STATE   KIND      ATTEMPTS  PROGRESS") == true, "\(status)")
+    #expect(lines.dropFirst().first?.hasPrefix("  failed  download  1 ") == true, "\(status)")
     #expect(status.contains("HTTP 404"), "the error is shown under the job: \(status)")
     #expect(status.hasSuffix("Queue: 0 pending, 0 running, 0 done, 1 failed.\n"), "\(status)")
 }

@@ -484,6 +484,11 @@ struct FixedFreeSpace: FileSystem {
     s = board.snapshot()
     #expect(s.totalBytes == 150 && s.totalFiles == 3 && s.doneBytes == 120)
     #expect(s.active.map(\.path) == ["ckpts/c"])
+    // A failed file is not progress: its bytes leave the done count, the file is not done.
+    board.fail("c")
+    s = board.snapshot()
+    #expect(s.doneBytes == 100 && s.doneFiles == 1 && s.failedFiles == 1 && s.failedBytes == 50)
+    #expect(s.active.isEmpty)
 }
 
 /// Early write-back depends on finding sync_file_range at run time; if the lookup silently

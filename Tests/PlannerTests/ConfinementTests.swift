@@ -42,4 +42,6 @@ func ordinaryNamesStayAcceptable(_ path: String) {
     #expect(formatBytes(14_300_000_000) == "14.3 GB")
     #expect(formatBytes(Int64.max) == "9223372.0 TB")
     #expect(counted(1, "file") == "1 file" && counted(2, "file") == "2 files" && counted(0, "job") == "0 jobs")
+    #expect(formatDuration(0.2) == "1 s" && formatDuration(59) == "59 s" && formatDuration(60) == "1 min")
+    #expect(formatDuration(725) == "12 min 5 s" && formatDuration(7380) == "2 h 3 min" && formatDuration(.infinity) != "")
 }

@@ -134,6 +134,10 @@ public struct Downloader: Sendable {
                     throw ExecutorError.upstreamChanged(path: spec.path, expected: expected, served: served)
                 }
             }
+            // The file host's connections count in the run's breaker as the Hub's do: when it
+            // is down, every job that needs it stops at once with one reason.
+            let host = origin(of: source.url) ?? source.url
+            if hub.breaker.isOpen(host) { throw HubError.hostDown(origin: displayURL(host), failures: hub.breaker.threshold) }
             let before = partial.length
             // Chunks sit on a fixed grid, so a chunk cut short is resumed up to its own end.
             let end = spec.size.flatMap { size in size > chunkThreshold ? min((before / chunkSize + 1) * chunkSize, size) - 1 : nil }
@@ -144,6 +148,7 @@ public struct Downloader: Sendable {
                                          followRedirects: !source.sendToken, sink: partial, cancel: cancel,
                                          progress: { [partial] _ in progress(partial.length) })
             do { try partial.settle() } catch let rejected as ContentRejected { outcome = .badContent(rejected.reason) }
+            try countConnection(outcome, to: host)
             progress(partial.length)
             if partial.length > best {
                 best = partial.length
@@ -192,7 +197,7 @@ public struct Downloader: Sendable {
                     continue
                 }
                 throw ExecutorError.gaveUp(path: spec.path, reason: "the server answered HTTP \(status)")
-            case .networkError(let message):
+            case .networkError(let message, _):
                 failures += 1
                 lastReason = message
                 wait(failures - 1, nil, spec, notice)
@@ -243,6 +248,19 @@ public struct Downloader: Sendable {
             unlinkat(partialFolder, SegmentMapFile.name(of: name), 0)
             syncDirectory(targetFolder)
             return bytes
+        }
+    }
+
+    /// Tells the run's breaker how a connection to `host` went; throws once it gives up on it.
+    func countConnection(_ outcome: TransferOutcome, to host: String) throws {
+        switch outcome {
+        case .networkError(_, cannotConnect: true):
+            hub.breaker.recordFailure(host)
+            if hub.breaker.isOpen(host) { throw HubError.hostDown(origin: displayURL(host), failures: hub.breaker.threshold) }
+        case .networkError, .cancelled, .localFailure:
+            break
+        default:
+            hub.breaker.recordAnswer(host)
         }
     }
 

@@ -54,7 +54,7 @@ final class SegmentedDownload: Sendable {
         /// A range reply was accepted: the host serves ranges, more workers may start.
         var rangesWork = false
         var alive = 0
-        var fatal: ExecutorError?
+        var fatal: (any Error)?
         var singleStream = false
         /// The first connection alone was fast: one stream, and the host was not at fault.
         var oneIsFast = false
@@ -190,7 +190,7 @@ final class SegmentedDownload: Sendable {
             let prefix = state.withLock { $0.schedule.prefix }
             var steps = 0
             do { steps = try hasher.advance(to: prefix, maxSteps: 16) } catch {
-                fail(.posix(path: spec.path, code: error.code.rawValue, doing: "read back"))
+                fail(ExecutorError.posix(path: spec.path, code: error.code.rawValue, doing: "read back"))
             }
             let hashed = hasher.hashed
             let (alive, fatal, singleStream, complete, rangesWork, exhausted, work, written) = state.withLock {
@@ -300,7 +300,7 @@ final class SegmentedDownload: Sendable {
         return writeOwnFileAtomically(data, name: SegmentMapFile.name(of: name), in: folder)
     }
 
-    private func fail(_ error: ExecutorError) {
+    private func fail(_ error: any Error) {
         state.withLock { if $0.fatal == nil { $0.fatal = error } }
         abort.set()
     }
@@ -324,7 +324,7 @@ final class SegmentedDownload: Sendable {
 
     /// One worker: fetches its assignment, then the next, until there is none or it gives up.
     private func work(id: Int) {
-        guard let connection = CurlConnection(bufferSize: Self.receiveBlock) else { return fail(.gaveUp(path: spec.path, reason: "libcurl could not start")) }
+        guard let connection = CurlConnection(bufferSize: Self.receiveBlock) else { return fail(ExecutorError.gaveUp(path: spec.path, reason: "libcurl could not start")) }
         var failures = 0
         guard var assignment = state.withLock({ $0.schedule.next(for: id) }) else { return }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.writeBlock, alignment: 4096)
@@ -334,6 +334,10 @@ final class SegmentedDownload: Sendable {
             let from = assignment.cursor
             // Bounded requests: the Hub's hosts refuse plain GETs of files over 50 GB.
             let through = min(assignment.end, from + downloader.chunkSize) - 1
+            let host = origin(of: source.url) ?? source.url
+            if downloader.hub.breaker.isOpen(host) {
+                return fail(HubError.hostDown(origin: displayURL(host), failures: downloader.hub.breaker.threshold))
+            }
             let sink = SegmentSink(download: self, worker: id, judging: from == 0, buffer: buffer)
             let headers = downloader.requestHeaders(source)
             var outcome = downloader.transfer.fetch(
@@ -344,6 +348,7 @@ final class SegmentedDownload: Sendable {
                 return fail(error as? ExecutorError ?? .cannotWrite(path: spec.path, reason: "\(error)"))
             }
             if let error = sink.failure { return fail(error) }
+            do { try downloader.countConnection(outcome, to: host) } catch { return fail(error) }
             let now = state.withLock { $0.schedule.assignment(of: id) } ?? assignment
             let progressed = now.cursor > from
             if progressed { failures = 0 }
@@ -354,7 +359,7 @@ final class SegmentedDownload: Sendable {
             case .cancelled:
                 return
             case .localFailure(let message):
-                return fail(.cannotWrite(path: spec.path, reason: message))
+                return fail(ExecutorError.cannotWrite(path: spec.path, reason: message))
             case .rangeIgnored:
                 state.withLock { $0.singleStream = true }
                 abort.set()
@@ -373,9 +378,9 @@ final class SegmentedDownload: Sendable {
                 } else if [408, 429, 500, 502, 503, 504].contains(status) {
                     response = HTTPResponse(status: status, headers: h)
                 } else {
-                    return fail(.gaveUp(path: spec.path, reason: "the server answered HTTP \(status)"))
+                    return fail(ExecutorError.gaveUp(path: spec.path, reason: "the server answered HTTP \(status)"))
                 }
-            case .networkError(let message):
+            case .networkError(let message, _):
                 reason = message
             }
             if let reason {

@@ -69,8 +69,10 @@ public enum TransferOutcome: Sendable, Equatable {
     /// A reply that cannot be the file (an HTML page, bytes that cannot start its format);
     /// nothing of it was kept. Retryable: a proxy or a host may send one by mistake.
     case badContent(String)
-    /// Connection problems, timeouts, stalls, a body cut short: retryable.
-    case networkError(String)
+    /// Connection problems, timeouts, stalls, a body cut short: retryable. `cannotConnect`:
+    /// no connection was made at all (refused, name not resolved), which the run's
+    /// `HostBreaker` counts.
+    case networkError(String, cannotConnect: Bool = false)
     /// A `200` with the whole file to a range request, for a sink that takes ranges only
     /// (`TransferSink.takesWholeFile`): nothing was written. The host does not serve ranges.
     case rangeIgnored
@@ -336,7 +338,8 @@ public struct CurlDownload: Sendable {
         }
         if code != CURLE_OK {
             if status >= 300 && code == CURLE_WRITE_ERROR { return .httpError(status: status, headers: ctx.headers.values) }
-            return .networkError(curlMessage(code))
+            let cannotConnect = [CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY].contains(code)
+            return .networkError(curlMessage(code), cannotConnect: cannotConnect)
         }
         if status == 200 || status == 206 { return .completed(status: status) }
         return .httpError(status: status, headers: ctx.headers.values)

@@ -47,6 +47,30 @@ func copyHubFiles(_ m: Machine, into folder: String, _ pick: (String) -> Bool) t
     #expect(!r.stderr.contains("hf_"), "no token")
 }
 
+/// The file host down while the Hub answers: the breaker counts the file host's connections
+/// too, single-stream and segmented, so the downloads stop after a few refused connections
+/// with one reason instead of each retrying six times with backoff.
+@Test func withTheFileHostDownDownloadsStopWithOneReason() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    // A large file, so the segmented path meets the closed port too.
+    try m.writeConfig("parallel_downloads: 3\nconnections_per_file: 4\n")
+    #expect(try m.wgpmRun(["lock"]).status == 0)
+    // Every file the Hub redirects lands on a port nobody listens on.
+    try m.hub.setConfig(["faults": [["listener": "hub", "path_contains": "/resolve/", "type": "redirect",
+                                     "location": "http://127.0.0.1:9/lfs/gone", "count": 10_000]]])
+    let started = Date()
+    let r = try m.wgpmRun(["apply", "--yes"], env: ["NO_COLOR": "1"])
+    let seconds = Date().timeIntervalSince(started)
+    #expect(r.status == 1, "\(r.stderr)")
+    #expect(seconds < 30, "gave up on the file host quickly (\(seconds) s)")
+    let lines = r.stderr.split(separator: "\n").map(String.init)
+    let reasons = lines.filter { $0.hasPrefix("wgpm: error:") }
+    #expect(reasons.count == 1 && reasons[0].contains("127.0.0.1:9"), "one reason, naming the file host: \(r.stderr)")
+    #expect(lines.contains("  (the reason for 37 files:)"), "\(r.stderr)")
+    let retries = lines.filter { $0.contains("retrying in") }.count
+    #expect(retries <= 6, "a few tries in all, not six per file: \(retries)")
+}
+
 /// A NAS covers everything: with a lock, a plain folder holding every file (under names of its
 /// own) fills the machine with no Hub at all — the small files matched by git blob sha1, the
 /// large ones by sha256 — and a second plan hashes nothing (the results are cached).

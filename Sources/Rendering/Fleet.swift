@@ -12,9 +12,23 @@ public struct FleetReport: Codable, Equatable, Sendable {
         public var replaces: Int
         public var conflicts: Int
         public var fits: Bool
+        /// Each filesystem the machine downloads to (or that lacks room), by mount point.
+        public var filesystems: [Filesystem]
         enum CodingKeys: String, CodingKey {
-            case name, downloads, links, replaces, conflicts, fits
+            case name, downloads, links, replaces, conflicts, fits, filesystems
             case downloadBytes = "download_bytes"
+        }
+    }
+    /// One filesystem of a machine: what lands there, what it has free, what must stay free.
+    public struct Filesystem: Codable, Equatable, Sendable {
+        public var mountPoint: String
+        public var downloadBytes: Int64
+        public var freeBytes: Int64
+        public var reserveBytes: Int64
+        public var fits: Bool
+        enum CodingKeys: String, CodingKey {
+            case fits
+            case mountPoint = "mount_point", downloadBytes = "download_bytes", freeBytes = "free_bytes", reserveBytes = "reserve_bytes"
         }
     }
     public var formatVersion = 1
@@ -47,8 +61,13 @@ public struct FleetReport: Codable, Equatable, Sendable {
             }
             total = saturatingAdd(total, bytes)
             let s = plan.summary
+            let filesystems = s.filesystems.filter { $0.downloadBytes > 0 || !$0.fits }
+                .map { Filesystem(mountPoint: $0.filesystem.mountPoint, downloadBytes: $0.downloadBytes,
+                                  freeBytes: $0.filesystem.freeBytes, reserveBytes: $0.reserveBytes, fits: $0.fits) }
+                .sorted { $0.mountPoint < $1.mountPoint }
             return Machine(name: name, downloads: count, downloadBytes: bytes, links: s.count(.link),
-                           replaces: s.count(.replace), conflicts: s.count(.conflict), fits: !plan.isBlocked)
+                           replaces: s.count(.replace), conflicts: s.count(.conflict), fits: !plan.isBlocked,
+                           filesystems: filesystems)
         }
         upstreamFiles = unique.count
         upstreamBytes = unique.values.reduce(0, saturatingAdd)
@@ -75,11 +94,19 @@ func saturatingAdd(_ a: Int64, _ b: Int64) -> Int64 {
 public func renderFleetText(_ report: FleetReport) -> String {
     var out = ""
     for m in report.machines {
-        let name = m.name.count > 28 ? String(m.name.prefix(27)) + "…" : m.name
+        // Names and mount points come from inventory files: shown without control characters.
+        let shownName = printable(m.name)
+        let name = shownName.count > 28 ? String(shownName.prefix(27)) + "…" : shownName
         let status = m.fits ? "fits" : "BLOCKED"
         let line = "  \(name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(String(m.downloads).leftPad(4)) to download "
             + "\(fleetBytes(m.downloadBytes).leftPad(9))  \(String(m.links).leftPad(4)) to link  \(status)"
         out += line + "\n"
+        for fs in m.filesystems {
+            let keeps = fs.reserveBytes > 0 ? ", keeps \(fleetBytes(fs.reserveBytes))" : ""
+            let room = "\(fleetBytes(fs.downloadBytes)) to download, \(fleetBytes(fs.freeBytes)) free\(keeps)" + (fs.fits ? "" : " — NOT ENOUGH SPACE")
+            out += wrapped("\(printable(fs.mountPoint)): \(room)", indent: 4, hanging: 2, width: 80).joined(separator: "\n") + "\n"
+        }
+        if m.conflicts > 0 { out += "    \(counted(m.conflicts, "conflict")) to resolve first\n" }
     }
     out += "\n\(report.machines.count) machines: \(fleetBytes(report.totalDownloadBytes)) to download in all.\n"
         + "Through a shared mirror: \(fleetBytes(report.upstreamBytes)) (\(report.upstreamFiles) files, each once).\n"
@@ -91,10 +118,14 @@ public func renderFleetText(_ report: FleetReport) -> String {
 public func renderFleetMarkdown(_ report: FleetReport) -> String {
     var out = "**\(report.machines.count) machines**: \(fleetBytes(report.totalDownloadBytes)) to download in all, "
         + "\(fleetBytes(report.upstreamBytes)) through a shared mirror" + (report.isBlocked ? " — **Blocked**" : "") + "\n\n"
-    out += "| machine | downloads | bytes | links | replaces | conflicts | fits |\n|---|---:|---:|---:|---:|---:|---|\n"
+    out += "| machine | downloads | bytes | links | replaces | conflicts | free space | fits |\n|---|---:|---:|---:|---:|---:|---|---|\n"
     for m in report.machines {
-        let name = m.name.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
-        out += "| \(name) | \(m.downloads) | \(fleetBytes(m.downloadBytes)) | \(m.links) | \(m.replaces) | \(m.conflicts) | \(m.fits ? "yes" : "**no**") |\n"
+        let name = printable(m.name).replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+        let space = m.filesystems.map { fs in
+            "`\(printable(fs.mountPoint).replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "`", with: "'"))` \(fleetBytes(fs.freeBytes))"
+                + (fs.fits ? "" : " (**short**)")
+        }.joined(separator: "<br>")
+        out += "| \(name) | \(m.downloads) | \(fleetBytes(m.downloadBytes)) | \(m.links) | \(m.replaces) | \(m.conflicts) | \(space.isEmpty ? "—" : space) | \(m.fits ? "yes" : "**no**") |\n"
     }
     return out
 }

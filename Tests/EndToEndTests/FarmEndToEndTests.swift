@@ -103,8 +103,21 @@ func copyHubFiles(_ m: Machine, into folder: String, _ pick: (String) -> Bool) t
     #expect(try m.wgpmRun(["apply", "--yes"]).status == 0)
     try FileManager.default.removeItem(atPath: m.dir.file("ckpts/Wan2.1_VAE.safetensors"))
     #expect(try m.wgpmRun(["inventory", "--json", "-o", "fleet/most.json"]).status == 0)
+    // The empty machine's ckpts/ sits on a small disk of its own.
+    var empty = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: m.dir.file("fleet/empty.json")))) as? [String: Any])
+    var filesystems = empty["filesystems"] as? [String: Any] ?? [:]
+    filesystems["ckpts"] = ["id": "fs-small", "mount_point": "/small", "free_bytes": 1000]
+    empty["filesystems"] = filesystems
+    try JSONSerialization.data(withJSONObject: empty).write(to: URL(fileURLWithPath: m.dir.file("fleet/empty.json")))
     let r = try m.wgpmRun(["plan", "--inventory", "fleet", "--json"])
     #expect(r.status == 0, "\(r.stderr)")
+    try m.dir.write("fleet.json", r.stdout)
+    let check = try run("/usr/bin/env", ["python3", "-c", """
+        import json, sys, jsonschema
+        jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))
+        print("valid")
+        """, m.dir.file("fleet.json"), repositoryRoot + "/docs/fleet.schema.json"])
+    #expect(check.stdout.contains("valid"), "the fleet report follows docs/fleet.schema.json: \(check.stderr)")
     let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
     #expect(json["format_version"] as? Int == 1)
     let machines = (json["machines"] as? [[String: Any]]) ?? []
@@ -114,9 +127,15 @@ func copyHubFiles(_ m: Machine, into folder: String, _ pick: (String) -> Bool) t
     let vae = machines.last?["download_bytes"] as? Int ?? -1
     #expect(json["upstream_bytes"] as? Int == all, "the VAE both need crosses once")
     #expect(json["total_download_bytes"] as? Int == all + vae)
+    let small = (machines.first?["filesystems"] as? [[String: Any]])?.first
+    #expect(small?["mount_point"] as? String == "/small" && small?["free_bytes"] as? Int == 1000 && small?["fits"] as? Bool == false,
+            "free space per filesystem: \(machines.first ?? [:])")
+    #expect(machines.first?["fits"] as? Bool == false && machines.last?["fits"] as? Bool == true)
     let text = try m.wgpmRun(["plan", "--inventory", m.dir.file("fleet/empty.json"), "--inventory", m.dir.file("fleet/most.json")])
     #expect(text.status == 0 && text.stdout.contains("Through a shared mirror"), "\(text.stdout)")
     #expect(text.stdout.split(separator: "\n").allSatisfy { $0.count <= 80 }, "\(text.stdout)")
+    #expect(text.stdout.contains("    /small: ") && text.stdout.contains("to download, 1.0 KB free, keeps 5.0 GB — NOT ENOUGH SPACE"), "\(text.stdout)")
     let md = try m.wgpmRun(["plan", "--inventory", "fleet", "--format", "markdown"])
     #expect(md.stdout.contains("| most.json | 1 |"), "\(md.stdout)")
+    #expect(md.stdout.contains("`/small` 1.0 KB (**short**)"), "\(md.stdout)")
 }

@@ -167,6 +167,25 @@ done
 g=$(sha "$T/hub/farm/gated/gated.safetensors"); gn=$(stat -c %s "$T/hub/farm/gated/gated.safetensors")
 [ "$(upstream_bytes "$g")" -eq "$gn" ] || fail "gated.safetensors crossed upstream $(upstream_bytes "$g") bytes"
 
+# Small files (not LFS) cross once too: the Hub's resolve-cache answers, cached by commit and path.
+small_bytes() {  # bytes the fake Hub sent for one small file's resolve-cache GETs
+  python3 - "$T/hub.jsonl" "$1" <<'PY'
+import json, sys
+print(sum(e["bytes"] for e in map(json.loads, open(sys.argv[1]))
+          if e["listener"] == "hub" and e["method"] == "GET" and "/api/resolve-cache/" in e["path"] and e["path"].split("?")[0].endswith(sys.argv[2])))
+PY
+}
+tn=$(stat -c %s "$T/hub/farm/models/tokenizer/tokenizer.json"); got=$(small_bytes /tokenizer/tokenizer.json)
+[ "$got" -eq "$tn" ] || fail "tokenizer.json: $got bytes crossed upstream for a $tn-byte file over three machines"
+checks=$(python3 -c 'import json,sys; print(sum(1 for e in map(json.loads, open(sys.argv[1])) if e["listener"]=="hub" and e["method"]=="HEAD" and "/api/resolve-cache/" in e["path"]))' "$T/hub.jsonl")
+[ "$checks" -ge 3 ] || fail "the small files' access was checked upstream $checks times for three machines"
+# A cached gated small file: refused without a token, served with one.
+gated_small=$(python3 -c 'import json,sys; print(next(e["path"] for e in map(json.loads, open(sys.argv[1])) if e["method"]=="GET" and "/api/resolve-cache/models/farm/gated/" in e["path"]))' "$T/hub.jsonl")
+code=$(curl -s -o /dev/null -w '%{http_code}' "$PROXY$gated_small")
+[ "$code" = 401 ] || fail "a cached gated small file was served without a token ($code)"
+hit=$(curl -s -o /dev/null -D - -H "Authorization: Bearer hf_farm" "$PROXY$gated_small" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-farm-cache"{print $2}')
+[ "$hit" = HIT ] || fail "a gated small file with a token did not come from the cache ($hit)"
+
 # Gated content without a token: refused at /resolve/ ...
 code=$(curl -s -o /dev/null -w '%{http_code}' "$PROXY/farm/gated/resolve/main/gated.safetensors")
 [ "$code" = 401 ] || fail "/resolve/ of a gated file without a token answered $code"
@@ -200,4 +219,4 @@ for m in a b c; do
 done
 grep -rq "hf_farm" "$T/nginx/cache" && fail "a token is in the cache"
 total=$(python3 -c 'import json,sys; print(sum(e["bytes"] for e in map(json.loads, open(sys.argv[1])) if e["listener"]=="cdn" and e["method"]=="GET"))' "$T/hub.jsonl")
-echo "farm-test: ok: 3 machines in ${elapsed} s; the file host sent $total bytes upstream (each LFS file once; big resumed from $kept bytes with 206); gated refused without a token"
+echo "farm-test: ok: 3 machines in ${elapsed} s; the file host sent $total bytes upstream (each LFS file once; big resumed from $kept bytes with 206); small files once, access checked $checks times; gated refused without a token"

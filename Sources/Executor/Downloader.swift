@@ -104,7 +104,6 @@ public struct Downloader: Sendable {
                                       wantGitSHA1: spec.sha256 == nil && spec.gitSHA1 != nil,
                                       formatName: (spec.path as NSString).lastPathComponent)
         progress(partial.length)
-        let ref = HubReference(url: url)
         var failures = 0
         var best = partial.length
         var lastReason = ""
@@ -117,23 +116,7 @@ public struct Downloader: Sendable {
             if let size = spec.size, partial.length == size {
                 return try finishFetched(spec, partial, into: targetFolder)
             }
-            var source = DownloadSource(url: url, sendToken: false)
-            if let ref {
-                do {
-                    source = try hub.downloadSource(ref, revision: spec.commit ?? ref.revision)
-                } catch let error as HubError {
-                    if case .unreachable = error {
-                        failures += 1
-                        lastReason = "\(error)"
-                        wait(failures - 1, nil, spec, notice)
-                        continue
-                    }
-                    throw error
-                }
-                if let served = source.linkedETag, let expected = spec.sha256 ?? spec.gitSHA1, served.count == expected.count, served != expected {
-                    throw ExecutorError.upstreamChanged(path: spec.path, expected: expected, served: served)
-                }
-            }
+            let source = try resolveSource(spec, url: url, cancel: cancel, notice: notice)
             // The file host's connections count in the run's breaker as the Hub's do: when it
             // is down, every job that needs it stops at once with one reason.
             let host = origin(of: source.url) ?? source.url
@@ -215,25 +198,7 @@ public struct Downloader: Sendable {
                               cancel: CancelFlag, progress: @escaping @Sendable (Int64) -> Void,
                               notice: @escaping @Sendable (String) -> Void) throws -> Int64? {
         guard let url = spec.url else { return nil }
-        var source = DownloadSource(url: url, sendToken: false)
-        if let ref = HubReference(url: url) {
-            var failures = 0
-            while true {
-                if cancel.isSet { throw ExecutorError.cancelled }
-                do {
-                    source = try hub.downloadSource(ref, revision: spec.commit ?? ref.revision)
-                    break
-                } catch let error as HubError {
-                    guard case .unreachable = error else { throw error }
-                    failures += 1
-                    if failures >= maxAttempts { throw ExecutorError.gaveUp(path: spec.path, reason: "\(error)") }
-                    wait(failures - 1, nil, spec, notice)
-                }
-            }
-            if let served = source.linkedETag, served.count == sha256.count, served != sha256 {
-                throw ExecutorError.upstreamChanged(path: spec.path, expected: sha256, served: served)
-            }
-        }
+        let source = try resolveSource(spec, url: url, cancel: cancel, notice: notice)
         let name = Self.partialName(spec)
         let download = try SegmentedDownload(spec: spec, size: size, sha256: sha256, folder: partialFolder, name: name,
                                              source: source, downloader: self, progress: progress, notice: notice)
@@ -248,6 +213,31 @@ public struct Downloader: Sendable {
             unlinkat(partialFolder, SegmentMapFile.name(of: name), 0)
             syncDirectory(targetFolder)
             return bytes
+        }
+    }
+
+    /// Where to fetch `spec` from now. A Hub URL is resolved afresh each time (the file host's
+    /// signed URL expires), waiting and retrying while the Hub is unreachable; the Hub's
+    /// `X-Linked-Etag` naming other content than the job's stops the job before any byte.
+    func resolveSource(_ spec: JobSpec, url: String, cancel: CancelFlag, notice: @escaping @Sendable (String) -> Void) throws -> DownloadSource {
+        guard let ref = HubReference(url: url) else { return DownloadSource(url: url, sendToken: false) }
+        var failures = 0
+        while true {
+            if cancel.isSet { throw ExecutorError.cancelled }
+            let source: DownloadSource
+            do {
+                source = try hub.downloadSource(ref, revision: spec.commit ?? ref.revision)
+            } catch let error as HubError {
+                guard case .unreachable = error else { throw error }
+                failures += 1
+                if failures >= maxAttempts { throw ExecutorError.gaveUp(path: spec.path, reason: "\(error)") }
+                wait(failures - 1, nil, spec, notice)
+                continue
+            }
+            if let served = source.linkedETag, let expected = spec.sha256 ?? spec.gitSHA1, served.count == expected.count, served != expected {
+                throw ExecutorError.upstreamChanged(path: spec.path, expected: expected, served: served)
+            }
+            return source
         }
     }
 

@@ -408,13 +408,18 @@ final class SegmentedDownload: Sendable {
     /// Resolves a fresh link after a file host's 403, once for all workers: only when nobody did
     /// since `generation`. Returns a fatal error (the content changed upstream) or nil.
     private func refresh(after generation: Int) -> ExecutorError? {
-        guard let url = spec.url, let ref = HubReference(url: url) else { return nil }
+        guard let url = spec.url, HubReference(url: url) != nil else { return nil }
         let current = state.withLock { $0.generation }
         guard current == generation else { return nil }
         notice("\(spec.path): the file host answered 403 (expired link); resolving a fresh one")
-        guard let source = try? downloader.hub.downloadSource(ref, revision: spec.commit ?? ref.revision) else { return nil }
-        if let served = source.linkedETag, served.count == sha256.count, served != sha256 {
-            return .upstreamChanged(path: spec.path, expected: sha256, served: served)
+        let source: DownloadSource
+        do {
+            source = try downloader.resolveSource(spec, url: url, cancel: abort, notice: notice)
+        } catch let error as ExecutorError {
+            if case .upstreamChanged = error { return error }
+            return nil  // the workers go on with the old link and count its refusals
+        } catch {
+            return nil
         }
         state.withLock {
             if $0.generation == generation {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Planner
 import State
 
@@ -207,24 +208,28 @@ public func hashFiles(_ requests: [HashRequest], fileSystem fs: FileSystem, work
 }
 
 /// Per-index results written from several threads; each index is written once.
-final class ResultBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private(set) var values: [Result<(sha256: String?, gitSHA1: String?), Error>?]
-    private var next = 0
-    private var done = 0
-    init(count: Int) { values = Array(repeating: nil, count: count) }
+final class ResultBox: Sendable {
+    typealias Hashes = Result<(sha256: String?, gitSHA1: String?), Error>
+    private let state: Mutex<(values: [Hashes?], next: Int, done: Int)>
+    init(count: Int) { state = Mutex((Array(repeating: nil, count: count), 0, 0)) }
+
+    var values: [Hashes?] { state.withLock { $0.values } }
 
     /// The next index nobody has taken yet.
     func claim() -> Int? {
-        lock.withLock {
-            guard next < values.count else { return nil }
-            next += 1
-            return next - 1
+        state.withLock { s in
+            guard s.next < s.values.count else { return nil }
+            s.next += 1
+            return s.next - 1
         }
     }
 
     /// Stores a result; returns how many are done.
-    func set(_ i: Int, _ r: Result<(sha256: String?, gitSHA1: String?), Error>) -> Int {
-        lock.withLock { values[i] = r; done += 1; return done }
+    func set(_ i: Int, _ r: Hashes) -> Int {
+        state.withLock { s in
+            s.values[i] = r
+            s.done += 1
+            return s.done
+        }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import Planner
 import Reconciler
 import Rendering
@@ -72,14 +73,14 @@ struct IndexCounts {
 }
 
 /// A one-line hashing progress bar on a terminal; a line every 10 % elsewhere.
-final class HashProgress: @unchecked Sendable {
+final class HashProgress: Sendable {
     let terminal: Bool
-    let lock = NSLock()
-    var lastTenth = -1
+    /// The last tenth reported (off a terminal); also serialises the writes of the hashing threads.
+    private let lastTenth = Mutex(-1)
     init(terminal: Bool) { self.terminal = terminal }
 
     func show(_ done: Int, _ total: Int) {
-        lock.withLock {
+        lastTenth.withLock { lastTenth in
             if terminal {
                 let width = 30
                 let filled = total > 0 ? done * width / total : width

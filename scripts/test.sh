@@ -22,4 +22,5 @@ bench/crashloop.sh --kills 8 --files 8 --min-mib 8 --max-mib 14 --big-mib 72 --b
 # The render-farm recipe (deploy/nginx) in front of the fake Hub, three installs through it
 # (scripts/farm-test.sh, ~5 s; skipped with a message when nginx cannot be installed).
 scripts/farm-test.sh
+scripts/olah-test.sh   # the olah alternative, the same three installs (~15 s; olah from PyPI once, else skipped)
 swift test --skip-build

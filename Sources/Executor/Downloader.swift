@@ -1,6 +1,7 @@
 import Foundation
 import HubClient
 import Inventory
+import Planner
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -79,9 +80,9 @@ public struct Downloader: Sendable {
 
     private func attempt(_ spec: JobSpec, cancel: CancelFlag, progress: @escaping @Sendable (Int64) -> Void,
                          notice: @escaping @Sendable (String) -> Void) throws -> Int64 {
-        guard let url = spec.url else { throw ExecutorError.gaveUp(path: spec.path, reason: "no URL") }
+        guard let url = spec.url else { throw ExecutorError.refused(path: spec.path, reason: "the queued job has no URL; run 'wgpm plan' and apply again") }
         if let size = spec.size, size < 0 {
-            throw ExecutorError.gaveUp(path: spec.path, reason: "the expected size \(size) is not a byte count; run 'wgpm plan --refresh'")
+            throw ExecutorError.refused(path: spec.path, reason: "the expected size \(size) is not a byte count; run 'wgpm plan --refresh'")
         }
         let confinement = self.confinement ?? .inferred(from: spec)
         try confinement.check(spec)
@@ -143,12 +144,12 @@ public struct Downloader: Sendable {
             case .localFailure(let message):
                 throw partial.failure ?? ExecutorError.cannotWrite(path: spec.path, reason: message)
             case .tooLong where spec.size == nil:
-                throw ExecutorError.gaveUp(path: spec.path, reason: "the server sent more than \(unknownSizeLimit) bytes for a file of unknown size")
+                throw ExecutorError.refused(path: spec.path, reason: "the server sent more than \(formatBytes(unknownSizeLimit)) for a file of unknown size; nothing was placed")
             case .completed, .tooLong:
                 if let size = spec.size, partial.length < size {
                     if let end, partial.length == end + 1 { continue }  // a whole chunk: the next one follows
                     failures += 1
-                    lastReason = "the server keeps ending the file after \(partial.length) of \(size) bytes"
+                    lastReason = "the server keeps ending the file after \(formatBytes(partial.length)) of \(formatBytes(size))"
                     wait(failures - 1, nil, spec, notice)
                     continue
                 }
@@ -165,7 +166,7 @@ public struct Downloader: Sendable {
                 if let size = spec.size, partial.length == size { return try finishFetched(spec, partial, into: targetFolder) }
                 try partial.restart()  // the partial belongs to other content
                 failures += 1
-                lastReason = "the server refused to resume at byte \(before)"
+                lastReason = "the server refused to resume after the \(formatBytes(before)) already fetched"
             case .httpError(let status, let respHeaders):
                 lastReason = "HTTP \(status)"
                 if status == 403 && !source.sendToken {
@@ -179,14 +180,14 @@ public struct Downloader: Sendable {
                     wait(failures - 1, HTTPResponse(status: status, headers: respHeaders), spec, notice)
                     continue
                 }
-                throw ExecutorError.gaveUp(path: spec.path, reason: "the server answered HTTP \(status)")
+                throw ExecutorError.refused(path: spec.path, reason: httpRefusal(status))
             case .networkError(let message, _):
                 failures += 1
                 lastReason = message
                 wait(failures - 1, nil, spec, notice)
             case .rangeIgnored:
                 // Only sinks that take ranges alone get this; the partial file takes whole files.
-                throw ExecutorError.gaveUp(path: spec.path, reason: "the server ignored a range request")
+                throw ExecutorError.refused(path: spec.path, reason: "the server ignored a range request")
             }
         }
     }
@@ -290,5 +291,14 @@ public struct Downloader: Sendable {
         }
         syncDirectory(targetFolder)
         return partial.length
+    }
+}
+
+/// Why a file request answered with a status that retrying cannot change stops the job.
+func httpRefusal(_ status: Int) -> String {
+    switch status {
+    case 401, 403: return "the server answered HTTP \(status) (no access): check HF_TOKEN and the repo's terms, then 'wgpm queue retry'"
+    case 404, 410: return "the server answered HTTP \(status) (not there): the file moved or the URL is wrong; 'wgpm plan --refresh' asks the Hub again"
+    default: return "the server answered HTTP \(status); not retried"
     }
 }

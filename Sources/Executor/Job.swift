@@ -98,6 +98,8 @@ public enum ExecutorError: Error, CustomStringConvertible, Equatable {
     case crossDevice(path: String, source: String)
     case notEnoughSpace(mountPoint: String, needed: Int64, free: Int64, reserve: Int64)
     case gaveUp(path: String, reason: String)
+    /// Failed at once, without retries: trying again cannot help (a 404, a job without a URL).
+    case refused(path: String, reason: String)
     case notManaged(path: String)
     case cancelled
 
@@ -117,7 +119,7 @@ public enum ExecutorError: Error, CustomStringConvertible, Equatable {
         case .verificationFailed(let path, let expected, let actual):
             return "\(path): downloaded bytes do not match (expected \(expected.prefix(16))…, got \(actual.prefix(16))…); the partial file was deleted and nothing was placed. Retry with 'wgpm queue retry'; if it repeats, the server or a proxy is altering the file."
         case .sizeMismatch(let path, let expected, let actual):
-            return "\(path): the server sent \(actual) bytes where \(expected) were expected; nothing was placed."
+            return "\(path): the server sent \(formatBytes(actual)) where \(formatBytes(expected)) were expected; nothing was placed."
         case .upstreamChanged(let path, let expected, let served):
             return "\(path): the Hub now serves other content (\(served.prefix(16))… instead of \(expected.prefix(16))…). Run 'wgpm plan --refresh' and apply the new plan."
         case .cannotWrite(let path, let reason):
@@ -136,6 +138,8 @@ public enum ExecutorError: Error, CustomStringConvertible, Equatable {
             return "not enough space on \(mount): downloads need \(formatBytes(needed)), \(formatBytes(free)) are free and min_free_gb keeps \(formatBytes(reserve)) in reserve. Free space or lower min_free_gb; nothing was downloaded."
         case .gaveUp(let path, let reason):
             return "\(path): giving up after repeated failures: \(reason). The partial file is kept; 'wgpm queue retry' continues it."
+        case .refused(let path, let reason):
+            return "\(path): \(reason)."
         case .notManaged(let path):
             return "\(path): not removed, because wgpm did not create it."
         case .cancelled:

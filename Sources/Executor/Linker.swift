@@ -27,7 +27,7 @@ public struct Linker: Sendable {
     }
 
     public func run(_ spec: JobSpec) throws {
-        guard let source = spec.linkFrom else { throw ExecutorError.gaveUp(path: spec.path, reason: "no source") }
+        guard let source = spec.linkFrom else { throw ExecutorError.refused(path: spec.path, reason: "the queued link has no source; run 'wgpm plan' and apply again") }
         let confinement = self.confinement ?? .inferred(from: spec)
         try confinement.check(spec)
         guard let st = fileSystem.stat(source), st.kind == .file else {
@@ -65,7 +65,7 @@ public struct Linker: Sendable {
     func verify(_ source: String, _ st: FileStatus, _ spec: JobSpec) throws {
         var problem: String?
         if let size = spec.size, st.size != size {
-            problem = "size \(st.size) instead of \(size) bytes"
+            problem = "\(formatBytes(st.size)) instead of \(formatBytes(size))"
         } else if spec.sha256 != nil || spec.gitSHA1 != nil {
             let digests: (sha256: String?, gitSHA1: String?)
             do {

@@ -59,7 +59,10 @@ public final class ProgressBoard: Sendable {
     struct Entry { var path: String; var done: Int64; var total: Int64?; var startDone: Int64; var started: Date }
     struct Totals {
         var entries: [String: Entry] = [:]
+        /// The sizes of the files placed.
         var finishedBytes: Int64 = 0
+        /// What this run fetched for them (the speed).
+        var fetchedBytes: Int64 = 0
         var finishedFiles = 0
         /// Jobs that ended without their file (failed, or interrupted): not progress, and what
         /// they would have brought is not waited for either.
@@ -99,10 +102,13 @@ public final class ProgressBoard: Sendable {
         }
     }
 
+    /// A job that placed its file, having fetched `bytes` for it: the whole file counts as done
+    /// (what a partial held already, or a link's size, too); only `bytes` count for the speed.
     func end(_ id: String, bytes: Int64) {
         totals.withLock { t in
-            t.entries[id] = nil
-            t.finishedBytes += bytes
+            let entry = t.entries.removeValue(forKey: id)
+            t.finishedBytes = saturatingSum(t.finishedBytes, entry?.total ?? max(entry?.done ?? 0, bytes))
+            t.fetchedBytes = saturatingSum(t.fetchedBytes, bytes)
             t.finishedFiles += 1
         }
     }
@@ -142,7 +148,7 @@ public final class ProgressBoard: Sendable {
             let done = t.finishedBytes + t.entries.values.reduce(0) { $0 + $1.done }
             let elapsed = max(now.timeIntervalSince(started), 0.001)
             return Snapshot(active: active, doneBytes: done, doneFiles: t.finishedFiles,
-                            failedFiles: t.failedFiles, failedBytes: t.failedBytes, speed: Double(t.finishedBytes + transferred) / elapsed, totalBytes: t.totalBytes, totalFiles: t.totalFiles)
+                            failedFiles: t.failedFiles, failedBytes: t.failedBytes, speed: Double(t.fetchedBytes + transferred) / elapsed, totalBytes: t.totalBytes, totalFiles: t.totalFiles)
         }
     }
 }

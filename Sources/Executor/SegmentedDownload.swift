@@ -378,7 +378,7 @@ final class SegmentedDownload: Sendable {
                 } else if [408, 429, 500, 502, 503, 504].contains(status) {
                     response = HTTPResponse(status: status, headers: h)
                 } else {
-                    return fail(ExecutorError.gaveUp(path: spec.path, reason: "the server answered HTTP \(status)"))
+                    return fail(ExecutorError.refused(path: spec.path, reason: httpRefusal(status)))
                 }
             case .networkError(let message, _):
                 reason = message

@@ -82,7 +82,7 @@ public enum HubError: Error, Equatable, CustomStringConvertible {
                 ? "\(repo) is gated and this token's account has not been granted access (403). Accept the terms on \(page), then retry."
                 : "\(repo) is gated. Accept its terms on \(page), then set HF_TOKEN to a token of that account."
         case .revisionNotFound(let repo, let revision):
-            return "\(repo): revision '\(revision)' does not exist (404). Fix the revision in the URL or lock file."
+            return "\(repo): revision '\(revision)' does not exist (404). Fix the revision in the URL or lock file; when it came from cached metadata, 'wgpm plan --refresh' asks the Hub again."
         case .entryNotFound(let repo, let path, let revision):
             return "\(repo): file '\(path)' does not exist at \(revision) (404). The definition or manifest names a file the repo does not have."
         case .notAHub(let url):
@@ -92,7 +92,7 @@ public enum HubError: Error, Equatable, CustomStringConvertible {
         case .unreachable(let endpoint, let message):
             return "cannot reach the Hub at \(endpoint): \(message). Check the network, HF_ENDPOINT, or use a lock file to plan offline."
         case .hostDown(let origin, let failures):
-            return "\(origin) could not be reached \(failures) times in a row, so this run stops trying it; check the network or HF_ENDPOINT, then run 'wgpm queue retry' (files from local sources are placed meanwhile)"
+            return "\(origin) could not be reached \(failures) times in a row, so this run stops trying it; check the network or HF_ENDPOINT"
         case .malformed(let url, let message):
             return "\(url): unexpected answer from the Hub: \(message)"
         case .badRedirect(let url, let target):

@@ -232,6 +232,7 @@ final class ProgressPrinter: Sendable {
         let total = s.totalBytes > 0 ? Double(s.doneBytes) / Double(s.totalBytes) : 0
         lines.append(String(("  total \(String(format: "%3.0f", total * 100))%  " + summaryText(s)).prefix(columns)))
         screen.withLock { state in
+            guard state.running else { return }  // stopped while this frame was made: the summary follows
             Self.clear(&state.drawn)
             writeStandardError(lines.joined(separator: "\n") + "\n")
             state.drawn = lines.count
@@ -239,8 +240,10 @@ final class ProgressPrinter: Sendable {
     }
 
     private func plain() {
-        let s = board.snapshot()
-        line("progress: " + summaryText(s))
+        let text = "progress: " + summaryText(board.snapshot())
+        screen.withLock { state in
+            if state.running { writeStandardError(text + "\n") }
+        }
     }
 }
 

@@ -489,6 +489,13 @@ struct FixedFreeSpace: FileSystem {
     s = board.snapshot()
     #expect(s.doneBytes == 100 && s.doneFiles == 1 && s.failedFiles == 1 && s.failedBytes == 50)
     #expect(s.active.isEmpty)
+    // A resumed file counts whole when placed: 30 bytes were in its partial, 70 fetched now.
+    board.begin("d", path: "ckpts/d", total: 100)
+    board.update("d", done: 30)
+    board.update("d", done: 100)
+    board.end("d", bytes: 70)
+    s = board.snapshot()
+    #expect(s.doneBytes == 200 && s.doneFiles == 2 && s.totalBytes == 250)
 }
 
 /// Early write-back depends on finding sync_file_range at run time; if the lookup silently

@@ -9,6 +9,13 @@ import Planner
 public struct FormatError: Error, CustomStringConvertible, Equatable {
     public enum Kind: String, Sendable {
         case lock = "lock file", plan = "saved plan", inventory = "recorded inventory"
+
+        /// What to do when the file given is not this kind at all: a manifest given to apply
+        /// goes with `-m`.
+        func otherFileRemedy(_ path: String) -> String? {
+            guard self == .plan else { return nil }
+            return "Give apply a plan saved with 'wgpm plan -o FILE'; a manifest goes with -m ('wgpm apply -m \(path)')."
+        }
     }
 
     public var file: String
@@ -28,6 +35,7 @@ public struct FormatError: Error, CustomStringConvertible, Equatable {
     }
 
     public var description: String {
+        if reason.hasPrefix("it is not a wgpm ") { return "\(file): \(reason); nothing was planned or enqueued. \(remedy)" }
         let shown = entries.prefix(50).map { "\n  \($0)" }.joined()
         let more = entries.count > 50 ? "\n  … and \(entries.count - 50) more" : ""
         return "\(file): \(reason), so this \(kind.rawValue) cannot be used; nothing was planned or enqueued. \(remedy)\(shown)\(more)"
@@ -51,10 +59,17 @@ func decodeVersioned<T: Decodable>(_ type: T.Type, at path: String, kind: Format
     } catch DecodingError.typeMismatch(_, let ctx) where ctx.codingPath.first?.stringValue == "format_version" {
         throw FormatError(file: path, kind: kind, reason: "its format_version is not a whole number", remedy: remedy)
     } catch {
-        throw FormatError(file: path, kind: kind, reason: "it is not a JSON object (\(decodingMessage(error)))", remedy: remedy)
+        // An object cut short or mangled is a broken file of this kind; anything else (a
+        // manifest, a text file, a JSON list) is another kind of file.
+        if data.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{") {
+            throw FormatError(file: path, kind: kind, reason: "it is broken JSON (\(decodingMessage(error)))", remedy: remedy)
+        }
+        let what = (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) == nil ? "it is not JSON" : "its top level is not a JSON object"
+        throw FormatError(file: path, kind: kind, reason: "it is not a wgpm \(kind.rawValue) (\(what))", remedy: kind.otherFileRemedy(path) ?? remedy)
     }
     guard let v = found.format_version else {
-        throw FormatError(file: path, kind: kind, reason: "it has no format_version", remedy: remedy)
+        throw FormatError(file: path, kind: kind, reason: "it is not a wgpm \(kind.rawValue) (a JSON object without format_version)",
+                          remedy: kind.otherFileRemedy(path) ?? remedy)
     }
     guard v == version else {
         throw FormatError(file: path, kind: kind,

@@ -114,6 +114,15 @@ func machineWithFinetunes(_ finetunes: [String: String], manifest: String) throw
     #expect(newer.status == 1)
     #expect(newer.stderr.contains("newer.json: its format_version is 2, and this wgpm reads only format_version 1, so this saved plan cannot be used"), "\(newer.stderr)")
 
+    // Files that are not plans at all: said so, not "stale", and a manifest is pointed at -m.
+    let manifest = try m.wgpmRun(["apply", "wgpm.yaml"])
+    #expect(manifest.status == 1)
+    #expect(manifest.stderr.contains("wgpm.yaml: it is not a wgpm saved plan (it is not JSON)"), "\(manifest.stderr)")
+    #expect(manifest.stderr.contains("'wgpm apply -m wgpm.yaml'") && !manifest.stderr.contains("stale"), "\(manifest.stderr)")
+    try m.dir.write("other.json", "{\"a\": 1}")
+    let other = try m.wgpmRun(["apply", "other.json"])
+    #expect(other.stderr.contains("other.json: it is not a wgpm saved plan (a JSON object without format_version)"), "\(other.stderr)")
+
     let first = try #require(text.range(of: "\"path\" : \"ckpts/"))
     try m.dir.write("tampered.json", text.replacingCharacters(in: first, with: "\"path\" : \"ckpts/../"))
     let tampered = try m.wgpmRun(["apply", "tampered.json"])

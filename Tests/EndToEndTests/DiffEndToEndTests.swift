@@ -201,7 +201,7 @@ func twoLocks() throws -> Machine {
     let cases: [(String, String)] = [
         ("nope.lock", "nope.lock does not exist"),
         ("v9.lock", "v9.lock: its format_version is 9"),
-        ("broken.lock", "broken.lock: it is not a JSON object"),
+        ("broken.lock", "broken.lock: it is broken JSON"),
         ("evil.lock", "evil.lock: 1 entry is not acceptable"),
         ("binary.bin", "binary.bin"),
         ("manifest.yaml", "manifest.yaml is not a lock, so it is read as a manifest, and a manifest needs the catalog"),

@@ -50,7 +50,8 @@ let lockFiles = [
                                 remedy: "Use the wgpm that wrote it, or fix or remove the entries named below (and find out who changed the lock), or run 'wgpm lock --update' to resolve every file again.")) {
         try LockFile.load(dir.file("wgpm.lock"))
     }
-    for (text, reason) in [("[1, 2]", "it is not a JSON object"), ("{\"files\": []}", "it has no format_version"),
+    for (text, reason) in [("[1, 2]", "it is not a wgpm lock file (its top level is not a JSON object)"), ("{\"files\": []}", "it is not a wgpm lock file (a JSON object without format_version)"),
+                           ("version: 1", "it is not a wgpm lock file (it is not JSON)"), ("{\"files\": [", "it is broken JSON"),
                            ("{\"format_version\": \"1\"}", "its format_version is not a whole number"),
                            ("{\"format_version\": 1, \"manifest_sha256\": \"\", \"files\": [{\"path\": \"ckpts/x\"}]}",
                             "it does not have the shape of format_version 1 (files[0].url is missing)"),

@@ -85,6 +85,9 @@ class Bisect:
         if c8 in self.knowledge:
             return self.knowledge[c8]
         work = self.a.work
+        failed_mark = os.path.join(work, f"{c8}.failed")
+        if os.path.exists(failed_mark):  # an earlier run could not trace it: not again
+            return None
         tree = os.path.join(work, c8)
         if not os.path.isdir(tree):
             subprocess.run([sys.executable, os.path.join(HERE, "extract.py"), self.a.git_dir, row["commit"], tree], check=True)
@@ -111,6 +114,7 @@ class Bisect:
             print(f"  {c8}: trace with mmgp {version} failed: {r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         self.traces += 1
         if not ok:
+            open(failed_mark, "w").write(r.stderr[-2000:])
             return None
         cfg = os.path.join(work, f"{c8}.config.yaml")
         with open(cfg, "w") as f:
@@ -120,6 +124,7 @@ class Bisect:
                            capture_output=True, text=True)
         if r.returncode != 0:
             print(f"  {c8}: knowledge refused: {r.stderr.strip()[:300]}", file=sys.stderr)
+            open(failed_mark, "w").write(r.stderr[-2000:])
             return None
         k = json.load(open(kpath))
         self.knowledge[c8] = k
@@ -146,6 +151,7 @@ class Bisect:
         classes = {}
         anchors = [i for i, r in enumerate(line) if r["commit"][:8] in self.knowledge]
         stack = list(zip(anchors, anchors[1:]))[::-1]
+        failed = set()
         while stack:
             i, j = stack.pop()
             a, b = line[i], line[j]
@@ -162,10 +168,16 @@ class Bisect:
                 for end in (a, b):
                     if line[k]["fingerprint"] == end["fingerprint"] and self.knowledge.get(end["commit"][:8]) is not None:
                         classes.setdefault(end["fingerprint"], self.name_of(end["commit"][:8]))
+            # A middle commit that cannot be traced (broken at that commit, an mmgp pin that
+            # lacks what it uses) does not end the search: the next one nearest the middle is tried.
+            between = [k for k in between if k not in failed]
             if not between or self.out_of_time():
                 continue
-            m = between[len(between) // 2]
+            middle = (i + j) / 2
+            m = min(between, key=lambda k: (abs(k - middle), k))
             if self.trace(line[m]) is None:
+                failed.add(m)
+                stack.append((i, j))
                 continue
             stack += [(m, j), (i, m)]
         for r in line:

@@ -27,9 +27,16 @@ public protocol FileSystem: Sendable {
     func readPrefix(_ path: String, count: Int) throws -> [UInt8]
     /// Free bytes and identity of the filesystem holding `path` (or its nearest existing parent).
     func filesystem(of path: String) -> (id: String, mountPoint: String, freeBytes: Int64)?
+    /// Why this user cannot create files in the folder `path` (or in its nearest existing
+    /// parent, where apply would create it), and which folder that is; nil when it can.
+    func writeProblem(folder path: String) -> (folder: String, reason: String)?
 }
 
 extension FileSystem {
+    public func writeProblem(folder path: String) -> (folder: String, reason: String)? {
+        LocalFileSystem.writeProblem(folder: path)
+    }
+
     /// The real file's bytes: a fake that only changes stats or hashing reads the disk here.
     public func readPrefix(_ path: String, count: Int) throws -> [UInt8] {
         try LocalFileSystem.readPrefix(path, count: count)
@@ -49,6 +56,19 @@ public struct HashError: Error, CustomStringConvertible {
 
 /// The real file system through POSIX calls.
 public struct LocalFileSystem: FileSystem {
+    /// access(2) for writing and entering the nearest existing folder: the kernel's own answer
+    /// for this user (a read-only mount included; root may write anywhere else).
+    public static func writeProblem(folder path: String) -> (folder: String, reason: String)? {
+        var folder = path
+        while !folder.isEmpty && folder != "/" && access(folder, F_OK) != 0 {
+            folder = (folder as NSString).deletingLastPathComponent
+        }
+        if folder.isEmpty { folder = "." }
+        guard access(folder, W_OK | X_OK) != 0 else { return nil }
+        let code = errno
+        return (folder, code == EROFS ? "\(folder) is on a read-only filesystem"
+                    : "\(folder) is not writable by this user (\(String(cString: strerror(code)).lowercased()))")
+    }
     /// 4 MiB reads: within the 1–8 MiB range that lets SHA-NI reach ~2 GB/s (swift-on-linux.md §6).
     public static let chunkSize = 4 << 20
 

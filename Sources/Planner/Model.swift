@@ -122,6 +122,9 @@ public struct ObservedState: Sendable {
     public var filesystemOf: [String: FilesystemInfo]
     /// Bytes a desired path's partial download already holds (a rerun does not fetch them).
     public var partialBytes: [String: Int64] = [:]
+    /// Folders (relative, e.g. `ckpts` or `ckpts/umt5-xxl`) this user cannot write in, each
+    /// with why: apply would fail on every file below them.
+    public var unwritableFolders: [String: String] = [:]
 
     public init(paths: [String: Observation] = [:], candidates: [String: [ReuseCandidate]] = [:],
                 managedPaths: Set<String> = [], filesystemOf: [String: FilesystemInfo] = [:]) {

@@ -89,6 +89,9 @@ public struct Plan: Hashable, Sendable {
     public var actions: [Action]
     public var unchanged: [String]
     public var summary: PlanSummary
+    /// What stops apply before it starts besides conflicts and space: folders it cannot write,
+    /// each a sentence that says what to do. Sorted.
+    public var blockers: [String] = []
 
     /// True when applying the plan would change something on disk.
     /// Conflicts count: they need a person's attention, so CI must see them.
@@ -96,5 +99,5 @@ public struct Plan: Hashable, Sendable {
 
     /// True when apply would stop short: a conflict it leaves alone, or a filesystem without
     /// room for its downloads and the reserve. Not "changes to review": someone must act first.
-    public var isBlocked: Bool { summary.count(.conflict) > 0 || summary.filesystems.contains { !$0.fits } }
+    public var isBlocked: Bool { summary.count(.conflict) > 0 || summary.filesystems.contains { !$0.fits } || !blockers.isEmpty }
 }

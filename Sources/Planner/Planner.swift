@@ -87,7 +87,13 @@ public func makePlan(desired: [DesiredFile], observed: ObservedState, options: P
     var summary = summarize(actions: actions, unchanged: unchanged.count, observed: observed, reserve: options.reserveBytes)
     summary.prunable = prunable
     summary.prunableBytes = prunableBytes
-    return Plan(actions: actions, unchanged: unchanged, summary: summary)
+    var plan = Plan(actions: actions, unchanged: unchanged, summary: summary)
+    plan.blockers = observed.unwritableFolders.sorted { $0.key < $1.key }.compactMap { folder, reason in
+        let writes = actions.filter { $0.kind != .conflict && isBelow($0.path, root: folder) }.count
+        guard writes > 0 else { return nil }
+        return "\(reason): apply would fail on the \(counted(writes, "file")) to write there — fix the folder's owner or permissions, or run wgpm as the user that owns it"
+    }
+    return plan
 }
 
 /// Why `content` is not the expected file, or nil when it is.

@@ -88,6 +88,7 @@ public struct Reconciler: Sendable {
             (observed, stats) = try inventory.observe(desired.files, extraPaths: Array(managed))
         }
         if recorded == nil {
+            observed.unwritableFolders = unwritableFolders(for: desired.files.map(\.path) + managed)
             observed.managedPaths = managed
             for file in desired.files where file.expected.sha256 != nil || file.expected.gitSHA1 != nil {
                 let held = context.heldInPartial(file)
@@ -110,6 +111,30 @@ public struct Reconciler: Sendable {
                           metadata: desired.stats, inventory: stats, reuse: reuse,
                           fingerprint: fingerprint(manifest: manifest, catalog: catalog, desired: desired.files, observed: observed),
                           selection: desired.selection)
+    }
+
+    /// The folders among those holding `paths` (and each root's partial folder) that this user
+    /// cannot write in, keyed by their path relative to the roots: where apply would fail.
+    func unwritableFolders(for paths: [String]) -> [String: String] {
+        var folders = Set(paths.map { ($0 as NSString).deletingLastPathComponent })
+        for root in ["ckpts", "loras"] where folders.contains(where: { isBelow($0, root: root) || $0 == root }) {
+            folders.insert(root + "/.wgpm-partial")
+        }
+        var found: [String: String] = [:]
+        var asked: [String: (folder: String, reason: String)?] = [:]
+        for folder in folders.sorted() {
+            let root = folder.split(separator: "/").first.map(String.init) ?? folder
+            guard let rootReal = [("ckpts", mapper.ckpts), ("loras", mapper.loras)].first(where: { $0.0 == root })?.1 else { continue }
+            let real = folder == root ? rootReal : mapper.absolute(folder)
+            let answer = asked[real] ?? context.fileSystem.writeProblem(folder: real)
+            asked[real] = answer
+            guard let answer else { continue }
+            // Keyed by the folder that refused, or by its root when that lies above the root.
+            let key = answer.folder.hasPrefix(rootReal + "/") ? root + answer.folder.dropFirst(rootReal.count)
+                : root
+            found[key] = answer.reason
+        }
+        return found
     }
 
     /// The hash index over the configured local sources.

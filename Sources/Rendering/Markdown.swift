@@ -196,6 +196,7 @@ public func renderPlanMarkdown(_ plan: Plan, desired: [DesiredFile], manifest: S
         let short = s.filesystems.filter { !$0.fits }.map { mdCode($0.filesystem.mountPoint) }
         if !short.isEmpty { why.append("not enough space on " + short.joined(separator: ", ")) }
         if s.count(.conflict) > 0 { why.append(counted(s.count(.conflict), "conflict")) }
+        if !plan.blockers.isEmpty { why.append(counted(plan.blockers.count, "folder") + " it cannot write") }
         headline += " ⛔ **Blocked:** " + why.joined(separator: "; ") + " — apply would refuse."
     } else {
         headline += plan.hasChanges ? " ✅ Not blocked." : " ✅ No changes."

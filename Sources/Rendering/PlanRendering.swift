@@ -93,6 +93,9 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
         let shown = wrapped(fs.fits ? text : text + short, indent: 2, width: width)
         lines.append(contentsOf: fs.fits ? shown : shown.map { style.paint($0, "1;31") })
     }
+    for blocker in plan.blockers {
+        lines.append(contentsOf: wrapped("BLOCKED: " + blocker, indent: 2, hanging: 4, width: width).map { style.paint($0, "1;31") })
+    }
     return lines.joined(separator: "\n") + "\n"
 }
 
@@ -155,10 +158,13 @@ public struct PlanDocument: Codable, Equatable, Sendable {
     /// Which Wan2GP the desired files were computed for; absent when the lock alone was the
     /// answer (no catalog read).
     public var wan2gp: Wan2GPEntry?
+    /// What stops apply before it starts besides conflicts and space (a folder it cannot
+    /// write); absent when nothing does.
+    public var blockers: [String]?
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", changes, manifest, actions, unchanged, summary, stats, fingerprint, observed, pruned,
-             config, wan2gp
+             config, wan2gp, blockers
     }
 
     public init(_ plan: Plan, manifest: String? = nil, stats: [String: Int64]? = nil) {
@@ -169,6 +175,7 @@ public struct PlanDocument: Codable, Equatable, Sendable {
         unchanged = plan.unchanged
         summary = SummaryEntry(plan.summary)
         self.stats = stats
+        blockers = plan.blockers.isEmpty ? nil : plan.blockers
     }
 
     /// One action with the desired file's URL, origin, identity and wanters.

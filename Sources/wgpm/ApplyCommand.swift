@@ -2,6 +2,7 @@ import ArgumentParser
 import Executor
 import Foundation
 import Manifest
+import Planner
 import Reconciler
 import Rendering
 
@@ -47,11 +48,13 @@ struct ApplyCommand: ParsableCommand {
                 printError("wgpm: error: \(planFile) is stale: \(reason). Run 'wgpm plan -o \(planFile)' again and review it.")
                 throw ExitCode(1)
             }
+            try refuseIfBlocked(plan.plan)
         } else {
             plan = try reconciler.plan(manifest: manifest, catalog: catalog, prune: prune,
                                        lock: inputs.lock, lockPath: inputs.lockPath, locked: locked)
             for warning in plan.warnings { printWarning(warning) }
             print(renderHuman(plan.plan, style: terminalStyle, width: outputColumns, partials: plan.observed.partialBytes), terminator: "")
+            try refuseIfBlocked(plan.plan)
             if plan.plan.hasChanges && !yes {
                 guard isatty(STDIN_FILENO) == 1 else {
                     printError("wgpm: error: refusing to apply without confirmation: there is no terminal to ask. Review the plan and pass --yes, or apply a saved plan file.")
@@ -85,4 +88,12 @@ struct ApplyCommand: ParsableCommand {
         for c in conflicts { printError("wgpm: conflict left as it is: \(c.path) (\(c.reason))") }
         if !ok || !conflicts.isEmpty { throw ExitCode(1) }
     }
+}
+
+/// A folder this user cannot write stops apply before any job is queued: every write below it
+/// would fail, one job at a time.
+func refuseIfBlocked(_ plan: Plan) throws {
+    guard !plan.blockers.isEmpty else { return }
+    for blocker in plan.blockers { printError(wrappedForStandardError("wgpm: error: " + blocker)) }
+    throw ExitCode(1)
 }

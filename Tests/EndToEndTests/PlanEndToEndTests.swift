@@ -319,3 +319,33 @@ func actions(_ json: [String: Any]) -> [[String: Any]] { json["actions"] as? [[S
     #expect(old.warnings.contains("is more than a day old (cached); 'wgpm plan --refresh' asks again"), "\(old.stderr)")
     #expect(!(try m.wgpmRun(["plan", "--refresh"])).stderr.contains("more than a day old"))
 }
+
+/// Run as a user who cannot write ckpts/ (setpriv to `nobody`): plan says apply would be
+/// blocked, exits 3 with --detailed-exitcode, and names the folder (issue 12).
+@Test func planAsAUserWhoCannotWriteCkptsIsBlocked() throws {
+    guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+        Issue.record("needs root and setpriv (util-linux) to run wgpm as another user")
+        return
+    }
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    for path in [m.dir.path, m.dir.file("ckpts"), m.dir.file("state")] {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: m.dir.path)
+    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: m.dir.file("ckpts"))
+    try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: m.dir.file("state"))
+    let r = try run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", wgpm, "plan", "--detailed-exitcode"],
+                    environment: ["HF_ENDPOINT": m.hub.hubURL, "HOME": m.dir.file("state"), "NO_COLOR": "1", "COLUMNS": "80"], cwd: m.dir.path)
+    #expect(r.status == 3, "blocked, not changes to review: \(r.status) \(r.stderr)")
+    let text = r.stdout.replacingOccurrences(of: #"\n +"#, with: " ", options: .regularExpression)
+    #expect(text.contains("BLOCKED: \(m.dir.file("ckpts")) is not writable by this user (permission denied): apply would fail on the 37 files to write there"),
+            "\(r.stdout)")
+    // apply refuses before it queues anything.
+    let apply = try run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", wgpm, "apply", "--yes"],
+                        environment: ["HF_ENDPOINT": m.hub.hubURL, "HOME": m.dir.file("state"), "NO_COLOR": "1"], cwd: m.dir.path)
+    #expect(apply.status == 1 && apply.stderr.contains("wgpm: error: \(m.dir.file("ckpts")) is not writable"), "\(apply.stderr)")
+    #expect(!apply.stderr.contains("lock file"), "refused before taking the folder lock: \(apply.stderr)")
+    // As the owner (root here) the same plan is merely changes to review.
+    let owner = try m.wgpmRun(["plan", "--detailed-exitcode"])
+    #expect(owner.status == 2 && !owner.stdout.contains("BLOCKED"), "\(owner.stdout)")
+}

@@ -274,3 +274,15 @@ func applyThenPlanConverges(_ seed: Int) {
 extension FileContent {
     var expectedIdentity: FileIdentity { FileIdentity(size: size, sha256: sha256, gitSHA1: gitSHA1) }
 }
+
+/// A folder this user cannot write blocks the plan when something is to be written below it,
+/// and only then (issue 12: blocked is not "changes to review").
+@Test func anUnwritableFolderBlocksOnlyWhatWritesBelowIt() {
+    var observed = ObservedState(paths: ["ckpts/model.safetensors": .file(good)])
+    observed.unwritableFolders = ["loras": "/srv/loras is not writable by this user (permission denied)"]
+    let untouched = makePlan(desired: [lfs()], observed: observed)
+    #expect(untouched.blockers.isEmpty && !untouched.isBlocked, "nothing is written under loras/")
+    let writing = makePlan(desired: [lfs(), lfs("loras/wan/b.safetensors", sha256: otherSHA)], observed: observed)
+    #expect(writing.isBlocked)
+    #expect(writing.blockers == ["/srv/loras is not writable by this user (permission denied): apply would fail on the 1 file to write there — fix the folder's owner or permissions, or run wgpm as the user that owns it"])
+}

@@ -106,7 +106,7 @@ public func wrapped(_ text: String, indent: Int = 0, hanging: Int = 0, width: In
     var lines: [String] = []
     var current = ""
     var room = max(20, width - indent)
-    for word in text.split(separator: " ", omittingEmptySubsequences: false) {
+    for word in keepingUnitsWithNumbers(text.split(separator: " ", omittingEmptySubsequences: false)) {
         if current.isEmpty {
             current = String(word)
         } else if current.count + 1 + word.count <= room {
@@ -119,6 +119,21 @@ public func wrapped(_ text: String, indent: Int = 0, hanging: Int = 0, width: In
     }
     if !current.isEmpty { lines.append(trimmedEnd(current)) }
     return lines.enumerated().map { String(repeating: " ", count: indent + ($0.offset == 0 ? 0 : hanging)) + $0.element }
+}
+
+/// "154.1 KB" stays on one line: a unit is joined to the number before it.
+private func keepingUnitsWithNumbers(_ words: [Substring]) -> [Substring] {
+    let units: Set<String> = ["B", "KB", "MB", "GB", "TB", "B/s", "KB/s", "MB/s", "GB/s", "s", "min", "h", "files", "file"]
+    var out: [Substring] = []
+    for word in words {
+        let bare = word.trimmingCharacters(in: CharacterSet(charactersIn: ",;:.)"))
+        if let last = out.last, units.contains(bare), !last.isEmpty, Double(last.trimmingCharacters(in: CharacterSet(charactersIn: "("))) != nil {
+            out[out.count - 1] = Substring(last + " " + word)
+        } else {
+            out.append(word)
+        }
+    }
+    return out
 }
 
 /// A break at a run of spaces leaves the run's other spaces at the end of the line.

@@ -29,12 +29,7 @@ struct ModelsCommand: ParsableCommand {
             print(try renderJSON(document), terminator: "")
             return
         }
-        let idWidth = min(entries.map(\.id.count).max() ?? 10, 44)
-        for e in entries {
-            let id = e.id.padding(toLength: max(idWidth, e.id.count), withPad: " ", startingAt: 0)
-            let size = e.bytes.map { "  " + formatBytes($0) } ?? ""
-            print("\(id)  \(e.architecture)  \(e.slots)  \(e.files) files\(size)  \(e.name)\(e.visible ? "" : " (hidden)")")
-        }
+        print(renderModels(entries, width: outputColumns), terminator: "")
         if entries.isEmpty, let filter {
             let hint = closest(to: filter, in: catalog.ids).map { " Did you mean \($0)?" } ?? ""
             print("No model's id, name or architecture contains '\(filter)'.\(hint) 'wgpm models' lists all \(catalog.ids.count).")

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Testing
+import Rendering
 import TestSupport
 
 // Golden files for the human output a user reads most: plan, show, queue status and apply's
@@ -53,6 +54,20 @@ func changedMachine() throws -> Machine {
     try expectGolden(stable(show.stdout, m), "show-t2v-fp8.txt")
 }
 
+@Test func humanModelsOutputIsGolden() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    let before = try m.wgpmRun(["models", "t2v"], env: ["COLUMNS": "80", "NO_COLOR": "1"])
+    #expect(before.status == 0, "\(before.stderr)")
+    try expectGolden(stable(before.stdout, m), "models-t2v.txt")
+    // After a plan the sizes are known: a SIZE column appears.
+    #expect(try m.wgpmRun(["plan"]).status == 0)
+    let after = try m.wgpmRun(["models", "t2v"], env: ["COLUMNS": "80", "NO_COLOR": "1"])
+    try expectGolden(stable(after.stdout, m), "models-t2v-sized.txt")
+    for line in before.stdout.split(separator: "\n") + after.stdout.split(separator: "\n") {
+        #expect(line.count <= 80, "wider than 80 columns: \(line)")
+    }
+}
+
 @Test func humanQueueStatusAndFailedApplyAreGolden() throws {
     let m = try Machine(manifest: "version: 1\nmodels:\n  - t2v\n")
     // Every copy of the VAE the file host sends is wrong, the no-cache retry's included. The
@@ -75,4 +90,17 @@ func changedMachine() throws -> Machine {
     try expectGolden(stable(status.stdout, m), "queue-status.txt")
     let all = try m.wgpmRun(["queue", "status", "--all"], env: ["COLUMNS": "80", "NO_COLOR": "1"])
     try expectGolden(stable(all.stdout, m), "queue-status-all.txt")
+}
+
+/// Wrapping never parts a number from its unit, and leaves no trailing spaces.
+@Test func wrappingKeepsNumbersWithTheirUnits() {
+    let text = "(size differs: 10 B on disk, 154.1 KB expected; download)  154.1 KB  DeepBeepMeep/Wan2.1@0c52060"
+    for width in 40...100 {
+        let lines = wrapped(text, indent: 14, width: width)
+        for line in lines {
+            #expect(!line.hasSuffix(" "), "trailing space at width \(width): '\(line)'")
+            #expect(!line.hasSuffix("154.1") && !line.hasSuffix(" 10"), "a number without its unit at width \(width): '\(line)'")
+        }
+        #expect(lines.joined(separator: " ").split(separator: " ").joined(separator: " ") == text.split(separator: " ").joined(separator: " "))
+    }
 }

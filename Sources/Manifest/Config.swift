@@ -113,6 +113,23 @@ public struct MachineConfig: Sendable {
         return try parse(text, file: path, environment: env)
     }
 
+    /// For `doctor`: the settings a config's good lines give (a problem's setting keeps its
+    /// default), and the problems; nil settings when the file cannot be found or read as YAML.
+    public static func loadLeniently(explicit: String?, environment env: [String: String], cwd: String) -> (config: MachineConfig?, problem: Error?) {
+        do {
+            return (try load(explicit: explicit, environment: env, cwd: cwd), nil)
+        } catch let error as ConfigError {
+            guard case .invalid = error, let path = explicit.map({ expandHome($0, env: env) })
+                    ?? env["WGPM_CONFIG"].flatMap({ $0.isEmpty ? nil : expandHome($0, env: env) })
+                    ?? searchPath(environment: env, cwd: cwd).first(where: { FileManager.default.fileExists(atPath: $0) }),
+                  let text = try? readText(path), let lenient = try? parseCollecting(text, file: path, environment: env).config,
+                  !lenient.wan2gpDirectory.isEmpty else { return (nil, error) }
+            return (lenient, error)
+        } catch {
+            return (nil, error)
+        }
+    }
+
     /// The settings used when no config file exists: enough for a CI preview with a lock file
     /// (no Wan2GP directory; ckpts/ and loras/ in the current folder).
     public static func fallback(environment env: [String: String], cwd: String) throws -> MachineConfig {
@@ -126,6 +143,17 @@ public struct MachineConfig: Sendable {
 
     /// Validates config text and resolves it against the environment.
     public static func parse(_ text: String, file: String, environment env: [String: String]) throws -> MachineConfig {
+        let (cfg, problems) = try parseCollecting(text, file: file, environment: env)
+        if !problems.isEmpty { throw ConfigError.invalid(problems) }
+        var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: cfg.wan2gpDirectory, isDirectory: &isDir) || !isDir.boolValue {
+            throw ConfigError.missingDirectory(key: "wan2gp_directory", path: cfg.wan2gpDirectory, file: file)
+        }
+        return cfg
+    }
+
+    /// The settings and every problem found; throws only when the text is not a YAML mapping.
+    static func parseCollecting(_ text: String, file: String, environment env: [String: String]) throws -> (config: MachineConfig, problems: [Problem]) {
         var check = YAMLChecker(file: file)
         guard let root = check.compose(text), let map = check.mapping(root, allowed: keys, context: "the config") else {
             if check.problems.isEmpty { check.report(nil, "the config is empty; set at least wan2gp_directory") }
@@ -152,7 +180,7 @@ public struct MachineConfig: Sendable {
         if let s = map["sources"] { sources = parseSources(s, check: &check, env: env, file: file) }
         if let db = path("invokeai_db") {
             let models = path("invokeai_models_dir")
-                ?? ((db as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent + "/models"
+                ?? invokeAIModelsDirectory(forDatabase: db)
             sources.insert(.invokeai(db: db, modelsDir: models), at: 0)
         }
         // Wan2GP's own settings place its folders when wgpm's config does not.
@@ -202,12 +230,7 @@ public struct MachineConfig: Sendable {
                 check.report(folders, "linked_folders must be a list of folders (e.g. - /mnt/models)")
             }
         }
-        if !check.problems.isEmpty { throw ConfigError.invalid(check.problems) }
-        var isDir: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: cfg.wan2gpDirectory, isDirectory: &isDir) || !isDir.boolValue {
-            throw ConfigError.missingDirectory(key: "wan2gp_directory", path: cfg.wan2gpDirectory, file: file)
-        }
-        return cfg
+        return (cfg, check.problems)
     }
 
     static func parseSources(_ node: Node, check: inout YAMLChecker, env: [String: String], file: String) -> [SourceConfig] {
@@ -227,7 +250,7 @@ public struct MachineConfig: Sendable {
                 guard let m = check.mapping(value, allowed: ["db", "models_dir"], context: "invokeai source") else { continue }
                 guard let db = p(m["db"], "invokeai.db") else { check.report(value, "invokeai source needs db: (path of invokeai.db)"); continue }
                 let models = p(m["models_dir"], "invokeai.models_dir")
-                    ?? ((db as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent + "/models"
+                    ?? invokeAIModelsDirectory(forDatabase: db)
                 out.append(.invokeai(db: db, modelsDir: models))
             case "hf_cache":
                 // `auto` follows the Hugging Face conventions: HF_HUB_CACHE, else $HF_HOME/hub.
@@ -312,4 +335,10 @@ func absolutize(_ path: String, relativeTo file: String) -> String {
 
 func absolutePath(_ path: String) -> String {
     path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+}
+
+/// InvokeAI keeps its database at `<root>/databases/invokeai.db` and its models at
+/// `<root>/models`.
+func invokeAIModelsDirectory(forDatabase db: String) -> String {
+    (((db as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent as NSString).appendingPathComponent("models")
 }

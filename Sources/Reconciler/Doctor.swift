@@ -26,10 +26,14 @@ extension Reconciler {
     /// `configProblem`: the config could not be read (this reconciler then holds the fallback
     /// settings). It is the first failure; the Hub is still checked with the environment's
     /// endpoint and token, and every check that needs the config's values says it was skipped.
-    public func diagnose(configProblem: String? = nil) -> [Check] {
+    /// `usableAnyway`: the config's good lines were read (a bad setting keeps its default), so
+    /// the other checks run with them.
+    public func diagnose(configProblem: String? = nil, usableAnyway: Bool = false) -> [Check] {
         var checks: [Check] = []
         func add(_ s: Check.Status, _ subject: String, _ detail: String) { checks.append(Check(status: s, subject: subject, detail: detail)) }
-        if let configProblem {
+        if let configProblem, usableAnyway {
+            add(.fail, "config", configProblem + "\n  (the checks below use the config's other lines)")
+        } else if let configProblem {
             add(.fail, "config", configProblem)
             let skipped = "not checked: the config above could not be read"
             for subject in ["wan2gp_directory", "wan2gp_version", "ckpts_directory", "loras_directory", "state_directory", "sources"] {
@@ -40,7 +44,7 @@ extension Reconciler {
             add(.skip, "free space", skipped)
             return checks
         }
-        add(.ok, "config", config.file.map { "read \($0)" } ?? "no config file; defaults in use")
+        if configProblem == nil { add(.ok, "config", config.file.map { "read \($0)" } ?? "no config file; defaults in use") }
 
         do {
             let catalog = try loadCatalog()
@@ -92,7 +96,13 @@ extension Reconciler {
                 var warnings: [String] = []
                 let rows = InvokeAISource(database: db, modelsDirectory: models).readRows(warn: { warnings.append($0) })
                 if let rows { add(.ok, "invokeai", "\(db): \(rows.count) models readable (read-only)") }
-                else { add(.fail, "invokeai", warnings.first ?? "cannot read \(db)") }
+                else {
+                    // The source's own warning is written for plan ("invokeai: …; skipped"): here the line says both.
+                    var why = warnings.first ?? "cannot read \(db)"
+                    if why.hasPrefix("invokeai: ") { why.removeFirst("invokeai: ".count) }
+                    why = why.replacingOccurrences(of: #"; skipped \(check ([^)]*)\)"#, with: "; fix $1", options: .regularExpression)
+                    add(.fail, "invokeai", why.replacingOccurrences(of: "; skipped", with: ""))
+                }
                 if !FileManager.default.fileExists(atPath: models) { add(.fail, "invokeai", "models_dir \(models) does not exist; fix sources.invokeai.models_dir") }
             case .hfCache(let root):
                 add(FileManager.default.fileExists(atPath: root) ? .ok : .warn, "hf_cache", FileManager.default.fileExists(atPath: root) ? root : "\(root) does not exist; nothing to reuse from it")

@@ -14,25 +14,35 @@ struct DoctorCommand: ParsableCommand {
     func run() throws {
         // A broken config is the first finding, not the end of the run: the checks that do
         // not need it still run.
+        // A config with bad lines still gives its good ones (a bad setting keeps its default),
+        // and the checks run with them; only a config that cannot be read at all leaves them out.
+        let env = ProcessInfo.processInfo.environment
+        let cwd = FileManager.default.currentDirectoryPath
         var problem: String?
+        var partial = false
         let config: MachineConfig
         do {
             config = try configOptions.load(allowMissing: true)
         } catch {
             problem = "\(error)"
-            config = try MachineConfig.fallback(environment: ProcessInfo.processInfo.environment,
-                                                cwd: FileManager.default.currentDirectoryPath)
+            if let lenient = MachineConfig.loadLeniently(explicit: configOptions.config, environment: env, cwd: cwd).config {
+                config = lenient
+                partial = true
+            } else {
+                config = try MachineConfig.fallback(environment: env, cwd: cwd)
+            }
         }
         let reconciler = try Reconciler(config: config, context: Context(notice: { printError("wgpm: \($0)") }))
-        let checks = reconciler.diagnose(configProblem: problem)
+        let checks = reconciler.diagnose(configProblem: problem, usableAnyway: partial)
         for c in checks {
             let mark = switch c.status { case .ok: "ok  "; case .warn: "warn"; case .fail: "FAIL"; case .skip: "skip" }
-            print("  \(mark)  \(c.subject): \(c.detail)")
+            // A detail of several lines (a config's problems) continues under its first line.
+            print("  \(mark)  \(c.subject): " + c.detail.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n      "))
         }
         let failed = checks.filter { $0.status == .fail }.count
         let warned = checks.filter { $0.status == .warn }.count
         if failed > 0 {
-            print("\(counted(failed, "problem")) to fix" + (warned > 0 ? ", and \(counted(warned, "warning"))." : "."))
+            print("\(counted(failed, "check")) failed" + (warned > 0 ? ", \(counted(warned, "warning"))." : ".") + " Fix what the FAIL lines say, then run 'wgpm doctor' again.")
             throw ExitCode(1)
         }
         print(warned > 0 ? "Nothing stops wgpm; \(counted(warned, "warning")) above." : "No problems found.")

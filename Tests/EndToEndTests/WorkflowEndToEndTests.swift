@@ -168,8 +168,16 @@ import TestSupport
     #expect(lines.first?.hasPrefix("  FAIL  config: ") == true, "\(broken.stdout)")
     #expect(lines.contains { $0.hasPrefix("  ok    hub: ") }, "the Hub is still checked: \(broken.stdout)")
     #expect(lines.contains("  skip  wan2gp_directory: not checked: the config above could not be read"), "\(broken.stdout)")
-    #expect(lines.last == "1 problem to fix.", "\(broken.stdout)")
+    #expect(lines.last == "1 check failed. Fix what the FAIL lines say, then run 'wgpm doctor' again.", "\(broken.stdout)")
     #expect(!broken.stdout.contains("Error:") && broken.stderr.isEmpty, "one report, no second error: \(broken.stderr)")
+    // Bad lines in a readable config: the others are used, and every check runs with them.
+    try m.dir.write("config.yaml", "wan2gp_directory: \(m.wan2gp)\nckpts_directory: ckpts\nstate_directory: state\nlink_mode: sideways\nparalel_downloads: 3\n")
+    let typo = try m.wgpmRun(["doctor"])
+    #expect(typo.status == 1)
+    #expect(typo.stdout.contains("  FAIL  config: ") && typo.stdout.contains("2 problems") && typo.stdout.contains("did you mean parallel_downloads?"),
+            "\(typo.stdout)")
+    #expect(typo.stdout.contains("  ok    wan2gp_directory: \(m.wan2gp)") && !typo.stdout.contains("  skip  "), "\(typo.stdout)")
+    #expect(typo.stdout.contains("1 check failed"), "the config is one check, however many lines it has: \(typo.stdout)")
     // A reserve the disk cannot meet blocks every download: a failure, never "No problems found".
     try m.writeConfig("min_free_gb: 100000000\n")
     let full = try m.wgpmRun(["doctor"])

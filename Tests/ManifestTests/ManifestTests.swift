@@ -194,3 +194,10 @@ func manifestErrors(_ bad: BadManifest) {
     try FileManager.default.createSymbolicLink(atPath: wgp, withDestinationPath: "/etc/passwd")
     #expect(Wan2GPServerConfig.read(wan2gpDirectory: dir + "/wan").problem != nil)
 }
+
+/// InvokeAI's models folder is beside its databases folder; a database at the top of the tree
+/// gives "/models", not "//models" (issue 12's doctor line).
+@Test func invokeAIModelsFolderIsBesideItsDatabasesFolder() {
+    #expect(invokeAIModelsDirectory(forDatabase: "/srv/invokeai/databases/invokeai.db") == "/srv/invokeai/models")
+    #expect(invokeAIModelsDirectory(forDatabase: "/nonexistent/invokeai.db") == "/models")
+}

@@ -22,7 +22,7 @@ public enum CatalogError: Error, Equatable, CustomStringConvertible {
         case .malformedDefinition(let file, let message):
             return "\(file): not a valid model definition: \(message). Fix or remove the file."
         case .unknownModel(let id, let suggestion):
-            return "unknown model id '\(id)'" + (suggestion.map { "; did you mean \($0)?" } ?? "") + " Run 'wgpm models' to list the catalog."
+            return "unknown model id '\(id)'" + (suggestion.map { "; did you mean \($0)?" } ?? ".") + " Run 'wgpm models' to list the catalog."
         case .circularReference(let model, let key, let chain):
             return "\(model).\(key): circular reference (\(chain.joined(separator: " -> "))). Make one of these definitions list files instead of naming another model."
         case .unknownReference(let model, let key, let reference):

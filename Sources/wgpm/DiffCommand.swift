@@ -7,6 +7,15 @@ import Rendering
 /// How `plan` and `diff` print their result.
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json, markdown
+
+    /// Help lists each value once, with what it is for.
+    var defaultValueDescription: String {
+        switch self {
+        case .text: "for a person at a terminal"
+        case .json: "versioned JSON, as --json"
+        case .markdown: "for a pull-request comment or a CI step summary"
+        }
+    }
 }
 
 struct DiffCommand: ParsableCommand {
@@ -29,7 +38,7 @@ struct DiffCommand: ParsableCommand {
     @Argument(help: "The manifest or lock after the change.", completion: .file())
     var head: String
 
-    @Option(help: "text, json (format_version \(DiffDocument.version)) or markdown (for a pull-request comment or step summary).")
+    @Option(help: "How to print the diff (JSON: format_version \(DiffDocument.version)).")
     var format: OutputFormat = .text
 
     @Flag(help: "The same as --format json.")

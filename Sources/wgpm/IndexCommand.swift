@@ -10,13 +10,24 @@ import State
 struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "index",
-        abstract: "The hash index of local sources (InvokeAI, Hugging Face cache, folders).")
+        abstract: "The hash index of local sources (InvokeAI, Hugging Face cache, folders).",
+        discussion: "status shows the index; update scans the sources and hashes what is pending; rebuild forgets the index, then updates.")
 
-    enum Verb: String, ExpressibleByArgument, CaseIterable { case status, update, rebuild }
+    enum Verb: String, ExpressibleByArgument, CaseIterable {
+        case status, update, rebuild
+
+        var defaultValueDescription: String {
+            switch self {
+            case .status: "show the index"
+            case .update: "scan the sources and hash what is pending"
+            case .rebuild: "forget the index, then update"
+            }
+        }
+    }
 
     @OptionGroup var configOptions: ConfigOptions
 
-    @Argument(help: "What to do: status shows the index, update scans the sources and hashes what is pending, rebuild forgets the index first.")
+    @Argument(help: "What to do.")
     var verb: Verb = .status
 
     @Flag(help: "Print JSON (format_version 1).")

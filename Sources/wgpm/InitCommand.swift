@@ -63,27 +63,28 @@ struct InitCommand: ParsableCommand {
     }
 
     func starter(models: [String]) -> String {
-        let list = models.isEmpty ? "  - t2v                              # Wan 2.1 text-to-video 14B; 'wgpm models' lists every id\n"
+        // Comments start in one column, whatever the values' lengths.
+        func line(_ text: String, _ comment: String) -> String {
+            text.padding(toLength: max(38, text.count + 1), withPad: " ", startingAt: 0) + "# " + comment + "\n"
+        }
+        let list = models.isEmpty ? line("  - t2v", "Wan 2.1 text-to-video 14B; 'wgpm models' lists every id")
             : models.map { "  - \($0)\n" }.joined()
-        return """
-            # wgpm manifest: the Wan2GP models this machine should have. Commit it; run 'wgpm plan' to
-            # see what it costs and 'wgpm apply' to make it so. Machine paths belong in config.yaml.
-            version: 1
-            settings:                            # Wan2GP's own settings (defaults shown)
-              transformer_quantization: \(transformerQuantization.rawValue)     # int8 | fp8 | bf16 (16-bit)
-              text_encoder_quantization: \(textEncoderQuantization.rawValue)    # int8 | bf16
-              dtype: \(dtype.rawValue)                          # bf16 | fp16
-              shared_files: true                 # tokenizers, VAEs and the core set Wan2GP fetches at load
-            models:
-            \(list)  # - id: i2v_2_2                      # per-model overrides of any setting
-              #   transformer_quantization: bf16
-              # - id: vace_14B
-              #   variants: all                    # every variant instead of Wan2GP's single pick
-            # files:                               # extra files no definition names
-            #   - url: https://huggingface.co/ORG/REPO/resolve/main/file.safetensors
-            #     path: loras/wan/file.safetensors
-            #     sha256: <64 hex, optional>
-
-            """
+        return "# wgpm manifest: the Wan2GP models this machine should have. Commit it; run 'wgpm plan' to\n"
+            + "# see what it costs and 'wgpm apply' to make it so. Machine paths belong in config.yaml.\n"
+            + "version: 1\n"
+            + line("settings:", "Wan2GP's own settings (defaults shown)")
+            + line("  transformer_quantization: \(transformerQuantization.rawValue)", "int8 | fp8 | bf16 (16-bit)")
+            + line("  text_encoder_quantization: \(textEncoderQuantization.rawValue)", "int8 | bf16")
+            + line("  dtype: \(dtype.rawValue)", "bf16 | fp16 | auto (what Wan2GP does on a bf16 GPU)")
+            + line("  shared_files: true", "tokenizers, VAEs and the core set Wan2GP fetches at load")
+            + "models:\n" + list
+            + line("  # - id: i2v_2_2", "per-model overrides of any setting")
+            + "  #   transformer_quantization: bf16\n"
+            + "  # - id: vace_14B\n"
+            + line("  #   variants: all", "every variant instead of Wan2GP's single pick")
+            + line("# files:", "extra files no definition names")
+            + "#   - url: https://huggingface.co/ORG/REPO/resolve/main/file.safetensors\n"
+            + "#     path: loras/wan/file.safetensors\n"
+            + "#     sha256: <64 hex, optional>\n"
     }
 }

@@ -19,7 +19,7 @@ struct PlanCommand: ParsableCommand {
     @Flag(help: "Print the plan as JSON (format_version 1).")
     var json = false
 
-    @Option(help: "text, json (as --json) or markdown (for a pull-request comment or step summary).")
+    @Option(help: "How to print the plan.")
     var format: OutputFormat = .text
 
     @Option(name: .short, help: ArgumentHelp("Also save the plan, with a fingerprint of its inputs, to this file.", valueName: "file"),

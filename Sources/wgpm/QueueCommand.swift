@@ -7,13 +7,24 @@ import State
 struct QueueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "queue",
-        abstract: "Show the queue's jobs, retry failed ones, or clear finished ones.")
+        abstract: "Show the queue's jobs, retry failed ones, or clear finished ones.",
+        discussion: "status lists the jobs; retry makes failed jobs pending again; clear removes finished jobs (with --failed, failed ones too).")
 
-    enum Verb: String, ExpressibleByArgument, CaseIterable { case status, retry, clear }
+    enum Verb: String, ExpressibleByArgument, CaseIterable {
+        case status, retry, clear
+
+        var defaultValueDescription: String {
+            switch self {
+            case .status: "list the jobs"
+            case .retry: "make failed jobs pending again"
+            case .clear: "remove finished jobs"
+            }
+        }
+    }
 
     @OptionGroup var configOptions: ConfigOptions
 
-    @Argument(help: "What to do: status lists the jobs, retry makes failed jobs pending again, clear removes finished jobs.")
+    @Argument(help: "What to do.")
     var verb: Verb = .status
 
     @Flag(help: "With clear: also remove failed jobs.")
@@ -32,7 +43,8 @@ struct QueueCommand: ParsableCommand {
         switch verb {
         case .retry:
             let n = try state.retryFailedJobs(at: now)
-            print("\(counted(n, "failed job")) \(n == 1 ? "is" : "are") pending again; run 'wgpm worker' to carry them out.")
+            print(n == 0 ? "No failed jobs to retry ('wgpm queue status' lists the jobs)."
+                  : "\(counted(n, "failed job")) \(n == 1 ? "is" : "are") pending again; run 'wgpm worker' to carry them out.")
         case .clear:
             print("Removed \(counted(try state.clearJobs(includeFailed: failed), "finished job")).")
         case .status:

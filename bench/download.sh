@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Download benchmark (SPEC §5): wgpm against curl -o and huggingface_hub from PyPI, same local
+# Download benchmark: wgpm against curl -o and huggingface_hub from PyPI, same local
 # server, same files, one run. Usage: bench/download.sh [--big-mb N] [--set COUNTxMB] [--rounds N]
 #   [--links 2500,5000,8000,veth]   also across a veth pair to a network namespace, capped at each
 #                                   rate in Mbit/s ("veth": uncapped); needs root and iproute2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Hashing and warm-plan benchmarks (SPEC §5). Usage: bench/index.sh [--gb N] [--rounds N]
+# Hashing and warm-plan benchmarks. Usage: bench/index.sh [--gb N] [--rounds N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hashing and warm-plan benchmarks (SPEC §5), as ratios against peers measured in the same run.
+"""Hashing and warm-plan benchmarks, as ratios against peers measured in the same run.
 
 1. `wgpm index update` over a folder source of a few GB (page cache warm) against `sha256sum` run
    with one process per core, and Python's hashlib over a process pool of the same size.

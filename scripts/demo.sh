@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 MANIFEST=${1:-manifests/studio-mix.yaml}
 scripts/setup.sh
-echo "demo: building wgpm (about 1.5 minutes the first time; swift's progress follows)"
+echo "demo: building wgpm (a few minutes the first time: about 2 on 2 idle cores; swift's progress follows)"
 # The build's own progress lines, so the first run is not a silent minute and a half.
 swift build 2>&1 | grep --line-buffered -E "^\[[0-9]+/[0-9]+\] (Compiling|Linking)|error|warning: " \
   | awk '/error|warning: / { print; next } { n++; if (n % 40 == 1) print "  " $0 }' || true
@@ -39,27 +39,33 @@ export HF_ENDPOINT=$(python3 -c "import json,sys; print(json.load(open(sys.argv[
 echo "demo: fake Hub at $HF_ENDPOINT (file host on localhost)"
 
 echo
-echo "\$ wgpm plan -m $MANIFEST"
+echo "\$ wgpm plan -m $MANIFEST --detailed-exitcode"
 set +e
 "$WGPM" plan -m "$MANIFEST" --detailed-exitcode
 status=$?
 set -e
 echo "(exit code $status: 2 means changes are pending)"
 echo
-echo "\$ wgpm plan -m $MANIFEST --json -o $WORK/plan.json   # saved plan, second run uses cached metadata"
+echo "\$ wgpm plan -m $MANIFEST --json -o $WORK/plan.json > $WORK/plan-stdout.json   # saved plan; cached metadata"
 "$WGPM" plan -m "$MANIFEST" -o "$WORK/plan.json" --json > "$WORK/plan-stdout.json"
+echo "\$ python3 … $WORK/plan-stdout.json   # what the JSON says"
 python3 - "$WORK/plan-stdout.json" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1]))
 s = p["summary"]
-print("  format_version %d: %d actions, %d bytes to download, %d Hub requests this time"
-      % (p["format_version"], len(p["actions"]), s["download_bytes"], p["stats"]["hub_requests"]))
+def human(n):
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 999.95 or unit == "TB":
+            return "%d B" % n if unit == "B" else "%.1f %s" % (n, unit)
+        n /= 1000.0
+print("  format_version %d: %d actions, %s to download, %d Hub requests this time"
+      % (p["format_version"], len(p["actions"]), human(s["download_bytes"]), p["stats"]["hub_requests"]))
 PY
 [ "$status" -eq 2 ] || { echo "demo: expected pending changes (exit 2), got $status" >&2; exit 1; }
 
 echo
-echo "\$ wgpm apply -m $MANIFEST $WORK/plan.json 2>&1   # the saved plan, applied only while it still matches"
-"$WGPM" apply -m "$MANIFEST" "$WORK/plan.json" 2>&1
+echo "\$ wgpm apply $WORK/plan.json 2>&1   # the saved plan alone, applied only while it still matches"
+"$WGPM" apply "$WORK/plan.json" 2>&1
 echo
 echo "\$ wgpm plan -m $MANIFEST --detailed-exitcode"
 "$WGPM" plan -m "$MANIFEST" --detailed-exitcode
@@ -76,8 +82,8 @@ PY
 kill $HUB_PID 2>/dev/null || true
 cat <<EOF
 demo: done. The work folder is $WORK. To keep exploring with the same machine:
-  rm -f $WORK/hub.json; python3 tools/fakehub/fakehub.py --root $WORK/hub --ready-file $WORK/hub.json & sleep 1
+  rm -f $WORK/hub.json; python3 $ROOT/tools/fakehub/fakehub.py --root $WORK/hub --ready-file $WORK/hub.json & sleep 1
   export WGPM_CONFIG=$WORK/config.yaml
   export HF_ENDPOINT=\$(python3 -c "import json; print(json.load(open('$WORK/hub.json'))['hub'])")
-  $WGPM plan -m $MANIFEST        # then edit the manifest, 'wgpm show t2v', 'wgpm queue status' …
+  $WGPM plan -m $(cd "$ROOT" && realpath "$MANIFEST")        # then edit the manifest, 'wgpm show t2v', 'wgpm queue status' …
 EOF

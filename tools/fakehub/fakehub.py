@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A local fake Hugging Face Hub for wgpm's tests, demo and benchmarks.
 
-It follows the checklist of huggingface-hub.md section 14: two listeners with different host
+It behaves as huggingface.co does where wgpm can tell: two listeners with different host
 names (the Hub on 127.0.0.1, the file host on localhost), real identities (git blob sha1 for small
 files, sha256 for LFS files), deterministic commit ids, tree and paths-info APIs with pagination,
 resolve redirects as huggingface.co sends them, Range, the Hub's error codes, 429, and a JSONL

@@ -186,6 +186,7 @@ public struct CurlDownload: Sendable {
         /// The failure is the local disk's (a sink or restart error), not the network's.
         var localError = false
         var reported: Int64 = 0
+        var reportedAt = monotonicSeconds()
         init(sink: TransferSink, offset: Int64, end: Int64?, expectedTotal: Int64?, limit: Int64?, handle: UnsafeMutableRawPointer,
              url: String, cancel: CancelFlag?, limiter: BandwidthLimiter?, progress: (@Sendable (Int64) -> Void)?) {
             self.sink = sink
@@ -308,9 +309,11 @@ public struct CurlDownload: Sendable {
             ctx.written += Int64(take)
             // Reported here rather than from the progress callback: libcurl calls that only
             // between batches of reads, which with 512 KiB buffers can be seconds apart.
-            // Once per MiB is plenty for a display and cheap on the hot path.
-            if ctx.written - ctx.reported >= 1 << 20 {
+            // Once per MiB is plenty for a display and cheap on the hot path; a slow or small
+            // file (below a bandwidth limit) reports at least every quarter second instead.
+            if ctx.progress != nil, ctx.written - ctx.reported >= 1 << 20 || monotonicSeconds() - ctx.reportedAt >= 0.25 {
                 ctx.reported = ctx.written
+                ctx.reportedAt = monotonicSeconds()
                 ctx.progress?(ctx.written)
             }
             ctx.limiter?.consume(take)
@@ -400,4 +403,12 @@ public func normalizeETag(_ value: String) -> String {
     var v = value.trimmingCharacters(in: .whitespaces)
     if v.hasPrefix("W/") { v.removeFirst(2) }
     return v.trimmingCharacters(in: CharacterSet(charactersIn: "\"")).lowercased()
+}
+
+/// A coarse monotonic clock (the vDSO answers without a system call): cheap enough for every
+/// write callback.
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }

@@ -18,7 +18,7 @@ public enum DesiredError: Error, CustomStringConvertible {
             return "\(path) would come from two different URLs: \(first) and \(second). Give the files: entry another path."
         case .hubProblems(let problems):
             if problems.count == 1 { return problems[0] }
-            return "the Hub refused \(problems.count) repos:\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
+            return "\(problems.count) problems with what the manifest asks of the Hub:\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
         }
     }
 }

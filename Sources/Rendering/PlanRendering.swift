@@ -69,10 +69,16 @@ public func renderHuman(_ plan: Plan, style: TerminalStyle, verbose: Bool = fals
     }
     if !lines.isEmpty { lines.append("") }
     let s = plan.summary
-    var summary = "Plan: \(s.count(.download)) to download (\(formatBytes(s.downloadBytes))"
+    // Replacements fetch too: their bytes are said with them, not under "to download".
+    let replaceBytes = plan.actions.reduce(Int64(0)) { sum, a in
+        guard a.kind == .replace, case .download(_, let size)? = a.fetch else { return sum }
+        return sum + (size ?? 0)
+    }
+    var summary = "Plan: \(s.count(.download)) to download (\(formatBytes(max(0, s.downloadBytes - replaceBytes)))"
     if s.partialBytes > 0 { summary += ", \(formatBytes(s.partialBytes)) of it already fetched" }
     if s.unknownSizeDownloads > 0 { summary += " + \(s.unknownSizeDownloads) of unknown size" }
-    summary += "), \(s.count(.link)) to link (\(formatBytes(s.reusedBytes)) reused), \(s.count(.replace)) to replace, "
+    summary += "), \(s.count(.link)) to link (\(formatBytes(s.reusedBytes)) reused), \(s.count(.replace)) to replace"
+        + (replaceBytes > 0 ? " (\(formatBytes(replaceBytes)) to fetch), " : ", ")
     summary += "\(s.count(.remove)) to remove" + (s.count(.remove) > 0 && s.prunableBytes > 0 ? " (\(formatBytes(s.prunableBytes)) freed)" : "")
     summary += ", \(s.unchanged) unchanged."
     if s.count(.conflict) > 0 {

@@ -85,7 +85,7 @@ struct ApplyCommand: ParsableCommand {
         }
         let ok = try runQueue(reconciler: reconciler, lockTimeout: queueOptions.lockTimeout, follow: false,
                               ownJobs: jobs.map(\.id))
-        for c in conflicts { printError("wgpm: conflict left as it is: \(c.path) (\(c.reason))") }
+        for c in conflicts { printWarning("conflict left as it is: \(c.path) (\(c.reason))") }
         if !ok || !conflicts.isEmpty { throw ExitCode(1) }
     }
 }

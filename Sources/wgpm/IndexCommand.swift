@@ -37,7 +37,7 @@ struct IndexCommand: ParsableCommand {
         let reconciler = try configOptions.reconciler()
         let index = reconciler.hashIndex()
         if reconciler.config.sources.isEmpty {
-            printError("wgpm: no sources are configured; add 'sources:' to the config (see config.yaml.example).")
+            printWarning("no sources are configured; add 'sources:' to the config (see config.yaml.example).")
         }
         switch verb {
         case .status:

@@ -157,7 +157,7 @@ func actions(_ json: [String: Any]) -> [[String: Any]] { json["actions"] as? [[S
     #expect(human.stdout.contains("! conflict  ckpts/xlm-roberta-large/tokenizer.json"))
     #expect(human.stdout.contains("Plan: 32 to download"))
     let joined = human.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
-    #expect(joined.contains("2 to replace, 0 to remove, 2 unchanged. 1 conflict needs attention."), "\(human.stdout)")
+    #expect(joined.contains("2 to replace (12.5 KB to fetch), 0 to remove, 2 unchanged. 1 conflict needs attention."), "\(human.stdout)")
     // Rows fit 80 columns: a row that cannot has its details on the next line, under the path.
     for line in human.stdout.split(separator: "\n") where line.count > 80 {
         #expect(line.hasPrefix("  ") && line.split(separator: " ").count == 3, "only a path alone may be longer: \(line)")
@@ -305,7 +305,7 @@ func actions(_ json: [String: Any]) -> [[String: Any]] { json["actions"] as? [[S
     try m.hub.addFile(repo: "org/private", path: "b.safetensors", withSafetensorsStart(Data(repeating: 2, count: 100)))
     let r = try m.wgpmRun(["plan"])
     #expect(r.status == 1)
-    #expect(r.stderr.contains("the Hub refused 3 repos:"), "\(r.stderr)")
+    #expect(r.stderr.contains("3 problems with what the manifest asks of the Hub:"), "\(r.stderr)")
     #expect(r.stderr.contains("org/gated is gated. Accept its terms on \(m.hub.hubURL)/org/gated"), "\(r.stderr)")
     #expect(r.stderr.contains("org/private") && r.stderr.contains("org/missing"), "\(r.stderr)")
 

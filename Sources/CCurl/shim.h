@@ -14,4 +14,9 @@ static inline CURLcode ccurl_setopt_xferinfo_cb(CURL *h, curl_xferinfo_callback 
 static inline CURLcode ccurl_getinfo_long(CURL *h, CURLINFO i, long *o) { return curl_easy_getinfo(h, i, o); }
 static inline CURLcode ccurl_getinfo_off(CURL *h, CURLINFO i, curl_off_t *o) { return curl_easy_getinfo(h, i, o); }
 static inline CURLcode ccurl_getinfo_str(CURL *h, CURLINFO i, char **o) { return curl_easy_getinfo(h, i, o); }
+#include <malloc.h>
+// glibc raises its mmap threshold after the first large block is freed, so later large
+// buffers (libcurl's, the segment workers') stay resident in the heaps of worker threads after
+// they are freed. Setting the threshold fixes it: such buffers go back to the system.
+static inline int wgpm_fix_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
 #endif

@@ -84,3 +84,9 @@ public func isAllowedScheme(_ url: String) -> Bool {
     guard let scheme = URLComponents(string: url)?.scheme?.lowercased() else { return false }
     return scheme == "http" || scheme == "https"
 }
+
+/// Large buffers (128 KiB and up) are mapped and unmapped by malloc, never kept in a thread's
+/// heap: peak memory stays bounded across many files and connections. Call once at start.
+public func keepLargeBuffersUnmappedWhenFreed() {
+    _ = wgpm_fix_mmap_threshold(128 << 10)
+}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HubClient
 import Catalog
 import Reconciler
 #if canImport(Glibc)
@@ -25,6 +26,7 @@ struct WGPM: ParsableCommand {
     /// next write, not kill wgpm with SIGPIPE while a job is half done.
     static func main() {
         signal(SIGPIPE, SIG_IGN)
+        keepLargeBuffersUnmappedWhenFreed()
         // A mistyped command gets a suggestion, as a mistyped flag already does.
         let names = configuration.subcommands.map { $0.configuration.commandName ?? "" } + ["help"]
         let arguments = globalOptionsMovedAfterCommand(Array(CommandLine.arguments.dropFirst()))

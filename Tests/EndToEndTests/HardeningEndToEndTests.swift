@@ -121,6 +121,20 @@ import Glibc
     #expect(try run(wgpm, ["plan", "--help"]).status == 0)
 }
 
+/// Every error has the one prefix, usage errors and command errors alike, and `--config` may
+/// come before the subcommand (issue 12).
+@Test func errorsHaveOnePrefixAndConfigMayComeFirst() throws {
+    let m = try Machine(manifest: "version: 1\nmodels: [t2v]\n")
+    let unknownModel = try m.wgpmRun(["show", "zzz"])
+    #expect(unknownModel.status == 1 && unknownModel.stderr.hasPrefix("wgpm: error: unknown model id 'zzz'."), "\(unknownModel.stderr)")
+    let badFlag = try m.wgpmRun(["plan", "--bogus"])
+    #expect(badFlag.status == 64 && badFlag.stderr.hasPrefix("wgpm: error: Unknown option '--bogus'"), "\(badFlag.stderr)")
+    for r in [unknownModel, badFlag] { #expect(!r.stderr.contains("Error:"), "one prefix: \(r.stderr)") }
+    let first = try run(wgpm, ["--config", m.dir.file("config.yaml"), "show", "t2v"], environment: ["HOME": m.dir.path], cwd: "/")
+    #expect(first.status == 0 && first.stdout.hasPrefix("t2v: "), "\(first.stderr)")
+    #expect(try run(wgpm, ["--version"]).stdout == "wgpm 0.1.0\n")
+}
+
 /// Empty cases say what to do (issue 12): a worker with an empty queue, a filter that matches
 /// no model, a manifest that wants no files.
 @Test func emptyCasesSaySomethingUseful() throws {

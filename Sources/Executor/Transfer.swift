@@ -37,7 +37,9 @@ final class HashPipeline: @unchecked Sendable {
     private var unflushed = 0
     static let writebackBatch = 32 << 20
 
-    init(slots: Int = 8, gitSHA1Size: Int64?) throws {
+    /// Six slots of 1 MiB: eight were no faster for one 2 GiB file and cost the set of two
+    /// concurrent files 4 MiB of peak memory (BENCHMARKS.md, session 9); four were slower.
+    init(slots: Int = 6, gitSHA1Size: Int64?) throws {
         // One mapping for all slots, unmapped in deinit: malloc would keep freed 1 MiB blocks in
         // its arenas, and a run of many files would grow the process a pipeline per file.
         let mapped = mmap(nil, slots * Self.slotSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)

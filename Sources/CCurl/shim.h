@@ -19,4 +19,8 @@ static inline CURLcode ccurl_getinfo_str(CURL *h, CURLINFO i, char **o) { return
 // buffers (libcurl's, the segment workers') stay resident in the heaps of worker threads after
 // they are freed. Setting the threshold fixes it: such buffers go back to the system.
 static inline int wgpm_fix_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
+
+#include <stdio.h>
+// stdout is a C global Swift 6 will not touch: line buffering is set here.
+static inline void wgpm_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 #endif

@@ -18,6 +18,8 @@ public enum CatalogError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noDefaultsDirectory(let dir):
+            if dir.isEmpty { return "wan2gp_directory is not set: set it in the config to the Wan2GP checkout (the folder that holds wgp.py and defaults/)." }
+            if !FileManager.default.fileExists(atPath: dir) { return "\(dir) does not exist: wan2gp_directory must point at a Wan2GP checkout (the folder that holds wgp.py and defaults/)." }
             return "\(dir) has no defaults/ folder: wan2gp_directory must point at a Wan2GP checkout (the folder that holds wgp.py and defaults/)."
         case .malformedDefinition(let file, let message):
             return "\(file): not a valid model definition: \(message). Fix or remove the file."

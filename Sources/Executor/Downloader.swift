@@ -112,7 +112,7 @@ public struct Downloader: Sendable {
         var noCache = bypassCaches
         while true {
             if cancel.isSet { throw ExecutorError.cancelled }
-            if failures >= maxAttempts { throw ExecutorError.gaveUp(path: spec.path, reason: lastReason) }
+            if failures >= maxAttempts { throw ExecutorError.gaveUp(path: spec.path, reason: "\(maxAttempts) tries failed, the last: \(lastReason)") }
             // Already complete (an earlier run was stopped between the last byte and the rename).
             if let size = spec.size, partial.length == size {
                 return try finishFetched(spec, partial, into: targetFolder)
@@ -150,7 +150,7 @@ public struct Downloader: Sendable {
                     if let end, partial.length == end + 1 { continue }  // a whole chunk: the next one follows
                     failures += 1
                     lastReason = "the server keeps ending the file after \(formatBytes(partial.length)) of \(formatBytes(size))"
-                    wait(failures - 1, nil, spec, notice)
+                    wait(failures - 1, nil, spec, notice, because: lastReason)
                     continue
                 }
                 return try finishFetched(spec, partial, into: targetFolder)
@@ -161,14 +161,14 @@ public struct Downloader: Sendable {
                 lastReason = reason
                 noCache = true
                 notice("\(spec.path): \(reason); nothing of it was kept")
-                wait(failures - 1, nil, spec, notice)
+                wait(failures - 1, nil, spec, notice, because: lastReason)
             case .rangeNotSatisfiable:
                 if let size = spec.size, partial.length == size { return try finishFetched(spec, partial, into: targetFolder) }
                 try partial.restart()  // the partial belongs to other content
                 failures += 1
                 lastReason = "the server refused to resume after the \(formatBytes(before)) already fetched"
             case .httpError(let status, let respHeaders):
-                lastReason = "HTTP \(status)"
+                lastReason = "the server answered HTTP \(status)"
                 if status == 403 && !source.sendToken {
                     // A signed file-host URL expired: resolve again and continue from the partial.
                     notice("\(spec.path): the file host answered 403 (expired link); resolving a fresh one")
@@ -177,14 +177,14 @@ public struct Downloader: Sendable {
                 }
                 if [408, 429, 500, 502, 503, 504].contains(status) {
                     failures += 1
-                    wait(failures - 1, HTTPResponse(status: status, headers: respHeaders), spec, notice)
+                    wait(failures - 1, HTTPResponse(status: status, headers: respHeaders), spec, notice, because: lastReason)
                     continue
                 }
                 throw ExecutorError.refused(path: spec.path, reason: httpRefusal(status))
             case .networkError(let message, _):
                 failures += 1
                 lastReason = message
-                wait(failures - 1, nil, spec, notice)
+                wait(failures - 1, nil, spec, notice, because: lastReason)
             case .rangeIgnored:
                 // Only sinks that take ranges alone get this; the partial file takes whole files.
                 throw ExecutorError.refused(path: spec.path, reason: "the server ignored a range request")
@@ -231,8 +231,8 @@ public struct Downloader: Sendable {
             } catch let error as HubError {
                 guard case .unreachable = error else { throw error }
                 failures += 1
-                if failures >= maxAttempts { throw ExecutorError.gaveUp(path: spec.path, reason: "\(error)") }
-                wait(failures - 1, nil, spec, notice)
+                if failures >= maxAttempts { throw ExecutorError.gaveUp(path: spec.path, reason: "\(maxAttempts) tries failed, the last: \(error)") }
+                wait(failures - 1, nil, spec, notice, because: "\(error)")
                 continue
             }
             if let served = source.linkedETag, let expected = spec.sha256 ?? spec.gitSHA1, served.count == expected.count, served != expected {
@@ -255,9 +255,9 @@ public struct Downloader: Sendable {
         }
     }
 
-    private func wait(_ attempt: Int, _ response: HTTPResponse?, _ spec: JobSpec, _ notice: @Sendable (String) -> Void) {
+    private func wait(_ attempt: Int, _ response: HTTPResponse?, _ spec: JobSpec, _ notice: @Sendable (String) -> Void, because reason: String) {
         let delay = retryDelay(attempt: attempt, response: response, jitter: Double.random(in: 0...1))
-        notice("\(spec.path): retrying in \(String(format: "%.0f", delay)) s")
+        notice("\(spec.path): \(reason.isEmpty ? "the transfer failed" : reason); retrying in \(String(format: "%.0f", delay)) s")
         sleeper.sleep(seconds: delay)
     }
 

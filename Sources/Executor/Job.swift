@@ -137,7 +137,7 @@ public enum ExecutorError: Error, CustomStringConvertible, Equatable {
         case .notEnoughSpace(let mount, let needed, let free, let reserve):
             return "not enough space on \(mount): downloads need \(formatBytes(needed)), \(formatBytes(free)) are free and min_free_gb keeps \(formatBytes(reserve)) in reserve. Free space or lower min_free_gb; nothing was downloaded."
         case .gaveUp(let path, let reason):
-            return "\(path): giving up after repeated failures: \(reason). The partial file is kept; 'wgpm queue retry' continues it."
+            return "\(path): \(reason). 'wgpm queue retry' tries again, from what a partial file holds, if anything."
         case .refused(let path, let reason):
             return "\(path): \(reason)."
         case .notManaged(let path):

@@ -51,6 +51,9 @@ public struct RunSummary: Sendable {
     public var completed: [String] = []
     public var failed: [(path: String, error: String)] = []
     public var bytesDownloaded: Int64 = 0
+    /// What the partial files of failed downloads hold: fetched, kept, and not fetched again
+    /// by the retry.
+    public var bytesKeptForRetry: Int64 = 0
     public var interrupted = false
 }
 
@@ -310,6 +313,7 @@ public struct QueueRunner: Sendable {
             let message = "\(error)"
             try? state.failJob(job.id, error: message, at: clock())
             board?.fail(job.id)
+            summary.add(kept: partialBytes(of: spec, fileSystem: fileSystem, confinement: confinement))
             summary.fail(spec.path, message)
             onJobEnd(spec.path, message)
         }
@@ -366,4 +370,5 @@ final class SummaryBox: Sendable {
     func complete(_ path: String) { summary.withLock { $0.completed.append(path) } }
     func fail(_ path: String, _ error: String) { summary.withLock { $0.failed.append((path, error)) } }
     func add(downloaded: Int64) { summary.withLock { $0.bytesDownloaded += downloaded } }
+    func add(kept: Int64) { summary.withLock { $0.bytesKeptForRetry += kept } }
 }

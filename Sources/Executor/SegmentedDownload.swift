@@ -61,6 +61,8 @@ final class SegmentedDownload: Sendable {
         /// A worker used up its attempts: no new workers start; the rest finish what they can.
         var exhausted = false
         var lastReason = ""
+        /// Whether a connection's backing off was said: once per download, not per connection.
+        var backoffSaid = false
     }
 
     let spec: JobSpec
@@ -240,7 +242,8 @@ final class SegmentedDownload: Sendable {
             saveMap()
             if cancel.isSet { throw ExecutorError.cancelled }
             if let fatal = end.fatal { throw fatal }
-            throw ExecutorError.gaveUp(path: spec.path, reason: end.lastReason.isEmpty ? "the download stopped" : end.lastReason)
+            throw ExecutorError.gaveUp(path: spec.path, reason: end.lastReason.isEmpty ? "the download stopped"
+                                       : "its connections failed \(downloader.maxAttempts) times each, the last: \(end.lastReason)")
         }
         let actual = hasher.finalize()
         if actual != sha256 {
@@ -365,12 +368,12 @@ final class SegmentedDownload: Sendable {
                 abort.set()
                 return
             case .completed, .tooLong:
-                if !progressed { reason = "the server ended the range at byte \(from) without sending any of it" }
+                if !progressed { reason = "the server ended the part from \(formatBytes(from)) without sending any of it" }
             case .badContent(let r):
                 reason = r
                 notice("\(spec.path): \(r); nothing of it was kept")
             case .rangeNotSatisfiable:
-                reason = "the server refused the range from byte \(from) of \(size)"
+                reason = "the server refused the part from \(formatBytes(from)) of \(formatBytes(size))"
             case .httpError(let status, let h):
                 reason = "HTTP \(status)"
                 if status == 403 && !source.sendToken {
@@ -392,6 +395,9 @@ final class SegmentedDownload: Sendable {
                 }
                 // This connection backs off; the others go on, and may take over its range.
                 let delay = retryDelay(attempt: failures - 1, response: response, jitter: Double.random(in: 0...1))
+                if state.withLock({ s in defer { s.backoffSaid = true }; return !s.backoffSaid }) {
+                    notice("\(spec.path): a connection failed (\(reason)); it retries in \(String(format: "%.0f", delay)) s while the others go on")
+                }
                 downloader.sleeper.sleep(seconds: delay)
             }
             let current = state.withLock { $0.schedule.assignment(of: id) }

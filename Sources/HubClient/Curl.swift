@@ -90,3 +90,9 @@ public func isAllowedScheme(_ url: String) -> Bool {
 public func keepLargeBuffersUnmappedWhenFreed() {
     _ = wgpm_fix_mmap_threshold(128 << 10)
 }
+
+/// stdout line by line even into a file or pipe, so that with `> log 2>&1` each line lands in
+/// order with stderr's (progress, errors).
+public func lineBufferStandardOutput() {
+    wgpm_line_buffer_stdout()
+}

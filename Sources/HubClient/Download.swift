@@ -225,8 +225,10 @@ public struct CurlDownload: Sendable {
                         && (expectedTotal.map { expected in r.total.map { $0 == expected } ?? true } ?? true)
                 } ?? false
                 if !accept {
-                    let asked = "bytes \(offset)-\(end.map(String.init) ?? "")" + (expectedTotal.map { "/\($0)" } ?? "")
-                    failure = "the server sent another range than asked for (\(header.isEmpty ? "none" : header), asked for \(asked)) from \(url)"
+                    // In words and units; the raw header is for --verbose logs, not for people.
+                    let asked = "from \(formatByteOffset(offset))" + (expectedTotal.map { " of \(formatByteOffset($0))" } ?? "")
+                    let got = range.map { r in "from \(formatByteOffset(r.first))" + (r.total.map { " of \(formatByteOffset($0))" } ?? "") } ?? "no range"
+                    failure = "the server sent another part of the file than asked for (\(got), asked \(asked))"
                 }
             } else if !sink.takesWholeFile && (offset > 0 || end != nil) {
                 rangeIgnored = true
@@ -411,4 +413,14 @@ func monotonicSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// A position in a file for people: "58.7 MB" (exact bytes below 1 KB).
+func formatByteOffset(_ n: Int64) -> String {
+    guard n >= 1000 else { return "\(n) B" }
+    let units = ["KB", "MB", "GB", "TB"]
+    var value = Double(n) / 1000
+    var unit = 0
+    while value >= 999.95 && unit < units.count - 1 { value /= 1000; unit += 1 }
+    return String(format: "%.1f %@", value, units[unit])
 }

@@ -82,9 +82,9 @@ public enum HubError: Error, Equatable, CustomStringConvertible {
                 ? "\(repo) is gated and this token's account has not been granted access (403). Accept the terms on \(page), then retry."
                 : "\(repo) is gated. Accept its terms on \(page), then set HF_TOKEN to a token of that account."
         case .revisionNotFound(let repo, let revision):
-            return "\(repo): revision '\(revision)' does not exist (404). Fix the revision in the URL or lock file; when it came from cached metadata, 'wgpm plan --refresh' asks the Hub again."
+            return "\(repo): revision '\(shortRevision(revision))' does not exist (404). Fix the revision in the URL or lock file; when it came from cached metadata, 'wgpm plan --refresh' asks the Hub again."
         case .entryNotFound(let repo, let path, let revision):
-            return "\(repo): file '\(path)' does not exist at \(revision) (404). The definition or manifest names a file the repo does not have."
+            return "\(repo): file '\(path)' does not exist at \(shortRevision(revision)) (404). The definition or manifest names a file the repo does not have."
         case .notAHub(let url):
             return "\(url) did not answer like a Hugging Face Hub (no X-Repo-Commit / not JSON). Check hub.endpoint / HF_ENDPOINT."
         case .server(let status, let url, let requestID):
@@ -185,7 +185,7 @@ public struct HubClient: Sendable {
                 breaker.recordAnswer(host)
                 if isRetryable(status: response.status), attempt + 1 < maxAttempts {
                     let wait = retryDelay(attempt: attempt, response: response, jitter: Double.random(in: 0...1))
-                    onWait?("Hub answered \(response.status); waiting \(String(format: "%.0f", wait)) s before retry \(attempt + 1) of \(maxAttempts - 1)")
+                    onWait?("the Hub answered \(response.status); retrying in \(String(format: "%.0f", wait)) s")
                     sleeper.sleep(seconds: wait)
                     attempt += 1
                     continue
@@ -199,7 +199,7 @@ public struct HubClient: Sendable {
                     throw HubError.unreachable(endpoint: endpoint, message: error.message)
                 }
                 let wait = retryDelay(attempt: attempt, response: nil, jitter: Double.random(in: 0...1))
-                onWait?("\(error.message); waiting \(String(format: "%.0f", wait)) s before retry \(attempt + 1) of \(maxAttempts - 1)")
+                onWait?("the Hub did not answer (\(lowercasedFirst(error.message.replacingOccurrences(of: "network error: ", with: "")))); retrying in \(String(format: "%.0f", wait)) s")
                 sleeper.sleep(seconds: wait)
                 attempt += 1
             }
@@ -291,4 +291,16 @@ public struct HubClient: Sendable {
         }
         return out
     }
+}
+
+/// "Couldn't connect" → "couldn't connect": libcurl's messages inside a sentence of ours.
+func lowercasedFirst(_ text: String) -> String {
+    let word = text.prefix { $0.isLetter }
+    guard let first = word.first, first.isUppercase, word.count > 1, word.dropFirst().allSatisfy(\.isLowercase) else { return text }
+    return first.lowercased() + text.dropFirst()
+}
+
+/// A commit id as the plan shows it (7 hex digits); a branch or tag name as it is.
+func shortRevision(_ revision: String) -> String {
+    revision.count == 40 && revision.allSatisfy(\.isHexDigit) ? String(revision.prefix(7)) : revision
 }

@@ -14,7 +14,7 @@ public enum ManifestError: Error, CustomStringConvertible {
             return "\(file): cannot read the manifest (\(reason)). Pass its path with -m, or run 'wgpm init' to write one."
         case .invalid(let problems):
             let head = problems.count == 1 ? "1 problem" : "\(problems.count) problems"
-            return "\(problems.first?.file ?? "manifest"): \(head); nothing was planned:\n"
+            return "\(problems.first?.file ?? "manifest"): \(head); nothing was done:\n"
                 + problems.sorted().map { "  \($0)" }.joined(separator: "\n")
         }
     }

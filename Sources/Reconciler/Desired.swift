@@ -16,7 +16,10 @@ public enum DesiredError: Error, CustomStringConvertible {
         switch self {
         case .pathCollision(let path, let first, let second):
             return "\(path) would come from two different URLs: \(first) and \(second). Give the files: entry another path."
-        case .hubProblems(let problems):
+        case .hubProblems(let all):
+            // Repos on one unreachable host give one line, not one each.
+            var seen: Set<String> = []
+            let problems = all.filter { seen.insert($0).inserted }
             if problems.count == 1 { return problems[0] }
             return "\(problems.count) problems with what the manifest asks of the Hub:\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
         }

@@ -67,7 +67,7 @@ extension Reconciler {
             } else if !isDir.boolValue {
                 add(.fail, name, "\(dir) is not a folder; fix \(name) in the config")
             } else if access(dir, W_OK) != 0 {
-                add(.fail, name, "\(dir) is not writable (\(String(cString: strerror(errno)))); apply could not place files")
+                add(.fail, name, "\(dir) is not writable (\(String(cString: strerror(errno)).lowercased())); apply could not place files")
             } else {
                 // Said when Wan2GP's own wgp_config.json chose it: that is not obvious.
                 let origin = config.folderOrigins[name == "ckpts_directory" ? "ckpts" : "loras"]
@@ -95,7 +95,7 @@ extension Reconciler {
             case .invokeai(let db, let models):
                 var warnings: [String] = []
                 let rows = InvokeAISource(database: db, modelsDirectory: models).readRows(warn: { warnings.append($0) })
-                if let rows { add(.ok, "invokeai", "\(db): \(rows.count) models readable (read-only)") }
+                if let rows { add(.ok, "invokeai", "\(db): \(counted(rows.count, "model")) readable (read-only)") }
                 else {
                     // The source's own warning is written for plan ("invokeai: …; skipped"): here the line says both.
                     var why = warnings.first ?? "cannot read \(db)"

@@ -13,7 +13,7 @@ public struct FormatError: Error, CustomStringConvertible, Equatable {
         /// What to do when the file given is not this kind at all: a manifest given to apply
         /// goes with `-m`.
         func otherFileRemedy(_ path: String) -> String? {
-            guard self == .plan else { return nil }
+            guard self == .plan, path.hasSuffix(".yaml") || path.hasSuffix(".yml") else { return nil }
             return "Give apply a plan saved with 'wgpm plan -o FILE'; a manifest goes with -m ('wgpm apply -m \(path)')."
         }
     }
@@ -62,7 +62,7 @@ func decodeVersioned<T: Decodable>(_ type: T.Type, at path: String, kind: Format
         // An object cut short or mangled is a broken file of this kind; anything else (a
         // manifest, a text file, a JSON list) is another kind of file.
         if data.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{") {
-            throw FormatError(file: path, kind: kind, reason: "it is broken JSON (\(decodingMessage(error)))", remedy: remedy)
+            throw FormatError(file: path, kind: kind, reason: "it is broken JSON (cut short, or edited by hand)", remedy: remedy)
         }
         let what = (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) == nil ? "it is not JSON" : "its top level is not a JSON object"
         throw FormatError(file: path, kind: kind, reason: "it is not a wgpm \(kind.rawValue) (\(what))", remedy: kind.otherFileRemedy(path) ?? remedy)

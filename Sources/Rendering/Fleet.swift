@@ -98,7 +98,7 @@ public func renderFleetText(_ report: FleetReport) -> String {
         let shownName = printable(m.name)
         let name = shownName.count > 28 ? String(shownName.prefix(27)) + "…" : shownName
         let status = m.fits ? "fits" : "BLOCKED"
-        let line = "  \(name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(String(m.downloads).leftPad(4)) to download "
+        let line = "  \(name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(String(m.downloads).leftPad(4)) to fetch    "
             + "\(fleetBytes(m.downloadBytes).leftPad(9))  \(String(m.links).leftPad(4)) to link  \(status)"
         out += line + "\n"
         for fs in m.filesystems {
@@ -108,15 +108,15 @@ public func renderFleetText(_ report: FleetReport) -> String {
         }
         if m.conflicts > 0 { out += "    \(counted(m.conflicts, "conflict")) to resolve first\n" }
     }
-    out += "\n\(report.machines.count) machines: \(fleetBytes(report.totalDownloadBytes)) to download in all.\n"
-        + "Through a shared mirror: \(fleetBytes(report.upstreamBytes)) (\(report.upstreamFiles) files, each once).\n"
+    out += "\n\(counted(report.machines.count, "machine")): \(fleetBytes(report.totalDownloadBytes)) to download in all.\n"
+        + "Through a shared mirror: \(fleetBytes(report.upstreamBytes)) (\(counted(report.upstreamFiles, "file")), each once).\n"
     if report.isBlocked { out += "Blocked: a machine lacks room or has a conflict.\n" }
     return out
 }
 
 /// The pull-request preview: a table with a row per machine and the mirror total.
 public func renderFleetMarkdown(_ report: FleetReport) -> String {
-    var out = "**\(report.machines.count) machines**: \(fleetBytes(report.totalDownloadBytes)) to download in all, "
+    var out = "**\(counted(report.machines.count, "machine"))**: \(fleetBytes(report.totalDownloadBytes)) to download in all, "
         + "\(fleetBytes(report.upstreamBytes)) through a shared mirror" + (report.isBlocked ? " — **Blocked**" : "") + "\n\n"
     out += "| machine | downloads | bytes | links | replaces | conflicts | free space | fits |\n|---|---:|---:|---:|---:|---:|---|---|\n"
     for m in report.machines {

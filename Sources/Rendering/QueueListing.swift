@@ -57,18 +57,21 @@ public func renderQueueStatus(_ document: QueueStatusDocument, all: Bool, width:
         .map(\.element)
     var lines: [String] = []
     if !shown.isEmpty {
+        // A finished job's progress is its size: the fraction says nothing more.
         let progress = shown.map { job in
-            job.bytesTotal.map { "\(formatBytes(job.bytesDone)) / \(formatBytes($0))" } ?? formatBytes(job.bytesDone)
+            job.state == "done" ? formatBytes(job.bytesTotal ?? job.bytesDone)
+                : job.bytesTotal.map { "\(formatBytes(job.bytesDone)) / \(formatBytes($0))" } ?? formatBytes(job.bytesDone)
         }
         let columns = [max(5, shown.map(\.state.count).max() ?? 0), max(4, shown.map(\.kind.count).max() ?? 0),
-                       8, max(8, progress.map(\.count).max() ?? 0)]
+                       4, max(8, progress.map(\.count).max() ?? 0)]
         func row(_ cells: [String], _ path: String) -> String {
             "  " + zip(cells, columns).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
                 + "  " + path
         }
-        lines.append(row(["STATE", "KIND", "ATTEMPTS", "PROGRESS"], "PATH"))
+        lines.append(row(["STATE", "KIND", "RUNS", "PROGRESS"], "PATH"))
         for (job, shownProgress) in zip(shown, progress) {
-            lines.append(row([job.state, job.kind, String(job.attempts), shownProgress], job.path))
+            let cells = row([job.state, job.kind, String(job.attempts), shownProgress], "")
+            lines += rowEndingInPath(cells, job.path, width: width)
             if let error = job.lastError, job.state != "done" {
                 lines += wrapped(withoutPath(job.path, error), indent: 6, hanging: 2, width: width)
             }
@@ -88,4 +91,29 @@ public func renderQueueStatus(_ document: QueueStatusDocument, all: Bool, width:
 /// `error` without a leading "path: ", for a line that already names the path.
 public func withoutPath(_ path: String, _ error: String) -> String {
     error.hasPrefix(path + ": ") ? String(error.dropFirst(path.count + 2)) : error
+}
+
+/// A table row whose last column is a path: on one line when it fits `width`, else the path on
+/// the next line, 4 columns in (whole: a path is what a person acts on).
+public func rowEndingInPath(_ lead: String, _ path: String, width: Int) -> [String] {
+    lead.count + path.count <= width ? [lead + path] : [trimmedTrailingSpaces(lead), "    " + path]
+}
+
+func trimmedTrailingSpaces(_ text: String) -> String {
+    var text = text
+    while text.hasSuffix(" ") { text.removeLast() }
+    return text
+}
+
+/// The file table of `wgpm show`: role, size (or "?"), path, transformer first as given.
+public func renderShowTable(_ rows: [(role: String, size: String, path: String)], width: Int = 80) -> String {
+    let roleWidth = max(4, rows.map(\.role.count).max() ?? 0)
+    let sizeWidth = max(4, rows.map(\.size.count).max() ?? 0)
+    func cell(_ s: String, _ w: Int) -> String { s.padding(toLength: max(w, s.count), withPad: " ", startingAt: 0) }
+    func right(_ s: String, _ w: Int) -> String { String(repeating: " ", count: max(0, w - s.count)) + s }
+    var lines = ["  " + cell("ROLE", roleWidth) + "  " + right("SIZE", sizeWidth) + "  PATH"]
+    for row in rows {
+        lines += rowEndingInPath("  " + cell(row.role, roleWidth) + "  " + right(row.size, sizeWidth) + "  ", row.path, width: width)
+    }
+    return lines.joined(separator: "\n") + "\n"
 }

@@ -57,7 +57,8 @@ public struct DirectorySource: LocalSource {
 
     public func scan(fileSystem fs: FileSystem, warn: (String) -> Void) -> [SourceFile] {
         guard let top = fs.stat(root), top.kind == .directory else {
-            warn("\(name): \(root) is not a readable folder; skipped")
+            warn(FileManager.default.fileExists(atPath: root) ? "source directory \(root) is not a readable folder; skipped"
+                 : "source directory \(root) does not exist; skipped (fix or remove it in the config)")
             return []
         }
         var out: [SourceFile] = []
@@ -109,7 +110,8 @@ public struct HFCacheSource: LocalSource {
 
     public func scan(fileSystem fs: FileSystem, warn: (String) -> Void) -> [SourceFile] {
         guard let repos = try? FileManager.default.contentsOfDirectory(atPath: root) else {
-            warn("hf_cache: \(root) is not a readable folder; skipped")
+            warn(FileManager.default.fileExists(atPath: root) ? "source hf_cache \(root) is not a readable folder; skipped"
+                 : "source hf_cache \(root) does not exist; skipped (fix or remove it in the config)")
             return []
         }
         var out: [SourceFile] = []

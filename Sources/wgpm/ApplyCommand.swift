@@ -54,7 +54,7 @@ struct ApplyCommand: ParsableCommand {
                                        lock: inputs.lock, lockPath: inputs.lockPath, locked: locked)
             for warning in plan.warnings { printWarning(warning) }
             print(renderHuman(plan.plan, style: terminalStyle, width: outputColumns, partials: plan.observed.partialBytes), terminator: "")
-            try refuseIfBlocked(plan.plan)
+            try refuseIfBlocked(plan.plan, shown: true)
             if plan.plan.hasChanges && !yes {
                 guard isatty(STDIN_FILENO) == 1 else {
                     printError("wgpm: error: refusing to apply without confirmation: there is no terminal to ask. Review the plan and pass --yes, or apply a saved plan file.")
@@ -92,8 +92,13 @@ struct ApplyCommand: ParsableCommand {
 
 /// A folder this user cannot write stops apply before any job is queued: every write below it
 /// would fail, one job at a time.
-func refuseIfBlocked(_ plan: Plan) throws {
+/// `shown`: the plan above already says why (its BLOCKED lines), so it is not said twice.
+func refuseIfBlocked(_ plan: Plan, shown: Bool = false) throws {
     guard !plan.blockers.isEmpty else { return }
-    for blocker in plan.blockers { printError(wrappedForStandardError("wgpm: error: " + blocker)) }
+    if shown {
+        printError("wgpm: error: apply refused: the BLOCKED line above says what to fix; nothing was queued.")
+    } else {
+        for blocker in plan.blockers { printError(wrappedForStandardError("wgpm: error: " + blocker)) }
+    }
     throw ExitCode(1)
 }

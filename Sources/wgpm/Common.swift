@@ -93,6 +93,19 @@ func wrappedForStandardError(_ text: String) -> String {
     wrapped(text, hanging: 4, width: columns(of: STDERR_FILENO) ?? outputColumns).joined(separator: "\n")
 }
 
+/// Each line of a message of several (an error with its list of problems) wrapped on its own to
+/// the terminal, its continuation under its text: "  - x" continues 4 columns in. Into a log
+/// each stays one line, whole for grep.
+func wrappedLines(_ text: String) -> String {
+    guard let width = columns(of: STDERR_FILENO) else { return text }
+    return text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+        let indent = line.prefix { $0 == " " }.count
+        let body = String(line.dropFirst(indent))
+        let hanging = body.hasPrefix("- ") ? 2 : (indent == 0 ? 4 : 2)
+        return wrapped(body, indent: indent, hanging: hanging, width: width).joined(separator: "\n")
+    }.joined(separator: "\n")
+}
+
 func printError(_ text: String) {
     writeStandardError(text.hasSuffix("\n") ? text : text + "\n")
 }

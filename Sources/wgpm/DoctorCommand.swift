@@ -3,6 +3,7 @@ import Foundation
 import Manifest
 import Reconciler
 import Planner
+import Rendering
 
 struct DoctorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,7 +23,8 @@ struct DoctorCommand: ParsableCommand {
         var partial = false
         let config: MachineConfig
         do {
-            config = try configOptions.load(allowMissing: true)
+            // No config at all is the first problem to fix, as every other command says.
+            config = try configOptions.load()
         } catch {
             problem = "\(error)"
             if let lenient = MachineConfig.loadLeniently(explicit: configOptions.config, environment: env, cwd: cwd).config {
@@ -36,8 +38,14 @@ struct DoctorCommand: ParsableCommand {
         let checks = reconciler.diagnose(configProblem: problem, usableAnyway: partial)
         for c in checks {
             let mark = switch c.status { case .ok: "ok  "; case .warn: "warn"; case .fail: "FAIL"; case .skip: "skip" }
-            // A detail of several lines (a config's problems) continues under its first line.
-            print("  \(mark)  \(c.subject): " + c.detail.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n      "))
+            // Within the width; a detail of several lines (a config's problems) continues
+            // under its first line.
+            // (On a terminal; a log keeps each check on one line, for grep.)
+            let width = columns(of: STDOUT_FILENO) ?? Int.max / 2
+            let lines = c.detail.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            var out = wrapped("\(mark)  \(c.subject): " + (lines.first ?? ""), indent: 2, hanging: 6, width: width)
+            for more in lines.dropFirst() { out += wrapped(more.trimmingCharacters(in: .whitespaces), indent: 8, hanging: 2, width: width) }
+            print(out.joined(separator: "\n"))
         }
         let failed = checks.filter { $0.status == .fail }.count
         let warned = checks.filter { $0.status == .warn }.count

@@ -100,7 +100,8 @@ func runQueue(reconciler: Reconciler, lockTimeout: Double?, follow: Bool, ownJob
         print("The queue is empty: nothing to do. 'wgpm apply' plans and enqueues; 'wgpm queue status' shows past jobs.")
         return true
     }
-    print("Applied: \(summary.completed.count) done, \(summary.failed.count) failed, \(formatBytes(summary.bytesDownloaded)) downloaded.")
+    let kept = summary.bytesKeptForRetry > 0 ? " (\(formatBytes(summary.bytesKeptForRetry)) more in the partial files of failed ones, kept for the retry)" : ""
+    print("Applied: \(summary.completed.count) done, \(summary.failed.count) failed, \(formatBytes(summary.bytesDownloaded)) downloaded\(kept).")
     for line in failureLines(summary.failed) { printError(line) }
     return summary.failed.isEmpty
 }

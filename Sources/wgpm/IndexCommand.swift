@@ -80,7 +80,7 @@ struct IndexCounts {
     }
 
     var json: [String: Any] { ["files": files, "hashed": hashed, "pending": files - hashed, "bytes": bytes] }
-    var text: String { "\(files) files, \(hashed) hashed, \(files - hashed) pending, \(formatBytes(bytes))" }
+    var text: String { "\(counted(files, "file")), \(hashed) hashed, \(files - hashed) pending, \(formatBytes(bytes))" }
 }
 
 /// A one-line hashing progress bar on a terminal; a line every 10 % elsewhere.

@@ -67,7 +67,7 @@ struct InitCommand: ParsableCommand {
         func line(_ text: String, _ comment: String) -> String {
             text.padding(toLength: max(38, text.count + 1), withPad: " ", startingAt: 0) + "# " + comment + "\n"
         }
-        let list = models.isEmpty ? line("  - t2v", "Wan 2.1 text-to-video 14B; 'wgpm models' lists every id")
+        let list = models.isEmpty ? line("  - t2v", "Wan 2.1 T2V 14B; 'wgpm models' lists all")
             : models.map { "  - \($0)\n" }.joined()
         return "# wgpm manifest: the Wan2GP models this machine should have. Commit it; run 'wgpm plan' to\n"
             + "# see what it costs and 'wgpm apply' to make it so. Machine paths belong in config.yaml.\n"
@@ -75,13 +75,13 @@ struct InitCommand: ParsableCommand {
             + line("settings:", "Wan2GP's own settings (defaults shown)")
             + line("  transformer_quantization: \(transformerQuantization.rawValue)", "int8 | fp8 | bf16 (16-bit)")
             + line("  text_encoder_quantization: \(textEncoderQuantization.rawValue)", "int8 | bf16")
-            + line("  dtype: \(dtype.rawValue)", "bf16 | fp16 | auto (what Wan2GP does on a bf16 GPU)")
-            + line("  shared_files: true", "tokenizers, VAEs and the core set Wan2GP fetches at load")
+            + line("  dtype: \(dtype.rawValue)", "bf16 | fp16 | auto (Wan2GP's choice)")
+            + line("  shared_files: true", "tokenizers, VAEs, the core set")
             + "models:\n" + list
             + line("  # - id: i2v_2_2", "per-model overrides of any setting")
             + "  #   transformer_quantization: bf16\n"
             + "  # - id: vace_14B\n"
-            + line("  #   variants: all", "every variant instead of Wan2GP's single pick")
+            + line("  #   variants: all", "every variant, not Wan2GP's pick")
             + line("# files:", "extra files no definition names")
             + "#   - url: https://huggingface.co/ORG/REPO/resolve/main/file.safetensors\n"
             + "#     path: loras/wan/file.safetensors\n"

@@ -39,7 +39,7 @@ struct LockCommand: ParsableCommand {
             let inManifest = Set(manifest.models.map(\.id))
             for id in models where id != "files:" {
                 guard catalog.ids.contains(id) else {
-                    throw CommandError("unknown model id '\(id)'" + (catalog.suggestion(for: id).map { "; did you mean \($0)?" } ?? ""))
+                    throw CommandError("unknown model id '\(id)'" + (catalog.suggestion(for: id).map { "; did you mean \($0)?" } ?? ".") + " Run 'wgpm models' to list the catalog.")
                 }
                 guard inManifest.contains(id) else {
                     throw CommandError("\(id) is not in \(self.manifest), so its lock entries cannot be updated; the manifest's models are "

@@ -8,7 +8,8 @@ import Rendering
 struct ModelsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "models",
-        abstract: "List the catalog: id, name, architecture, slots, files.")
+        abstract: "List the catalog: id, files, size (once a plan has asked the Hub), name.",
+        discussion: "After the name: the architecture when it differs from the id, 'pair' for a high/low-noise pair, 'hidden' for a model Wan2GP does not list. --json has every field.")
 
     @OptionGroup var configOptions: ConfigOptions
 

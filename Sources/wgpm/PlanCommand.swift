@@ -26,7 +26,7 @@ struct PlanCommand: ParsableCommand {
             completion: .file())
     var out: String?
 
-    @Flag(help: "Exit 0 for no changes, 2 for changes, 3 when apply would be blocked (a conflict, no room).")
+    @Flag(help: "Exit 0 for no changes, 2 for changes, 3 when apply would be blocked (a conflict, no room, a folder it cannot write).")
     var detailedExitcode = false
 
     @Flag(help: "Also remove files wgpm created that the manifest no longer wants.")

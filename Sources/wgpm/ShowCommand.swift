@@ -45,21 +45,18 @@ struct ShowCommand: ParsableCommand {
         }
         let def = catalog.models[model]!
         print("\(model): \(def.name) (architecture \(def.architecture))")
-        print("settings: transformer_quantization \(transformerQuantization.rawValue), text_encoder_quantization "
-              + "\(textEncoderQuantization.rawValue), dtype \(dtype.rawValue)"
-              + (sharedFiles ? "" : ", no shared files") + (allVariants ? ", all variants" : ""))
+        print(wrapped("settings: transformer_quantization \(transformerQuantization.rawValue), text_encoder_quantization "
+                      + "\(textEncoderQuantization.rawValue), dtype \(dtype.rawValue)"
+                      + (sharedFiles ? "" : ", no shared files") + (allVariants ? ", all variants" : ""), hanging: 10, width: outputColumns)
+                .joined(separator: "\n"))
         if let selection = catalog.selection { print("wan2gp: \(selection.summary)") }
-        for notice in missingVariantNotices(files, settings: settings) { print("note: \(notice)") }
-        print("")
-        let roleWidth = max(4, files.map { $0.role.rawValue.count }.max() ?? 0)
-        let sizeText = files.map { sizes[$0.path].map(formatBytes) ?? "?" }
-        let sizeWidth = max(4, sizeText.map(\.count).max() ?? 0)
-        func cell(_ s: String, _ w: Int) -> String { s.padding(toLength: max(w, s.count), withPad: " ", startingAt: 0) }
-        print("  " + cell("ROLE", roleWidth) + "  " + String(repeating: " ", count: sizeWidth - 4) + "SIZE  PATH")
-        for (f, size) in zip(files, sizeText) {
-            print("  " + cell(f.role.rawValue, roleWidth) + "  " + String(repeating: " ", count: sizeWidth - size.count) + size
-                  + "  \(f.path)\(f.downloadable ? "" : " (not Wan2GP's own download)")")
+        for notice in missingVariantNotices(files, settings: settings) {
+            print(wrapped("note: \(notice)", hanging: 6, width: outputColumns).joined(separator: "\n"))
         }
+        print("")
+        print(renderShowTable(files.map { f in
+            (f.role.rawValue, sizes[f.path].map(formatBytes) ?? "?", f.path + (f.downloadable ? "" : " (not Wan2GP's own download)"))
+        }, width: outputColumns), terminator: "")
         let known = files.compactMap { sizes[$0.path] }
         print("\n" + counted(files.count, "file") + (known.isEmpty ? "; sizes unknown until a plan has asked the Hub." : ", \(formatBytes(known.reduce(0, +))) known"))
     }

@@ -26,6 +26,9 @@ struct WGPM: ParsableCommand {
     /// next write, not kill wgpm with SIGPIPE while a job is half done.
     static func main() {
         signal(SIGPIPE, SIG_IGN)
+        // Line by line even into a log: with `> log 2>&1` the plan must come before the
+        // progress and errors that stderr writes at once.
+        lineBufferStandardOutput()
         keepLargeBuffersUnmappedWhenFreed()
         // A mistyped command gets a suggestion, as a mistyped flag already does.
         let names = configuration.subcommands.map { $0.configuration.commandName ?? "" } + ["help"]
@@ -47,7 +50,8 @@ struct WGPM: ParsableCommand {
             let code = exitCode(for: error)
             let text = fullMessage(for: error)
             if code == .success || text.isEmpty { exit(withError: error) }
-            printError(text.hasPrefix("Error: ") ? "wgpm: error: " + text.dropFirst("Error: ".count) : text)
+            let message = text.hasPrefix("Error: ") ? "wgpm: error: " + lowercasedFirstWord(String(text.dropFirst("Error: ".count))) : text
+            printError(wrappedLines(message))
             Glibc.exit(code.rawValue)
         }
     }
@@ -64,4 +68,12 @@ func globalOptionsMovedAfterCommand(_ arguments: [String]) -> [String] {
     }
     guard !moved.isEmpty, let command = rest.first, !command.hasPrefix("-") else { return arguments }
     return [command] + moved + rest.dropFirst()
+}
+
+/// ArgumentParser's "Unknown option" inside our sentence: "unknown option".
+/// A name such as "InvokeAI" or "HF_TOKEN" keeps its case.
+func lowercasedFirstWord(_ text: String) -> String {
+    let word = text.prefix { $0.isLetter }
+    guard let first = word.first, first.isUppercase, word.count > 1, word.dropFirst().allSatisfy(\.isLowercase) else { return text }
+    return first.lowercased() + text.dropFirst()
 }

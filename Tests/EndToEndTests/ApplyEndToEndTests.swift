@@ -197,7 +197,9 @@ func partialSize(_ m: Machine) -> Int {
     }
     #expect(result.status == 1)
     // Refused before anything is queued: the plan already knows the folder cannot be written.
-    #expect(result.stderr.replacingOccurrences(of: "\n    ", with: " ").contains("\(m.dir.file("ckpts")) is not writable by this user"), "\(result.stderr)")
+    #expect(result.stdout.replacingOccurrences(of: #"\n +"#, with: " ", options: .regularExpression)
+        .contains("BLOCKED: \(m.dir.file("ckpts")) is not writable by this user"), "\(result.stdout)")
+    #expect(result.stderr.contains("apply refused"), "\(result.stderr)")
     #expect(try String(contentsOfFile: mine, encoding: .utf8) == "the user's own file, wrong for the manifest")
 }
 

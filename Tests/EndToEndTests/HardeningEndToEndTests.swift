@@ -128,7 +128,7 @@ import Glibc
     let unknownModel = try m.wgpmRun(["show", "zzz"])
     #expect(unknownModel.status == 1 && unknownModel.stderr.hasPrefix("wgpm: error: unknown model id 'zzz'."), "\(unknownModel.stderr)")
     let badFlag = try m.wgpmRun(["plan", "--bogus"])
-    #expect(badFlag.status == 64 && badFlag.stderr.hasPrefix("wgpm: error: Unknown option '--bogus'"), "\(badFlag.stderr)")
+    #expect(badFlag.status == 64 && badFlag.stderr.hasPrefix("wgpm: error: unknown option '--bogus'"), "\(badFlag.stderr)")
     for r in [unknownModel, badFlag] { #expect(!r.stderr.contains("Error:"), "one prefix: \(r.stderr)") }
     let first = try run(wgpm, ["--config", m.dir.file("config.yaml"), "show", "t2v"], environment: ["HOME": m.dir.path], cwd: "/")
     #expect(first.status == 0 && first.stdout.hasPrefix("t2v: "), "\(first.stderr)")
@@ -156,7 +156,7 @@ import Glibc
     #expect(applied.status == 1)
     let status = try m.wgpmRun(["queue", "status"]).stdout
     let lines = status.split(separator: "\n").map(String.init)
-    #expect(lines.first?.hasPrefix("  STATE   KIND      ATTEMPTS  PROGRESS") == true, "\(status)")
+    #expect(lines.first?.hasPrefix("  STATE   KIND      RUNS  PROGRESS") == true, "\(status)")
     #expect(lines.dropFirst().first?.hasPrefix("  failed  download  1 ") == true, "\(status)")
     #expect(status.contains("HTTP 404"), "the error is shown under the job: \(status)")
     #expect(status.hasSuffix("Queue: 0 pending, 0 running, 0 done, 1 failed.\n"), "\(status)")

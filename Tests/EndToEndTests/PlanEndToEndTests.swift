@@ -277,12 +277,13 @@ func actions(_ json: [String: Any]) -> [[String: Any]] { json["actions"] as? [[S
     let sized = try m.wgpmRun(["show", "t2v"])
     #expect(sized.stdout.contains("37 files,"), "\(sized.stdout)")
     let lines = sized.stdout.split(separator: "\n").map(String.init)
-    #expect(lines.contains("settings: transformer_quantization int8, text_encoder_quantization int8, dtype bf16"), "\(sized.stdout)")
+    #expect(sized.stdout.replacingOccurrences(of: "\n          ", with: " ").contains("settings: transformer_quantization int8, text_encoder_quantization int8, dtype bf16"),
+            "wrapped to 80 columns under its start: \(sized.stdout)")
     let header = try #require(lines.firstIndex { $0.hasPrefix("  ROLE") }, "a table header: \(sized.stdout)")
     #expect(lines[header + 1].hasPrefix("  transformer "), "the transformer first: \(lines[header + 1])")
     #expect(!sized.stdout.contains("note: "), "int8 exists: no notice")
     let fp8 = try m.wgpmRun(["show", "t2v", "--transformer-quantization", "fp8"])
-    #expect(fp8.stdout.contains("note: no fp8 variant of this model's transformer; Wan2GP takes ckpts/wan2.1_text2video_14B_quanto_mbf16_int8.safetensors"),
+    #expect(fp8.stdout.replacingOccurrences(of: "\n      ", with: " ").contains("note: no fp8 variant of this model's transformer; Wan2GP takes ckpts/wan2.1_text2video_14B_quanto_mbf16_int8.safetensors"),
             "\(fp8.stdout)")
     let unknown = try m.wgpmRun(["show", "t2vv"])
     #expect(unknown.status == 1 && unknown.stderr.contains("did you mean t2v?"))
@@ -343,7 +344,9 @@ func actions(_ json: [String: Any]) -> [[String: Any]] { json["actions"] as? [[S
     // apply refuses before it queues anything.
     let apply = try run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", wgpm, "apply", "--yes"],
                         environment: ["HF_ENDPOINT": m.hub.hubURL, "HOME": m.dir.file("state"), "NO_COLOR": "1"], cwd: m.dir.path)
-    #expect(apply.status == 1 && apply.stderr.contains("wgpm: error: \(m.dir.file("ckpts")) is not writable"), "\(apply.stderr)")
+    #expect(apply.status == 1 && apply.stdout.replacingOccurrences(of: #"\n +"#, with: " ", options: .regularExpression)
+        .contains("BLOCKED: \(m.dir.file("ckpts")) is not writable"), "\(apply.stdout)")
+    #expect(apply.stderr.contains("wgpm: error: apply refused: the BLOCKED line above says what to fix; nothing was queued."), "said once: \(apply.stderr)")
     #expect(!apply.stderr.contains("lock file"), "refused before taking the folder lock: \(apply.stderr)")
     // As the owner (root here) the same plan is merely changes to review.
     let owner = try m.wgpmRun(["plan", "--detailed-exitcode"])

@@ -17,6 +17,7 @@ intervals left when the budget runs out, get nothing: wgpm says they are unknown
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -106,8 +107,15 @@ class Bisect:
             if not os.path.isdir(target):
                 subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", target, f"mmgp=={version}"],
                                check=False, capture_output=True)
-            r = subprocess.run([sys.executable, os.path.join(HERE, "trace.py"), tree, "--out", out, "--mmgp", target,
-                                "--commit", row["commit"]], capture_output=True, text=True)
+            for _ in range(4):
+                r = subprocess.run([sys.executable, os.path.join(HERE, "trace.py"), tree, "--out", out, "--mmgp", target,
+                                    "--commit", row["commit"]], capture_output=True, text=True)
+                # Some commits list a LoRA folder at import that Wan2GP's installer would have
+                # made (loras/ltx2): make it in the extracted tree and trace again.
+                missing = re.search(r"No such file or directory: '(loras[^']*)'", r.stderr or "")
+                if r.returncode == 0 or not missing or ".." in missing.group(1):
+                    break
+                os.makedirs(os.path.join(tree, missing.group(1)), exist_ok=True)
             if r.returncode == 0:
                 ok = True
                 break

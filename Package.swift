@@ -33,7 +33,7 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: swiftSettings),
         .target(name: "HubClient", dependencies: [
-            "CCurl", "State",
+            "CCurl", "Planner", "State",
         ], swiftSettings: swiftSettings),
         .target(name: "Inventory", dependencies: [
             "State", "Planner",

@@ -121,7 +121,7 @@ public struct Downloader: Sendable {
             // The file host's connections count in the run's breaker as the Hub's do: when it
             // is down, every job that needs it stops at once with one reason.
             let host = origin(of: source.url) ?? source.url
-            if hub.breaker.isOpen(host) { throw HubError.hostDown(origin: displayURL(host), failures: hub.breaker.threshold) }
+            try hub.breaker.check(host)
             let before = partial.length
             // Chunks sit on a fixed grid, so a chunk cut short is resumed up to its own end.
             let end = spec.size.flatMap { size in size > chunkThreshold ? min((before / chunkSize + 1) * chunkSize, size) - 1 : nil }
@@ -247,7 +247,7 @@ public struct Downloader: Sendable {
         switch outcome {
         case .networkError(_, cannotConnect: true):
             hub.breaker.recordFailure(host)
-            if hub.breaker.isOpen(host) { throw HubError.hostDown(origin: displayURL(host), failures: hub.breaker.threshold) }
+            try hub.breaker.check(host)
         case .networkError, .cancelled, .localFailure:
             break
         default:

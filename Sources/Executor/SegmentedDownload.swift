@@ -338,9 +338,7 @@ final class SegmentedDownload: Sendable {
             // Bounded requests: the Hub's hosts refuse plain GETs of files over 50 GB.
             let through = min(assignment.end, from + downloader.chunkSize) - 1
             let host = origin(of: source.url) ?? source.url
-            if downloader.hub.breaker.isOpen(host) {
-                return fail(HubError.hostDown(origin: displayURL(host), failures: downloader.hub.breaker.threshold))
-            }
+            do { try downloader.hub.breaker.check(host) } catch { return fail(error) }
             let sink = SegmentSink(download: self, worker: id, judging: from == 0, buffer: buffer)
             let headers = downloader.requestHeaders(source)
             var outcome = downloader.transfer.fetch(

@@ -1,5 +1,6 @@
 import CCurl
 import Foundation
+import Planner
 import Synchronization
 
 /// Set from any thread (a signal handler's watcher, a test) to stop transfers at the next callback.
@@ -226,8 +227,8 @@ public struct CurlDownload: Sendable {
                 } ?? false
                 if !accept {
                     // In words and units; the raw header is for --verbose logs, not for people.
-                    let asked = "from \(formatByteOffset(offset))" + (expectedTotal.map { " of \(formatByteOffset($0))" } ?? "")
-                    let got = range.map { r in "from \(formatByteOffset(r.first))" + (r.total.map { " of \(formatByteOffset($0))" } ?? "") } ?? "no range"
+                    let asked = "from \(formatBytes(offset))" + (expectedTotal.map { " of \(formatBytes($0))" } ?? "")
+                    let got = range.map { r in "from \(formatBytes(r.first))" + (r.total.map { " of \(formatBytes($0))" } ?? "") } ?? "no range"
                     failure = "the server sent another part of the file than asked for (\(got), asked \(asked))"
                 }
             } else if !sink.takesWholeFile && (offset > 0 || end != nil) {
@@ -413,14 +414,4 @@ func monotonicSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-/// A position in a file for people: "58.7 MB" (exact bytes below 1 KB).
-func formatByteOffset(_ n: Int64) -> String {
-    guard n >= 1000 else { return "\(n) B" }
-    let units = ["KB", "MB", "GB", "TB"]
-    var value = Double(n) / 1000
-    var unit = 0
-    while value >= 999.95 && unit < units.count - 1 { value /= 1000; unit += 1 }
-    return String(format: "%.1f %@", value, units[unit])
 }

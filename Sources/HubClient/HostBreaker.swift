@@ -17,6 +17,11 @@ public final class HostBreaker: Sendable {
         failures.withLock { ($0[origin] ?? 0) >= threshold }
     }
 
+    /// Throws the one "stops trying" error once `origin` is given up on.
+    public func check(_ origin: String) throws {
+        if isOpen(origin) { throw HubError.hostDown(origin: displayURL(origin), failures: threshold) }
+    }
+
     /// Counts a failed connection; true when this one opened the breaker for `origin`.
     @discardableResult
     public func recordFailure(_ origin: String) -> Bool {

@@ -1,4 +1,5 @@
 import Foundation
+import Planner
 import State
 
 /// A file on the Hub named by a model definition's URL.
@@ -179,7 +180,7 @@ public struct HubClient: Sendable {
         let host = origin(of: request.url) ?? request.url
         var attempt = 0
         while true {
-            if breaker.isOpen(host) { throw HubError.hostDown(origin: displayURL(host), failures: breaker.threshold) }
+            try breaker.check(host)
             do {
                 let response = try transport.send(req)
                 breaker.recordAnswer(host)
@@ -199,7 +200,7 @@ public struct HubClient: Sendable {
                     throw HubError.unreachable(endpoint: endpoint, message: error.message)
                 }
                 let wait = retryDelay(attempt: attempt, response: nil, jitter: Double.random(in: 0...1))
-                onWait?("the Hub did not answer (\(lowercasedFirst(error.message.replacingOccurrences(of: "network error: ", with: "")))); retrying in \(String(format: "%.0f", wait)) s")
+                onWait?("the Hub did not answer (\(lowercasedFirstWord(error.message.replacingOccurrences(of: "network error: ", with: "")))); retrying in \(String(format: "%.0f", wait)) s")
                 sleeper.sleep(seconds: wait)
                 attempt += 1
             }
@@ -291,13 +292,6 @@ public struct HubClient: Sendable {
         }
         return out
     }
-}
-
-/// "Couldn't connect" → "couldn't connect": libcurl's messages inside a sentence of ours.
-func lowercasedFirst(_ text: String) -> String {
-    let word = text.prefix { $0.isLetter }
-    guard let first = word.first, first.isUppercase, word.count > 1, word.dropFirst().allSatisfy(\.isLowercase) else { return text }
-    return first.lowercased() + text.dropFirst()
 }
 
 /// A commit id as the plan shows it (7 hex digits); a branch or tag name as it is.

@@ -36,6 +36,15 @@ public func formatDuration(_ seconds: Double) -> String {
     return "\(s) s"
 }
 
+/// A sentence's first word lowercased when it is a plain word ("Unknown option",
+/// "Couldn't connect"), for a message placed inside a sentence of ours; a name such as
+/// "InvokeAI" or "HF_TOKEN" keeps its case.
+public func lowercasedFirstWord(_ text: String) -> String {
+    let word = text.prefix { $0.isLetter }
+    guard let first = word.first, first.isUppercase, word.count > 1, word.dropFirst().allSatisfy(\.isLowercase) else { return text }
+    return first.lowercased() + text.dropFirst()
+}
+
 private extension Comparable {
     func clamped(to range: ClosedRange<Self>) -> Self { min(max(self, range.lowerBound), range.upperBound) }
 }

@@ -25,6 +25,9 @@ public struct FormatError: Error, CustomStringConvertible, Equatable {
     /// One line per bad entry, e.g. `files[3]: path 'ckpts/../x' climbs out of its folder`.
     public var entries: [String]
     public var remedy: String
+    /// The file is not of this kind at all (a manifest given as a plan): said as such, not as a
+    /// broken file of the kind.
+    public var otherKind = false
 
     public init(file: String, kind: Kind, reason: String, entries: [String] = [], remedy: String) {
         self.file = file
@@ -34,8 +37,16 @@ public struct FormatError: Error, CustomStringConvertible, Equatable {
         self.remedy = remedy
     }
 
+    /// "it is not a wgpm saved plan (it is not JSON)", with what to give instead.
+    static func notThisKind(file: String, kind: Kind, _ what: String, remedy: String) -> FormatError {
+        var error = FormatError(file: file, kind: kind, reason: "it is not a wgpm \(kind.rawValue) (\(what))",
+                                remedy: kind.otherFileRemedy(file) ?? remedy)
+        error.otherKind = true
+        return error
+    }
+
     public var description: String {
-        if reason.hasPrefix("it is not a wgpm ") { return "\(file): \(reason); nothing was planned or enqueued. \(remedy)" }
+        if otherKind { return "\(file): \(reason); nothing was planned or enqueued. \(remedy)" }
         let shown = entries.prefix(50).map { "\n  \($0)" }.joined()
         let more = entries.count > 50 ? "\n  … and \(entries.count - 50) more" : ""
         return "\(file): \(reason), so this \(kind.rawValue) cannot be used; nothing was planned or enqueued. \(remedy)\(shown)\(more)"
@@ -65,11 +76,10 @@ func decodeVersioned<T: Decodable>(_ type: T.Type, at path: String, kind: Format
             throw FormatError(file: path, kind: kind, reason: "it is broken JSON (cut short, or edited by hand)", remedy: remedy)
         }
         let what = (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) == nil ? "it is not JSON" : "its top level is not a JSON object"
-        throw FormatError(file: path, kind: kind, reason: "it is not a wgpm \(kind.rawValue) (\(what))", remedy: kind.otherFileRemedy(path) ?? remedy)
+        throw FormatError.notThisKind(file: path, kind: kind, what, remedy: remedy)
     }
     guard let v = found.format_version else {
-        throw FormatError(file: path, kind: kind, reason: "it is not a wgpm \(kind.rawValue) (a JSON object without format_version)",
-                          remedy: kind.otherFileRemedy(path) ?? remedy)
+        throw FormatError.notThisKind(file: path, kind: kind, "a JSON object without format_version", remedy: remedy)
     }
     guard v == version else {
         throw FormatError(file: path, kind: kind,

@@ -143,7 +143,7 @@ private func keepingUnitsWithNumbers(_ words: [Substring]) -> [Substring] {
 }
 
 /// A break at a run of spaces leaves the run's other spaces at the end of the line.
-private func trimmedEnd(_ line: String) -> String {
+func trimmedEnd(_ line: String) -> String {
     var line = line
     while line.hasSuffix(" ") { line.removeLast() }
     return line

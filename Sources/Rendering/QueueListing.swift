@@ -96,13 +96,7 @@ public func withoutPath(_ path: String, _ error: String) -> String {
 /// A table row whose last column is a path: on one line when it fits `width`, else the path on
 /// the next line, 4 columns in (whole: a path is what a person acts on).
 public func rowEndingInPath(_ lead: String, _ path: String, width: Int) -> [String] {
-    lead.count + path.count <= width ? [lead + path] : [trimmedTrailingSpaces(lead), "    " + path]
-}
-
-func trimmedTrailingSpaces(_ text: String) -> String {
-    var text = text
-    while text.hasSuffix(" ") { text.removeLast() }
-    return text
+    lead.count + path.count <= width ? [lead + path] : [trimmedEnd(lead), "    " + path]
 }
 
 /// The file table of `wgpm show`: role, size (or "?"), path, transformer first as given.
@@ -110,10 +104,9 @@ public func renderShowTable(_ rows: [(role: String, size: String, path: String)]
     let roleWidth = max(4, rows.map(\.role.count).max() ?? 0)
     let sizeWidth = max(4, rows.map(\.size.count).max() ?? 0)
     func cell(_ s: String, _ w: Int) -> String { s.padding(toLength: max(w, s.count), withPad: " ", startingAt: 0) }
-    func right(_ s: String, _ w: Int) -> String { String(repeating: " ", count: max(0, w - s.count)) + s }
-    var lines = ["  " + cell("ROLE", roleWidth) + "  " + right("SIZE", sizeWidth) + "  PATH"]
+    var lines = ["  " + cell("ROLE", roleWidth) + "  " + "SIZE".leftPad(sizeWidth) + "  PATH"]
     for row in rows {
-        lines += rowEndingInPath("  " + cell(row.role, roleWidth) + "  " + right(row.size, sizeWidth) + "  ", row.path, width: width)
+        lines += rowEndingInPath("  " + cell(row.role, roleWidth) + "  " + row.size.leftPad(sizeWidth) + "  ", row.path, width: width)
     }
     return lines.joined(separator: "\n") + "\n"
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Planner
 import HubClient
 import Catalog
 import Reconciler
@@ -68,12 +69,4 @@ func globalOptionsMovedAfterCommand(_ arguments: [String]) -> [String] {
     }
     guard !moved.isEmpty, let command = rest.first, !command.hasPrefix("-") else { return arguments }
     return [command] + moved + rest.dropFirst()
-}
-
-/// ArgumentParser's "Unknown option" inside our sentence: "unknown option".
-/// A name such as "InvokeAI" or "HF_TOKEN" keeps its case.
-func lowercasedFirstWord(_ text: String) -> String {
-    let word = text.prefix { $0.isLetter }
-    guard let first = word.first, first.isUppercase, word.count > 1, word.dropFirst().allSatisfy(\.isLowercase) else { return text }
-    return first.lowercased() + text.dropFirst()
 }

@@ -11,6 +11,7 @@
 # Usage: scripts/farm-test.sh [--keep]   (--keep leaves the scratch folder for a look)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/farm-lib.sh
 repo=$(pwd)
 keep=0; [ "${1:-}" = "--keep" ] && keep=1
 
@@ -44,23 +45,8 @@ trap cleanup EXIT
 fail() { echo "farm-test: FAIL: $*" >&2; [ -f "$T/nginx/error.log" ] && tail -5 "$T/nginx/error.log" >&2; exit 1; }
 
 # -- the fake Hub: a public repo and a gated one ---------------------------------------------------
-python3 - "$T/hub" <<'PY'
-import json, os, random, struct, sys
-root = sys.argv[1]
-def safetensors(n, seed):
-    header = json.dumps({"t": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}).encode()
-    header += b" " * (-len(header) % 8)
-    return struct.pack("<Q", len(header)) + header + random.Random(seed).randbytes(n)
-files = {"farm/models/big.safetensors": safetensors(48 << 20, 1), "farm/models/vae.safetensors": safetensors(3 << 20, 2),
-         "farm/models/tokenizer/tokenizer.json": json.dumps({"model": "farm", "vocab": list(range(2000))}).encode(),
-         "farm/gated/gated.safetensors": safetensors(2 << 20, 3), "farm/gated/config.json": b'{"gated": true}\n'}
-for rel, data in files.items():
-    path = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    open(path, "wb").write(data)
-json.dump({"tokens": ["hf_farm"], "repos": {"farm/gated": {"gated": "manual", "granted": ["hf_farm"]}}},
-          open(os.path.join(root, "_config.json"), "w"))
-PY
+farm_hub_files
+python3 -c 'import json, sys; json.dump({"tokens": ["hf_farm"], "repos": {"farm/gated": {"gated": "manual", "granted": ["hf_farm"]}}}, open(sys.argv[1], "w"))' "$T/hub/_config.json"
 python3 tools/fakehub/fakehub.py --root "$T/hub" --log "$T/hub.jsonl" --ready-file "$T/hub.ready" \
   --cdn-host 127.0.0.1 --lifetime 600 >/dev/null &
 hub_pid=$!
@@ -131,13 +117,6 @@ machine() {  # machine NAME TOKEN ARGS…
   local name=$1 token=$2; shift 2
   (cd "$T/$name" && env -u HF_TOKEN -u WGPM_CONFIG HOME="$T/$name" NO_COLOR=1 HF_ENDPOINT="$PROXY" ${token:+HF_TOKEN=$token} "$WGPM" "$@")
 }
-upstream_bytes() {  # bytes the fake Hub's file host sent for one sha256
-  python3 - "$T/hub.jsonl" "$1" <<'PY'
-import json, sys
-print(sum(e["bytes"] for e in map(json.loads, open(sys.argv[1])) if e["listener"] == "cdn" and e["method"] == "GET" and sys.argv[2] in e["path"]))
-PY
-}
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 big_sha=$(sha "$T/hub/farm/models/big.safetensors"); big_size=$(stat -c %s "$T/hub/farm/models/big.safetensors")
 
 machine a hf_farm lock >"$T/a/lock.out" 2>&1 || { cat "$T/a/lock.out" >&2; fail "wgpm lock through the proxy failed"; }

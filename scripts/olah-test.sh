@@ -19,6 +19,7 @@
 # Usage: scripts/olah-test.sh [--keep]   (--keep leaves the scratch folder for a look)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/farm-lib.sh
 repo=$(pwd)
 keep=0; [ "${1:-}" = "--keep" ] && keep=1
 OLAH_VERSION=${OLAH_VERSION:-0.5.4}
@@ -58,22 +59,8 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "olah-test: FAIL: $*" >&2; [ -f "$T/olah/olah.out" ] && tail -5 "$T/olah/olah.out" >&2; exit 1; }
 
-# -- the fake Hub: a public repo and a gated one (as in farm-test.sh) ------------------------------
-python3 - "$T/hub" <<'PY'
-import json, os, random, struct, sys
-root = sys.argv[1]
-def safetensors(n, seed):
-    header = json.dumps({"t": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}).encode()
-    header += b" " * (-len(header) % 8)
-    return struct.pack("<Q", len(header)) + header + random.Random(seed).randbytes(n)
-files = {"farm/models/big.safetensors": safetensors(48 << 20, 1), "farm/models/vae.safetensors": safetensors(3 << 20, 2),
-         "farm/models/tokenizer/tokenizer.json": json.dumps({"model": "farm", "vocab": list(range(2000))}).encode(),
-         "farm/gated/gated.safetensors": safetensors(2 << 20, 3), "farm/gated/config.json": b'{"gated": true}\n'}
-for rel, data in files.items():
-    path = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    open(path, "wb").write(data)
-PY
+# -- the fake Hub: a public repo and a gated one (scripts/farm-lib.sh, as in farm-test.sh) -------------
+farm_hub_files
 hub_config() {  # hub_config RATE [FAULTS]: tokens, the gated repo, a per-connection pace of the file host (0: none), faults
   python3 - "$T/hub/_config.json" "$1" "${2:-[]}" <<'PY'
 import json, os, sys
@@ -146,12 +133,6 @@ machine() {  # machine NAME TOKEN ARGS…
   local name=$1 token=$2; shift 2
   (cd "$T/$name" && exec env -u HF_TOKEN -u WGPM_CONFIG HOME="$T/$name" NO_COLOR=1 HF_ENDPOINT="$OLAH" ${token:+HF_TOKEN=$token} "$WGPM" "$@")
 }
-upstream_bytes() {  # bytes the fake Hub's file host sent for one sha256
-  python3 - "$T/hub.jsonl" "$1" <<'PY'
-import json, sys
-print(sum(e["bytes"] for e in map(json.loads, open(sys.argv[1])) if e["listener"] == "cdn" and e["method"] == "GET" and sys.argv[2] in e["path"]))
-PY
-}
 upstream_ranges() {  # the Range headers olah sent the file host for one sha256, from log line $2 on
   python3 - "$T/hub.jsonl" "$1" "${2:-0}" <<'PY'
 import json, sys
@@ -167,7 +148,6 @@ print(sum(e["bytes"] for e in map(json.loads, open(sys.argv[1])) if e["listener"
           and urllib.parse.unquote(e["path"].split("?")[0]).endswith("/" + sys.argv[3])))
 PY
 }
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 big_sha=$(sha "$T/hub/farm/models/big.safetensors"); big_size=$(stat -c %s "$T/hub/farm/models/big.safetensors")
 part="$T/a/ckpts/.wgpm-partial/$big_sha-$big_size.part"
 start=$(date +%s.%N)

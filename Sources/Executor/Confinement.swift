@@ -31,9 +31,10 @@ public struct Confinement: Sendable {
         return Confinement(mapper: PathMapper(ckpts: root, loras: root))
     }
 
-    /// The managed root that holds `path` (`ckpts/…` or `loras/…`).
+    /// The managed root that holds `path` (`ckpts/…`, `loras/…`, an older Wan2GP's `loras_i2v/…`).
+    /// A path below none (refused by `check` before any effect) answers ckpts.
     public func root(of path: String) -> String {
-        path.hasPrefix("loras/") ? mapper.loras : mapper.ckpts
+        mapper.root(of: path)?.directory ?? mapper.ckpts
     }
 
     /// Throws unless `spec` names a confined path whose target is where that path maps to and

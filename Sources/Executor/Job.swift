@@ -51,7 +51,7 @@ public struct JobSpec: Codable, Hashable, Sendable {
     /// The jobs for a plan's actions; conflicts have none.
     /// The download a desired file would get (for asking what its partial file holds).
     public static func download(of file: DesiredFile, mapper: PathMapper) -> JobSpec {
-        let root = file.path.hasPrefix("loras/") ? mapper.loras : mapper.ckpts
+        let root = mapper.root(of: file.path)?.directory ?? mapper.ckpts
         return JobSpec(kind: .download, path: file.path, target: mapper.absolute(file.path),
                        partialDirectory: root + "/.wgpm-partial", url: file.url, repo: file.repo,
                        commit: file.commit, size: file.expected.size, sha256: file.expected.sha256,
@@ -61,7 +61,7 @@ public struct JobSpec: Codable, Hashable, Sendable {
     public static func from(_ plan: Plan, mapper: PathMapper) -> [JobSpec] {
         plan.actions.compactMap { action in
             let target = mapper.absolute(action.path)
-            let root = action.path.hasPrefix("loras/") ? mapper.loras : mapper.ckpts
+            let root = mapper.root(of: action.path)?.directory ?? mapper.ckpts
             let file = action.file
             switch (action.kind, action.fetch) {
             case (.remove, _):

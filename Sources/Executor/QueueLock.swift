@@ -1,4 +1,5 @@
 import Foundation
+import Planner
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -123,7 +124,12 @@ public final class RunLocks: Sendable {
     /// The lock files for the roots of `confinement`, creating their `.wgpm-partial` folders.
     public static func folderLocks(_ confinement: Confinement) throws -> [(path: String, what: String)] {
         var out: [(String, String)] = []
-        for (name, root) in [("ckpts", confinement.mapper.ckpts), ("loras", confinement.mapper.loras)] {
+        // An older Wan2GP's root-level LoRA folders are locked when they exist; one that a job
+        // creates is not (the download makes its partial folder itself).
+        let legacy = legacyLoraRoots.sorted().compactMap { name in
+            confinement.mapper.directory(ofRoot: name).flatMap { FileManager.default.fileExists(atPath: $0) ? (name, $0) : nil }
+        }
+        for (name, root) in [("ckpts", confinement.mapper.ckpts), ("loras", confinement.mapper.loras)] + legacy {
             let folder = root + "/.wgpm-partial"
             try confinement.makeFolders(folder, for: "\(name)/.wgpm-partial")
             out.append((folder + "/.lock", root))

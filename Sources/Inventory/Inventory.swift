@@ -13,14 +13,31 @@ public struct PathMapper: Sendable {
         self.loras = loras
     }
 
+    /// The directory of a managed root: `ckpts` and `loras` as configured; a root-level LoRA
+    /// folder of an older Wan2GP (`legacyLoraRoots`) beside the LoRA folder, where that Wan2GP,
+    /// run from its own directory, has it.
+    public func directory(ofRoot name: String) -> String? {
+        switch name {
+        case "ckpts": ckpts
+        case "loras": loras
+        case _ where legacyLoraRoots.contains(name): (loras as NSString).deletingLastPathComponent + "/" + name
+        default: nil
+        }
+    }
+
+    /// The managed root a relative path is below: its name and its directory.
+    public func root(of relative: String) -> (name: String, directory: String)? {
+        guard let name = pathSegments(relative).first, isBelow(relative, root: name),
+              let directory = directory(ofRoot: name) else { return nil }
+        return (name, directory)
+    }
+
     /// Compared on scalars, as the kernel splits paths (not on Swift's Characters, which join a
-    /// `/` with a following combining mark). A path below neither root maps to itself, and the
+    /// `/` with a following combining mark). A path below no root maps to itself, and the
     /// confinement check refuses it.
     public func absolute(_ relative: String) -> String {
-        for (name, root) in [("ckpts", ckpts), ("loras", loras)] where isBelow(relative, root: name) {
-            return root + "/" + String(String.UnicodeScalarView(relative.unicodeScalars.dropFirst(name.unicodeScalars.count + 1)))
-        }
-        return relative
+        guard let (name, root) = root(of: relative) else { return relative }
+        return root + "/" + String(String.UnicodeScalarView(relative.unicodeScalars.dropFirst(name.unicodeScalars.count + 1)))
     }
 }
 
@@ -154,7 +171,7 @@ public struct Inventory: Sendable {
         var filesystems: [String: FilesystemInfo] = [:]
         var byRoot: [String: FilesystemInfo] = [:]
         for rel in desired.map(\.path) {
-            let root = rel.hasPrefix("loras/") ? mapper.loras : mapper.ckpts
+            let root = mapper.root(of: rel)?.directory ?? mapper.ckpts
             if byRoot[root] == nil, let fs = fileSystem.filesystem(of: root) {
                 byRoot[root] = FilesystemInfo(id: fs.id, mountPoint: fs.mountPoint, freeBytes: fs.freeBytes)
             }

@@ -29,7 +29,7 @@ public func confinementProblem(_ path: String) -> String? {
     }
     if segments.contains(where: { $0.utf8.count > 255 }) { return "path '\(shown.prefix(80))…' has a name longer than 255 bytes" }
     if path.utf8.count > 4000 { return "path '\(shown.prefix(80))…' is longer than 4000 bytes" }
-    guard let first = segments.first, first == "ckpts" || first == "loras", segments.count >= 2 else {
+    guard let first = segments.first, isManagedRoot(first), segments.count >= 2 else {
         return "path '\(shown)' must be below ckpts/ or loras/, the folders wgpm manages"
     }
     // wgpm's working names: partial folders (at a root or a mounted subfolder) and temporaries.
@@ -37,6 +37,19 @@ public func confinementProblem(_ path: String) -> String? {
         return "path '\(shown)' names wgpm's own working files"
     }
     return nil
+}
+
+/// The LoRA folders Wan2GP kept at its root, one per family, until fb9d2b0b (2025-11-28) moved
+/// them into `loras/<family>/`: a checkout from before reads its LoRAs there, so a plan for it
+/// places them there. A fixed list — every name those versions used — so no other folder beside
+/// `ckpts/` and `loras/` can become writable.
+public let legacyLoraRoots: Set<String> = [
+    "loras_flux", "loras_flux2", "loras_hunyuan", "loras_hunyuan_i2v", "loras_i2v", "loras_ltxv", "loras_qwen", "loras_tts",
+]
+
+/// Whether wgpm manages the folder of this name (a path's first segment).
+public func isManagedRoot(_ name: String) -> Bool {
+    name == "ckpts" || name == "loras" || legacyLoraRoots.contains(name)
 }
 
 /// The `/`-separated segments of a path as the kernel sees them (split on the scalar `/`,

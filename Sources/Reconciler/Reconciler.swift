@@ -117,14 +117,14 @@ public struct Reconciler: Sendable {
     /// cannot write in, keyed by their path relative to the roots: where apply would fail.
     func unwritableFolders(for paths: [String]) -> [String: String] {
         var folders = Set(paths.map { ($0 as NSString).deletingLastPathComponent })
-        for root in ["ckpts", "loras"] where folders.contains(where: { isBelow($0, root: root) || $0 == root }) {
+        for root in ["ckpts", "loras"] + legacyLoraRoots.sorted() where folders.contains(where: { isBelow($0, root: root) || $0 == root }) {
             folders.insert(root + "/.wgpm-partial")
         }
         var found: [String: String] = [:]
         var asked: [String: (folder: String, reason: String)?] = [:]
         for folder in folders.sorted() {
             let root = folder.split(separator: "/").first.map(String.init) ?? folder
-            guard let rootReal = [("ckpts", mapper.ckpts), ("loras", mapper.loras)].first(where: { $0.0 == root })?.1 else { continue }
+            guard let rootReal = mapper.directory(ofRoot: root) else { continue }
             let real = folder == root ? rootReal : mapper.absolute(folder)
             let answer = asked[real] ?? context.fileSystem.writeProblem(folder: real)
             asked[real] = answer

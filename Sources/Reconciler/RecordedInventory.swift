@@ -22,7 +22,8 @@ public struct RecordedInventory: Sendable {
         var state = ObservedState()
         for f in desired {
             state.paths[f.path] = paths[f.path] ?? .missing
-            state.filesystemOf[f.path] = filesystems[f.path.hasPrefix("loras/") ? "loras" : "ckpts"]
+            let root = pathSegments(f.path).first ?? "ckpts"
+            state.filesystemOf[f.path] = filesystems[root] ?? filesystems[root == "ckpts" ? "ckpts" : "loras"]
         }
         return state
     }
@@ -123,7 +124,7 @@ extension Reconciler {
     /// computed once when missing). Partial downloads and wgpm's temporary entries are left out.
     public func recordInventory() throws -> RecordedInventory {
         var relPaths: [String] = []
-        for (prefix, root) in [("ckpts", config.ckptsDirectory), ("loras", config.lorasDirectory)] {
+        for (prefix, root) in recordedRoots() {
             guard let walker = FileManager.default.enumerator(atPath: root) else { continue }
             while let rel = walker.nextObject() as? String {
                 if rel.hasPrefix(".wgpm-partial") || (rel as NSString).lastPathComponent.hasPrefix(".wgpm-tmp") { continue }
@@ -144,11 +145,18 @@ extension Reconciler {
         let inventory = Inventory(fileSystem: context.fileSystem, state: state, mapper: mapper, workers: config.parallelHashWorkers)
         let (observed, _) = try inventory.observe(desired, hashBoth: true)
         var filesystems: [String: FilesystemInfo] = [:]
-        for (name, root) in [("ckpts", config.ckptsDirectory), ("loras", config.lorasDirectory)] {
+        for (name, root) in recordedRoots() {
             if let fs = context.fileSystem.filesystem(of: root) {
                 filesystems[name] = FilesystemInfo(id: fs.id, mountPoint: fs.mountPoint, freeBytes: fs.freeBytes)
             }
         }
         return RecordedInventory(paths: observed.paths, filesystems: filesystems)
+    }
+
+    /// ckpts/, loras/ and those of an older Wan2GP's root-level LoRA folders that exist.
+    private func recordedRoots() -> [(String, String)] {
+        [("ckpts", config.ckptsDirectory), ("loras", config.lorasDirectory)] + legacyLoraRoots.sorted().compactMap { name in
+            mapper.directory(ofRoot: name).flatMap { context.fileSystem.lstat($0)?.kind == .directory ? (name, $0) : nil }
+        }
     }
 }

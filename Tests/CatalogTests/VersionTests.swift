@@ -142,7 +142,7 @@ let aCommit = "0123456789abcdef0123456789abcdef01234567"
     #expect(c.support.loraDirectory(of: "t2v", model: "t2v") == "loras/wan_new")
 
     // Knowledge that names a path outside ckpts/ and loras/ is refused, not followed.
-    for bad in ["ckpts/../../etc/cron.d/x", "/etc/passwd", "loras_i2v/x.safetensors"] {
+    for bad in ["ckpts/../../etc/cron.d/x", "/etc/passwd", "loras_evil/x.safetensors", "loras_i2v/../x"] {
         k.core = [.init(path: bad, url: "https://huggingface.co/a/b/resolve/main/x", settings: nil)]
         try k.encoded().write(to: URL(fileURLWithPath: state + "/\(version.fingerprint).json"))
         #expect(throws: CatalogError.self) { try Catalog.load(wan2gpDirectory: dir, tracedDirectory: state) }

@@ -29,12 +29,16 @@ import Glibc
             let a = Int64.random(in: 0..<size, using: &rng)
             initial.insert(a..<min(size, a + Int64.random(in: 1...(4 << 20), using: &rng)))
         }
-        let piece = Bool.random(using: &rng) ? Int64.max : Int64.random(in: 1...(8 << 20), using: &rng)
+        // Pieces no smaller than size/4096, so the walk below ends within its bound: each
+        // piece costs a few steps (hand-out, writes of up to 1 MiB, an occasional give-up).
+        let smallest = max(1, size / 4096)
+        let piece = Bool.random(using: &rng) ? Int64.max : Int64.random(in: smallest...max(smallest, 8 << 20), using: &rng)
+        let bound = 16 * Int(size / min(piece, size) + 1) + 16 * Int(size >> 19) + 10_000
         var s = SegmentSchedule(size: size, written: initial, minimumSplit: 1 << 20, piece: piece)
         var writtenBytes = ByteRanges(initial.ranges)
         for _ in 0..<Int.random(in: 1...16, using: &rng) { _ = s.next(for: Int.random(in: 0..<16, using: &rng)) }
         var steps = 0
-        while !s.isComplete && steps < 100_000 {
+        while !s.isComplete && steps < bound {
             steps += 1
             let worker = Int.random(in: 0..<16, using: &rng)
             guard let a = s.assignment(of: worker) else {

@@ -172,3 +172,15 @@ func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(fo
     try StateDatabase(directory: dir.file("a/b/c")).open()
     #expect(FileManager.default.fileExists(atPath: dir.file("a/b/c/state.sqlite")))
 }
+
+/// A root-level LoRA folder of an older Wan2GP lies beside the LoRA folder (where that Wan2GP,
+/// run from its directory, reads it); an unmanaged first segment maps to nothing.
+@Test func legacyLoraFoldersMapBesideTheLoraFolder() {
+    let mapper = PathMapper(ckpts: "/data/ckpts", loras: "/srv/wan/loras")
+    #expect(mapper.absolute("loras_i2v/a/b.safetensors") == "/srv/wan/loras_i2v/a/b.safetensors")
+    #expect(mapper.absolute("loras/wan/x.safetensors") == "/srv/wan/loras/wan/x.safetensors")
+    #expect(mapper.absolute("ckpts/x.bin") == "/data/ckpts/x.bin")
+    #expect(mapper.root(of: "loras_flux/x")?.name == "loras_flux")
+    #expect(mapper.root(of: "loras_evil/x") == nil)
+    #expect(mapper.absolute("loras_evil/x") == "loras_evil/x")
+}

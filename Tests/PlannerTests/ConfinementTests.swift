@@ -25,6 +25,15 @@ func ordinaryNamesStayAcceptable(_ path: String) {
     #expect(confinementProblem(path) == nil)
 }
 
+/// An older Wan2GP's root-level LoRA folders are managed, by their exact names only.
+@Test func legacyLoraFoldersAreManagedByNameOnly() {
+    #expect(confinementProblem("loras_i2v/style.safetensors") == nil)
+    #expect(confinementProblem("loras_flux/sub/x.safetensors") == nil)
+    for bad in ["loras_i2v", "loras_evil/x.safetensors", "loras_i2v/../x", "Loras_i2v/x", "loras_i2v./x", "ckpts_i2v/x"] {
+        #expect(confinementProblem(bad) != nil, "accepted: \(bad)")
+    }
+}
+
 @Test func segmentsAreSplitOnTheSeparatorScalar() {
     #expect(pathSegments("ckpts/../\u{301}x") == ["ckpts", "..", "\u{301}x"])
     #expect(isBelow("ckpts/\u{301}x", root: "ckpts"))

@@ -4,15 +4,17 @@ only the commits a binary search needs, and say which knowledge each commit take
 
 usage: bisect.py GIT_DIR COMMITS_JSON KNOWN_DIR WORK_DIR WGPM [--budget N] [--deadline HH:MM]
 
-KNOWN_DIR holds knowledge files <c8>.json of already traced commits (wgpm's
-Sources/Catalog/Resources/knowledge). For two traced first-parent commits A < B:
-knowledge that agrees where both know something, with one end knowing every
-architecture the other does, gives every commit between them that end's
-knowledge; anything else is searched by tracing the middle commit (trace.py, then `wgpm trace
---trace-file --knowledge-out`, which refuses knowledge that does not reproduce
-its trace). Writes WORK_DIR/classes.json: {fingerprint: knowledge name} and the
-new knowledge files WORK_DIR/k-<c8>.json. Commits off the first-parent line, and
-intervals left when the budget runs out, get nothing: wgpm says they are unknown.
+KNOWN_DIR holds knowledge files <c8>.json of already traced commits and the index of
+commits they are bundled for (wgpm's Sources/Catalog/Resources/knowledge). The history is
+walked line by line: the first-parent line, then each merged branch's own first-parent
+chain between its fork point and its merge. For two commits A < B of a line whose
+knowledge is known: knowledge that agrees where both know something, with one end
+knowing every architecture the other does, gives every commit between them that end's
+knowledge; anything else is searched by tracing the middle commit (trace.py, then `wgpm
+trace --trace-file --knowledge-out`, which refuses knowledge that does not reproduce its
+trace). Writes WORK_DIR/classes.json: {fingerprint: knowledge name} and the new knowledge
+files WORK_DIR/k-<c8>.json. Intervals left when the budget runs out, or whose commits
+cannot be traced, get nothing: wgpm says they are unknown.
 """
 import argparse
 import json
@@ -75,11 +77,7 @@ class Bisect:
     def out_of_time(self):
         if self.traces >= self.a.budget:
             return True
-        if self.a.deadline:
-            h, m = map(int, self.a.deadline.split(":"))
-            now = time.gmtime()
-            return (now.tm_hour, now.tm_min) >= (h, m) and now.tm_hour < 20
-        return False
+        return self.a.deadline is not None and time.time() >= self.a.deadline
 
     def trace(self, row):
         c8 = row["commit"][:8]
@@ -99,8 +97,8 @@ class Bisect:
                 if line.strip().startswith("mmgp=="):
                     pin = line.strip().split("==")[1]
         out = os.path.join(work, f"{c8}.trace.json")
-        ok = False
-        for version in [pin] + self.a.mmgp_fallbacks:
+        ok = os.path.exists(out)  # traced by an earlier run whose wgpm refused the knowledge
+        for version in ([] if ok else [pin] + self.a.mmgp_fallbacks):
             if version is None:
                 continue
             target = os.path.join(work, "mmgp", version)
@@ -154,28 +152,73 @@ class Bisect:
     def strip(k):
         return {x: k[x] for x in ("variant_rule", "core", "architectures", "models")}
 
-    def run(self, rows):
-        line = [r for r in rows if r["first_parent"]]
-        classes = {}
-        anchors = [i for i, r in enumerate(line) if r["commit"][:8] in self.knowledge]
+    def lines(self, rows):
+        """The history as lines a bisection can walk: the first-parent line of the newest
+        commit, then for every merge on a line already walked, its merged parent's first-parent
+        chain back to where it forked, framed by the fork point and the merge (when they are in
+        COMMITS_JSON). Every commit is in exactly one line's inside; lines come parents first,
+        so a line's ends are placed before the line is walked."""
+        by = {r["commit"]: r for r in rows}
+        out = subprocess.run(["git", "--git-dir", self.a.git_dir, "rev-list", "--parents", rows[-1]["commit"]],
+                             capture_output=True, text=True, check=True).stdout
+        parents = {l.split()[0]: l.split()[1:] for l in out.splitlines()}
+        assigned, lines, queue = set(), [], [(rows[-1]["commit"], None)]
+        while queue:
+            start, merge = queue.pop(0)
+            chain, c = [], start
+            while c in by and c not in assigned:
+                assigned.add(c)
+                chain.append(c)
+                queue += [(p, c) for p in parents.get(c, [])[1:]]
+                c = (parents.get(c) or [None])[0]
+            if not chain:
+                continue
+            line = ([c] if c in by else []) + chain[::-1] + ([merge] if merge else [])
+            lines.append([by[x] for x in line])
+        return lines
+
+    def known_of(self, row):
+        """The knowledge a commit has: traced, or placed (this run or bundled) by fingerprint."""
+        c8 = row["commit"][:8]
+        if c8 in self.knowledge:
+            return self.knowledge[c8], self.name_of(c8)
+        name = self.placed.get(row["fingerprint"])
+        if name is not None and name in self.knowledge:
+            return self.knowledge[name], name
+        return None, None
+
+    def run(self, rows, placed):
+        """placed: {fingerprint: knowledge name} already bundled; it seeds the anchors."""
+        self.placed = dict(placed)
+        for line in self.lines(rows):
+            self.walk(line)
+        for r in rows:  # a traced commit's own answer wins over what was inferred for its code
+            if r["commit"][:8] in self.knowledge:
+                self.placed[r["fingerprint"]] = self.name_of(r["commit"][:8])
+        return self.placed
+
+    def walk(self, line):
+        # A line with an end nobody knows (a branch forked before COMMITS_JSON starts, or
+        # merged into an unknown commit) gets that end traced first, so it can be bisected.
+        for end in (0, len(line) - 1):
+            if self.known_of(line[end])[0] is None and not self.out_of_time():
+                k = self.trace(line[end])
+                if k is not None:
+                    self.placed.setdefault(line[end]["fingerprint"], self.name_of(line[end]["commit"][:8]))
+        anchors = [i for i, r in enumerate(line) if self.known_of(r)[0] is not None]
         stack = list(zip(anchors, anchors[1:]))[::-1]
         failed = set()
         while stack:
             i, j = stack.pop()
             a, b = line[i], line[j]
-            ka, kb = self.knowledge.get(a["commit"][:8]), self.knowledge.get(b["commit"][:8])
+            (ka, na), (kb, nb) = self.known_of(a), self.known_of(b)
             side = covering(ka, kb) if ka is not None and kb is not None else None
             if side is not None:
-                name = self.name_of((a if side == "a" else b)["commit"][:8])
+                name = na if side == "a" else nb
                 for r in line[i + 1:j]:
-                    if r["fingerprint"] not in (a["fingerprint"], b["fingerprint"]):
-                        classes.setdefault(r["fingerprint"], name)
+                    self.placed.setdefault(r["fingerprint"], name)
                 continue
-            between = [k for k in range(i + 1, j) if line[k]["fingerprint"] not in (a["fingerprint"], b["fingerprint"])]
-            for k in range(i + 1, j):  # a commit with an end's own code takes that end's knowledge
-                for end in (a, b):
-                    if line[k]["fingerprint"] == end["fingerprint"] and self.knowledge.get(end["commit"][:8]) is not None:
-                        classes.setdefault(end["fingerprint"], self.name_of(end["commit"][:8]))
+            between = [k for k in range(i + 1, j) if self.known_of(line[k])[0] is None]
             # A middle commit that cannot be traced (broken at that commit, an mmgp pin that
             # lacks what it uses) does not end the search: the next one nearest the middle is tried.
             between = [k for k in between if k not in failed]
@@ -187,12 +230,8 @@ class Bisect:
                 failed.add(m)
                 stack.append((i, j))
                 continue
+            self.placed.setdefault(line[m]["fingerprint"], self.name_of(line[m]["commit"][:8]))
             stack += [(m, j), (i, m)]
-        for r in line:
-            c8 = r["commit"][:8]
-            if c8 in self.knowledge:
-                classes[r["fingerprint"]] = self.name_of(c8)
-        return classes
 
 
 def main():
@@ -207,14 +246,18 @@ def main():
     ap.add_argument("--mmgp-fallbacks", default="3.6.10", help="mmgp versions to try when the pin fails")
     a = ap.parse_args()
     a.mmgp_fallbacks = a.mmgp_fallbacks.split(",")
+    if a.deadline:  # HH:MM UTC, the next time it comes
+        h, m = map(int, a.deadline.split(":"))
+        now = time.time()
+        day = now - now % 86400
+        a.deadline = day + h * 3600 + m * 60 + (86400 if day + h * 3600 + m * 60 <= now else 0)
     a.work, a.known = os.path.abspath(a.work), os.path.abspath(a.known)
     os.makedirs(a.work, exist_ok=True)
     rows = json.load(open(a.commits))
-    fp = set(subprocess.run(["git", "--git-dir", a.git_dir, "log", "--first-parent", "--format=%H", rows[-1]["commit"]],
-                            capture_output=True, text=True).stdout.split())
-    rows = [dict(r, first_parent=r["commit"] in fp) for r in rows]
+    index = os.path.join(a.known, "index.json")
+    placed = {e["fingerprint"]: e["knowledge"] for e in json.load(open(index))["commits"]} if os.path.exists(index) else {}
     b = Bisect(a)
-    classes = b.run(rows)
+    classes = b.run(rows, placed)
     json.dump(classes, open(os.path.join(a.work, "classes.json"), "w"), indent=1, sort_keys=True)
     print(f"{len(classes)} fingerprints placed, {b.traces} traces", file=sys.stderr)
 

@@ -298,6 +298,11 @@ public func pick(_ list: [String], quantization q: String, dtype: ModelSettings.
         for token in tokens {
             candidates += list.filter { urlBasenameKeepingAlt($0).lowercased().contains(token) }
         }
+    case .r697f8fe8:
+        // Its int8 asks mmgp for the int8 and the fp8 tokens and keeps the files naming either,
+        // in list order; any other quantization asks for no token, and no match is the first file.
+        guard q == "int8" else { return first }
+        candidates = list.filter { let n = urlBasenameKeepingAlt($0).lowercased(); return n.contains("int8") || n.contains("fp8") }
     case .r3749d23d, .r221f5eb9:
         // Before: only the asked quantization (no fallback to the other one), and bf16 takes
         // the files that are not quanto ones; 221f5eb9 compares lowercased names.

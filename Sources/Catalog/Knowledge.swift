@@ -162,15 +162,18 @@ public struct TracedKnowledge: Codable, Sendable {
 public enum VariantRule: String, Sendable, Codable, CaseIterable {
     /// 2025-06 to 2025-12-30: the asked quantization as written ("int8" or "INT8"), bf16 = not quanto.
     case r3749d23d = "3749d23d"
-    /// 2025-12-30 to 2026-01-11: the same with lowercased names (mmgp's quantization tokens).
+    /// 2025-12-30 to 2026-01-07: the same with lowercased names (mmgp's quantization tokens).
     case r221f5eb9 = "221f5eb9"
+    /// 2026-01-07 (697f8fe8, LTX-2) to 2026-01-11: int8 takes a file naming int8 or fp8, in list
+    /// order; fp8 and bf16 take the first file.
+    case r697f8fe8 = "697f8fe8"
     /// Since ef3dd17e (2026-01-11): int8 and fp8 fall back to each other; bf16 takes the first.
     case r8681e9f7 = "8681e9f7"
 }
 
-/// Where a knowledge path may point: where any definition path may (`confinementProblem`).
-/// Wan2GP versions before 2025-11 kept some LoRA folders at the app root (`loras_i2v/`); wgpm
-/// does not write there, so knowledge naming them is refused rather than followed.
+/// Where a knowledge path may point: where any definition path may (`confinementProblem`):
+/// below ckpts/, loras/, or one of the root-level LoRA folders (`loras_i2v/` …) Wan2GP used
+/// before 2025-11-28, by exact name; anything else is refused rather than followed.
 func knowledgePathProblem(_ path: String) -> String? {
     confinementProblem(path)
 }

@@ -37,7 +37,7 @@ struct TraceCommand: ParsableCommand {
         let version = CheckoutVersion.read(config.wan2gpDirectory)
         let trace: WanTrace
         if let traceFile {
-            guard let data = readRegularFile(traceFile, limit: 256 << 20) else { throw CommandError("cannot read \(traceFile)") }
+            guard let data = readRegularFile(traceFile, limit: 256 << 20) else { throw CommandError("cannot read \(traceFile): not a readable regular file of at most 256 MiB; give the --out file of trace.py") }
             trace = try WanTrace.decode(data, file: traceFile)
         } else {
             let env = ProcessInfo.processInfo.environment

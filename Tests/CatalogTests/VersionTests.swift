@@ -223,4 +223,11 @@ func selfTrace(_ catalog: Catalog, fingerprint: String) throws -> WanTrace {
     let mixed = ["https://h/x/resolve/main/a_bf16.safetensors", "https://h/x/resolve/main/a_Int8.safetensors"]
     #expect(pick(mixed, quantization: "int8", dtype: .bf16, rule: .r3749d23d) == mixed[0])
     #expect(pick(mixed, quantization: "int8", dtype: .bf16, rule: .r221f5eb9) == mixed[1])
+    // 697f8fe8 (LTX-2, January 2026): int8 falls back to fp8 in list order, fp8 takes the first.
+    let ltx = ["https://h/x/resolve/main/l_bf16.safetensors", "https://h/x/resolve/main/l_fp8_bf16.safetensors",
+               "https://h/x/resolve/main/l_int8_bf16.safetensors"]
+    #expect(pick(ltx, quantization: "int8", dtype: .bf16, rule: .r697f8fe8) == ltx[1])
+    #expect(pick(ltx, quantization: "int8", dtype: .bf16, rule: .r8681e9f7) == ltx[2])
+    #expect(pick(ltx, quantization: "fp8", dtype: .bf16, rule: .r697f8fe8) == ltx[0])
+    #expect(pick(ltx, quantization: "fp8", dtype: .bf16, rule: .r8681e9f7) == ltx[1])
 }

@@ -238,6 +238,7 @@ def main():
     ap.add_argument("--mmgp", help="folder holding the pinned mmgp (pip --target)")
     ap.add_argument("--commit", help="the commit, for a checkout without .git (an extracted tree)")
     args = ap.parse_args()
+    args.out = os.path.abspath(args.out)  # the trace runs in a copy of the checkout, elsewhere
 
     checkout = os.path.abspath(args.checkout)
     if args.mmgp:

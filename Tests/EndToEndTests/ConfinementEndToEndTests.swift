@@ -152,3 +152,24 @@ func machineWithFinetunes(_ finetunes: [String: String], manifest: String) throw
     #expect(r.stderr.contains("model x is not listed"), "\(r.stderr)")
     #expect(r.stdout.contains("t2v ") && !r.stdout.contains("\nx "), "\(r.stdout.suffix(300))")
 }
+
+/// A Wan2GP from before 2025-11-28 reads LoRAs from root-level folders (`loras_i2v/` …): a file
+/// for one is planned, downloaded beside `loras/` and then in place; a name that is not one of
+/// those folders is still refused.
+@Test func aRootLevelLoraFolderOfAnOlderWan2GPIsFilledBesideLoras() throws {
+    let url = "https://huggingface.co/extra/loras/resolve/main/style/painterly.safetensors"
+    let m = try Machine(manifest: "version: 1\nfiles:\n  - url: \(url)\n    path: loras_i2v/painterly.safetensors\n", extraURLs: [url])
+    let (plan, json) = try m.planJSON()
+    #expect(plan.status == 2, "\(plan.stderr)")
+    #expect(actions(json).compactMap { $0["path"] as? String } == ["loras_i2v/painterly.safetensors"])
+    let applied = try m.wgpmRun(["apply", "--yes"])
+    #expect(applied.status == 0, "\(applied.stderr)")
+    let served = try Data(contentsOf: URL(fileURLWithPath: m.hub.root + "/extra/loras/style/painterly.safetensors"))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: m.dir.file("loras_i2v/painterly.safetensors"))) == served)
+    #expect(try m.wgpmRun(["plan"]).status == 0, "in place: nothing to do")
+
+    try m.dir.write("wgpm.yaml", "version: 1\nfiles:\n  - url: \(url)\n    path: loras_evil/painterly.safetensors\n")
+    let bad = try m.wgpmRun(["plan"])
+    #expect(bad.status == 1 && bad.stderr.contains("must be below ckpts/ or loras/"), "\(bad.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: m.dir.file("loras_evil")))
+}

@@ -130,7 +130,7 @@ public struct Downloader: Sendable {
             let headers = requestHeaders(source, noCache: noCache)
             var outcome = transfer.fetch(url: source.url, headers: headers, offset: before, through: end, expectedTotal: spec.size, limit: limit,
                                          followRedirects: !source.sendToken, sink: partial, cancel: cancel,
-                                         progress: { [partial] _ in progress(partial.length) })
+                                         progress: { [gauge = partial.gauge] _ in progress(gauge.current) })
             do { try partial.settle() } catch let rejected as ContentRejected { outcome = .badContent(rejected.reason) }
             try countConnection(outcome, to: host)
             progress(partial.length)

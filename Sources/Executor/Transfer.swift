@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HubClient
 import Inventory
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,41 +16,56 @@ import Glibc
 /// Why two stages rather than one: on the machines measured (BENCHMARKS.md) write(2) into fresh
 /// page-cache pages is the slowest step, and SHA-256 costs about as much again; done one after
 /// the other on one thread they made wgpm slower than `curl -o`, which only writes.
-final class HashPipeline: @unchecked Sendable {
+final class HashPipeline: Sendable {
     static let slotSize = 1 << 20
     private let writer = DispatchQueue(label: "wgpm.write")
     private let hasher = DispatchQueue(label: "wgpm.hash")
     private let free: DispatchSemaphore
-    private let lock = NSLock()
-    private let region: UnsafeMutableRawPointer
+    /// The slots' one mapping, as an address: a pointer is not Sendable, the bytes it names are
+    /// handed from stage to stage under `slots`' reader counts.
+    private let region: UInt
     private let regionSize: Int
-    private let buffers: [UnsafeMutableRawPointer]
-    private var freeSlots: [Int]
-    /// Stages still reading each slot (guarded by `lock`).
-    private var readers: [Int]
-    private var sha = SHA256()
-    private var sha1 = Insecure.SHA1()
     private let wantSHA1: Bool
     private let sha1Prefix: [UInt8]
-    /// errno of a failed write on the writer thread, reported on the next feed or drain.
-    private var writeError: Int32 = 0
-    /// Bytes written since write-back was last started (writer thread only).
-    private var unflushed = 0
     static let writebackBatch = 32 << 20
+
+    /// What the stages share: the free slots, the stages still reading each slot, and errno of
+    /// a failed write on the writer thread (reported on the next feed or drain).
+    private struct Slots {
+        var free: [Int]
+        var readers: [Int]
+        var writeError: Int32 = 0
+    }
+    private let slots: Mutex<Slots>
+    /// The running digests: touched on the hasher queue only (the lock is never contended).
+    private struct Digests {
+        var sha = SHA256()
+        var sha1 = Insecure.SHA1()
+    }
+    private let digest = Mutex(Digests())
+    /// Bytes written since write-back was last started: the writer queue's only.
+    private let unflushed = Mutex(0)
+    /// The slot being filled, the descriptor its bytes go to and how much of it is used: the
+    /// feeding thread's only. Chunks from curl are gathered into full slots so the other
+    /// threads are woken once per MiB, not once per network read.
+    private struct Filling {
+        var slot: Int?
+        var fd: Int32 = -1
+        var filled = 0
+    }
+    private let filling = Mutex(Filling())
 
     /// Six slots of 1 MiB: eight were no faster for one 2 GiB file and cost the set of two
     /// concurrent files 4 MiB of peak memory (BENCHMARKS.md, session 9); four were slower.
-    init(slots: Int = 6, gitSHA1Size: Int64?) throws {
+    init(slots count: Int = 6, gitSHA1Size: Int64?) throws {
         // One mapping for all slots, unmapped in deinit: malloc would keep freed 1 MiB blocks in
         // its arenas, and a run of many files would grow the process a pipeline per file.
-        let mapped = mmap(nil, slots * Self.slotSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        let mapped = mmap(nil, count * Self.slotSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         guard let mapped, mapped != UnsafeMutableRawPointer(bitPattern: -1) else { throw WriteFailure(code: ENOMEM) }
-        free = DispatchSemaphore(value: slots)
-        region = mapped
-        regionSize = slots * Self.slotSize
-        buffers = (0..<slots).map { [mapped] in mapped + $0 * Self.slotSize }
-        freeSlots = Array(0..<slots)
-        readers = Array(repeating: 0, count: slots)
+        free = DispatchSemaphore(value: count)
+        region = UInt(bitPattern: mapped)
+        regionSize = count * Self.slotSize
+        slots = Mutex(Slots(free: Array(0..<count), readers: Array(repeating: 0, count: count)))
         wantSHA1 = gitSHA1Size != nil
         sha1Prefix = gitSHA1Size.map { Array("blob \($0)\0".utf8) } ?? []
         reset()
@@ -62,60 +78,65 @@ final class HashPipeline: @unchecked Sendable {
         // released on the hasher's own thread, and a sync there would deadlock — seen as a trap.)
         // Every slot must be back before the semaphore goes: libdispatch traps when a semaphore
         // is released with a count below the one it was created with.
-        if current != nil { free.signal() }
-        munmap(region, regionSize)
+        if filling.withLock({ $0.slot }) != nil { free.signal() }
+        munmap(UnsafeMutableRawPointer(bitPattern: region), regionSize)
+    }
+
+    private func buffer(_ slot: Int) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(bitPattern: region)! + slot * Self.slotSize
     }
 
     func reset() {
-        if current != nil {  // drop what was gathered for the old stream
-            lock.withLock { freeSlots.append(current!) }
+        let dropped = filling.withLock { f -> Int? in  // drop what was gathered for the old stream
+            defer { f = Filling() }
+            return f.slot
+        }
+        if let dropped {
+            slots.withLock { $0.free.append(dropped) }
             free.signal()
-            current = nil
-            filled = 0
         }
         writer.sync {
-            lock.withLock { writeError = 0 }
-            unflushed = 0
+            slots.withLock { $0.writeError = 0 }
+            unflushed.withLock { $0 = 0 }
         }
         hasher.sync {
-            sha = SHA256()
-            sha1 = Insecure.SHA1()
-            if wantSHA1 { sha1.update(data: sha1Prefix) }
+            digest.withLock { d in
+                d = Digests()
+                if wantSHA1 { d.sha1.update(data: sha1Prefix) }
+            }
         }
     }
 
-    /// The slot being filled and how much of it is used; chunks from curl are gathered into full
-    /// slots so the other threads are woken once per MiB, not once per network read.
-    private var current: Int?
-    private var currentFD: Int32 = -1
-    private var filled = 0
+    private var writeError: Int32? { slots.withLock { $0.writeError != 0 ? $0.writeError : nil } }
 
     /// Takes a chunk; with `fd`, the chunk is also written to it (in order, on the writer thread).
     func feed(_ bytes: UnsafeRawBufferPointer, writeTo fd: Int32 = -1) throws {
-        if let e = lock.withLock({ writeError != 0 ? writeError : nil }) { throw WriteFailure(code: e) }
-        if current != nil && currentFD != fd { flush() }
-        currentFD = fd
+        if let e = writeError { throw WriteFailure(code: e) }
+        if filling.withLock({ $0.slot != nil && $0.fd != fd }) { flush() }
+        filling.withLock { $0.fd = fd }
         var offset = 0
         while offset < bytes.count {
-            if current == nil {
+            if filling.withLock({ $0.slot == nil }) {
                 free.wait()
-                current = lock.withLock { freeSlots.removeLast() }
-                filled = 0
+                let slot = slots.withLock { $0.free.removeLast() }
+                filling.withLock { $0.slot = slot; $0.filled = 0 }
             }
-            let slot = current!
-            let n = min(Self.slotSize - filled, bytes.count - offset)
-            (buffers[slot] + filled).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
-            filled += n
-            offset += n
-            if filled == Self.slotSize { flush() }
+            let full = filling.withLock { f -> Bool in
+                let n = min(Self.slotSize - f.filled, bytes.count - offset)
+                (buffer(f.slot!) + f.filled).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
+                f.filled += n
+                offset += n
+                return f.filled == Self.slotSize
+            }
+            if full { flush() }
         }
     }
 
     /// Called by a stage when it has finished reading `slot`; the last one frees it.
     private func done(with slot: Int) {
-        let last = lock.withLock {
-            readers[slot] -= 1
-            if readers[slot] == 0 { freeSlots.append(slot); return true }
+        let last = slots.withLock {
+            $0.readers[slot] -= 1
+            if $0.readers[slot] == 0 { $0.free.append(slot); return true }
             return false
         }
         if last { free.signal() }
@@ -123,39 +144,44 @@ final class HashPipeline: @unchecked Sendable {
 
     /// Hands the partly filled slot to the writer and the hasher.
     private func flush() {
-        guard let slot = current else { return }
-        let n = filled
-        let fd = currentFD
-        current = nil
-        filled = 0
-        lock.withLock { readers[slot] = fd >= 0 ? 2 : 1 }
+        let taken = filling.withLock { f -> (slot: Int, n: Int, fd: Int32)? in
+            guard let slot = f.slot else { return nil }
+            defer { f.slot = nil; f.filled = 0 }
+            return (slot, f.filled, f.fd)
+        }
+        guard let (slot, n, fd) = taken else { return }
+        slots.withLock { $0.readers[slot] = fd >= 0 ? 2 : 1 }
         if fd >= 0 {
             writer.async { [self] in
-                let base = buffers[slot]
+                let base = buffer(slot)
                 var written = 0
                 // After a failed write nothing more is written: the stream already has a hole.
-                while written < n && lock.withLock({ writeError == 0 }) {
+                while written < n && writeError == nil {
                     let w = Glibc.write(fd, base + written, n - written)
                     if w < 0 {
                         if errno == EINTR { continue }
                         let e = errno
-                        lock.withLock { if writeError == 0 { writeError = e } }
+                        slots.withLock { if $0.writeError == 0 { $0.writeError = e } }
                         break
                     }
                     written += w
                 }
-                unflushed += written
-                if unflushed >= Self.writebackBatch {
-                    unflushed = 0
-                    startWriteback(fd)
+                let batchDone = unflushed.withLock { u -> Bool in
+                    u += written
+                    guard u >= Self.writebackBatch else { return false }
+                    u = 0
+                    return true
                 }
+                if batchDone { startWriteback(fd) }
                 done(with: slot)
             }
         }
         hasher.async { [self] in
-            let chunk = UnsafeRawBufferPointer(start: buffers[slot], count: n)
-            sha.update(bufferPointer: chunk)
-            if wantSHA1 { sha1.update(bufferPointer: chunk) }
+            let chunk = UnsafeRawBufferPointer(start: buffer(slot), count: n)
+            digest.withLock { d in
+                d.sha.update(bufferPointer: chunk)
+                if wantSHA1 { d.sha1.update(bufferPointer: chunk) }
+            }
             done(with: slot)
         }
     }
@@ -165,15 +191,24 @@ final class HashPipeline: @unchecked Sendable {
         flush()
         writer.sync {}
         hasher.sync {}
-        if let e = lock.withLock({ writeError != 0 ? writeError : nil }) { throw WriteFailure(code: e) }
+        if let e = writeError { throw WriteFailure(code: e) }
     }
 
     /// Waits for every fed chunk, then returns the digests of everything fed since the last reset.
     func digests() -> (sha256: String, gitSHA1: String?) {
         flush()
         writer.sync {}
-        return hasher.sync { (hexString(sha.finalize()), wantSHA1 ? hexString(sha1.finalize()) : nil) }
+        return hasher.sync {
+            digest.withLock { d in (hexString(d.sha.finalize()), wantSHA1 ? hexString(d.sha1.finalize()) : nil) }
+        }
     }
+}
+
+/// A byte count one thread sets and any thread reads (a partial file's length for progress).
+final class ByteGauge: Sendable {
+    private let value = Atomic<Int64>(0)
+    var current: Int64 { value.load(ordering: .relaxed) }
+    func set(_ bytes: Int64) { value.store(bytes, ordering: .relaxed) }
 }
 
 /// `sync_file_range(2)`, looked up at run time: Glibc's Swift module leaves out the GNU
@@ -206,14 +241,17 @@ struct WriteFailure: Error {
 /// The first `ContentFormat.prefixLength` bytes of the file are held back until they can be
 /// judged against the file's format; bytes that cannot start it are refused (`ContentRejected`)
 /// and never written.
-/// Used by one thread at a time: the transfer that owns it (curl calls back on that thread).
-final class PartialFile: TransferSink, @unchecked Sendable {
+/// Used by one thread at a time: the transfer that owns it (curl calls back on that thread), so
+/// it is not Sendable; only `gauge` is read elsewhere.
+final class PartialFile: TransferSink {
     let path: String
     let fd: Int32
     let expectedSize: Int64?
     /// The name whose extension says which format the content must have; nil: not judged.
     let formatName: String?
-    private(set) var length: Int64 = 0
+    private(set) var length: Int64 = 0 { didSet { gauge.set(length) } }
+    /// `length`, for progress reports on other threads.
+    let gauge = ByteGauge()
     /// What this run wrote (a resumed download counts only what it fetched; a restart from 0
     /// counts what it fetches again).
     private(set) var fetched: Int64 = 0

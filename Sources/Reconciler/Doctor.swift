@@ -93,16 +93,10 @@ extension Reconciler {
         for source in config.sources {
             switch source {
             case .invokeai(let db, let models):
-                var warnings: [String] = []
-                let rows = InvokeAISource(database: db, modelsDirectory: models).readRows(warn: { warnings.append($0) })
+                var problems: [InvokeAISource.Problem] = []
+                let rows = InvokeAISource(database: db, modelsDirectory: models).readRows(problem: { problems.append($0) })
                 if let rows { add(.ok, "invokeai", "\(db): \(counted(rows.count, "model")) readable (read-only)") }
-                else {
-                    // The source's own warning is written for plan ("invokeai: …; skipped"): here the line says both.
-                    var why = warnings.first ?? "cannot read \(db)"
-                    if why.hasPrefix("invokeai: ") { why.removeFirst("invokeai: ".count) }
-                    why = why.replacingOccurrences(of: #"; skipped \(check ([^)]*)\)"#, with: "; fix $1", options: .regularExpression)
-                    add(.fail, "invokeai", why.replacingOccurrences(of: "; skipped", with: ""))
-                }
+                else { add(.fail, "invokeai", problems.first?.doctorLine ?? "cannot read \(db)") }
                 if !FileManager.default.fileExists(atPath: models) { add(.fail, "invokeai", "models_dir \(models) does not exist; fix sources.invokeai.models_dir") }
             case .hfCache(let root):
                 add(FileManager.default.fileExists(atPath: root) ? .ok : .warn, "hf_cache", FileManager.default.fileExists(atPath: root) ? root : "\(root) does not exist; nothing to reuse from it")

@@ -218,23 +218,40 @@ public struct InvokeAISource: LocalSource {
         var apiResponse: String?
     }
 
+    /// Why the database was left out: what is wrong, the setting to check when one is the
+    /// likely cause, and what skipping it means. Plan prints it as a warning, doctor as a line.
+    public struct Problem: Sendable, Equatable {
+        public var reason: String
+        public var setting: String?
+        /// Said after "skipped" in plan's warning.
+        public var consequence: String?
+
+        /// "invokeai: …; skipped (check …)", as plan and apply print it.
+        public var warning: String {
+            "invokeai: \(reason); skipped" + (setting.map { " (check \($0))" } ?? "") + (consequence.map { " \($0)" } ?? "")
+        }
+
+        /// "…; fix …", as doctor prints it after its "invokeai" label.
+        public var doctorLine: String { reason + (setting.map { "; fix \($0)" } ?? "") }
+    }
+
     /// The rows, for a quick look (`wgpm doctor`): waits no longer than InvokeAI's own busy
-    /// timeout, and a lock is a warning like any other reason the database cannot be read.
-    public func readRows(warn: (String) -> Void) -> [Row]? {
+    /// timeout, and a lock is a problem like any other reason the database cannot be read.
+    public func readRows(problem: (Problem) -> Void) -> [Row]? {
         var probe = self
         probe.lockTimeout = min(lockTimeout, Self.quietWait)
         probe.whenLocked = .fail
-        do { return try probe.rows(warn: warn) } catch {
-            warn("invokeai: \(error)")
+        do { return try probe.rows(problem: problem) } catch {
+            problem(Problem(reason: "\(error)"))
             return nil
         }
     }
 
-    /// The rows; nil (with a warning) when the database is missing, not InvokeAI's, or locked
+    /// The rows; nil (with a problem) when the database is missing, not InvokeAI's, or locked
     /// past the wait under `.skip`. Throws `SourceLockedError` when locked past the wait under `.fail`.
-    public func rows(warn: (String) -> Void) throws -> [Row]? {
+    public func rows(problem: (Problem) -> Void) throws -> [Row]? {
         guard FileManager.default.fileExists(atPath: database) else {
-            warn("invokeai: database \(database) does not exist; skipped (check sources.invokeai.db)")
+            problem(Problem(reason: "database \(database) does not exist", setting: "sources.invokeai.db"))
             return nil
         }
         let start = ProcessInfo.processInfo.systemUptime
@@ -244,7 +261,7 @@ public struct InvokeAISource: LocalSource {
             // The first attempt waits as InvokeAI would; later ones wait out the rest.
             let wait = announced ? lockTimeout - elapsed : min(lockTimeout / 2, Self.quietWait)
             do {
-                return try readOnce(busyTimeout: max(0, wait), warn: warn)
+                return try readOnce(busyTimeout: max(0, wait), problem: problem)
             } catch let error as DatabaseError where [.SQLITE_BUSY, .SQLITE_LOCKED].contains(error.resultCode.primaryResultCode) {
                 let waited = ProcessInfo.processInfo.systemUptime - start
                 if waited + 0.05 < lockTimeout && !announced {
@@ -254,32 +271,32 @@ public struct InvokeAISource: LocalSource {
                     continue
                 }
                 if whenLocked == .skip {
-                    warn("invokeai: database \(database) stayed locked by another program for \(formatSeconds(waited)); skipped "
-                         + "(when_source_locked: skip), so what it holds is downloaded instead")
+                    problem(Problem(reason: "database \(database) stayed locked by another program for \(formatSeconds(waited))",
+                                    consequence: "(when_source_locked: skip), so what it holds is downloaded instead"))
                     return nil
                 }
                 throw SourceLockedError(database: database, waited: waited)
             } catch {
-                warn("invokeai: cannot read \(database): \(error); skipped")
+                problem(Problem(reason: "cannot read \(database): \(error)"))
                 return nil
             }
         }
     }
 
-    func readOnce(busyTimeout: Double, warn: (String) -> Void) throws -> [Row]? {
+    func readOnce(busyTimeout: Double, problem: (Problem) -> Void) throws -> [Row]? {
         var config = Configuration()
         config.readonly = true
         config.busyMode = .timeout(busyTimeout)
         let queue = try DatabaseQueue(path: database, configuration: config)
         return try queue.read { db -> [Row]? in
             guard try db.tableExists("models") else {
-                warn("invokeai: \(database) has no models table (InvokeAI 3.x or not an InvokeAI database); skipped")
+                problem(Problem(reason: "\(database) has no models table (InvokeAI 3.x or not an InvokeAI database)"))
                 return nil
             }
             let columns = Set(try GRDB.Row.fetchAll(db, sql: "PRAGMA table_xinfo(models)").map { $0["name"] as String })
             let needed: Set<String> = ["id", "path", "hash", "source", "source_type", "config"]
             guard needed.isSubset(of: columns) else {
-                warn("invokeai: \(database) has a models table of an unknown schema (missing \(needed.subtracting(columns).sorted().joined(separator: ", "))); skipped")
+                problem(Problem(reason: "\(database) has a models table of an unknown schema (missing \(needed.subtracting(columns).sorted().joined(separator: ", ")))"))
                 return nil
             }
             let size = columns.contains("file_size") ? "file_size" : "NULL AS file_size"
@@ -298,7 +315,7 @@ public struct InvokeAISource: LocalSource {
     }
 
     public func scan(fileSystem fs: FileSystem, warn: (String) -> Void) throws -> [SourceFile] {
-        guard let rows = try rows(warn: warn) else { return [] }
+        guard let rows = try rows(problem: { warn($0.warning) }) else { return [] }
         if fs.stat(modelsDirectory)?.kind != .directory {
             warn("invokeai: models_dir \(modelsDirectory) does not exist; only rows with absolute paths can be used (check sources.invokeai.models_dir)")
         }

@@ -313,3 +313,23 @@ final class Lines: @unchecked Sendable {
     #expect(!files.contains { ($0.path as NSString).standardizingPath == secret }, "\(files.map(\.path))")
     #expect(warnings.contains { $0.contains("climbs out of models_dir") }, "\(warnings)")
 }
+
+/// One problem, two renderings: plan's warning and doctor's line come from the same parts,
+/// so neither rewrites the other's words.
+@Test func anInvokeAIProblemReadsRightInPlanAndInDoctor() throws {
+    let dir = try TempDir("invokeai-problem")
+    var seen: [InvokeAISource.Problem] = []
+    let rows = InvokeAISource(database: dir.file("none.db"), modelsDirectory: dir.path).readRows { seen.append($0) }
+    #expect(rows == nil)
+    let missing = try #require(seen.first)
+    #expect(missing.warning == "invokeai: database \(dir.file("none.db")) does not exist; skipped (check sources.invokeai.db)")
+    #expect(missing.doctorLine == "database \(dir.file("none.db")) does not exist; fix sources.invokeai.db")
+
+    try dir.write("other.db", "")
+    let queue = try DatabaseQueue(path: dir.file("other.db"))
+    try queue.write { try $0.execute(sql: "CREATE TABLE notes (id INTEGER)") }
+    seen = []
+    #expect(InvokeAISource(database: dir.file("other.db"), modelsDirectory: dir.path).readRows { seen.append($0) } == nil)
+    #expect(seen.first?.doctorLine == "\(dir.file("other.db")) has no models table (InvokeAI 3.x or not an InvokeAI database)")
+    #expect(seen.first?.warning.hasSuffix("database); skipped") == true)
+}

@@ -82,22 +82,18 @@ struct Inputs {
     }
 }
 
-/// A warning on stderr, wrapped to the terminal (or 80 columns) with its continuation lines
-/// indented, so a long reason stays readable.
+/// A warning on stderr, wrapped as every stderr line is (`wrappedForStandardError`).
 func printWarning(_ text: String) {
     printError(wrappedForStandardError("wgpm: warning: " + text))
 }
 
-/// `text` wrapped to stderr's terminal (or 80 columns), continuation lines indented by 4.
+/// The one wrapping rule of everything wgpm writes to stderr (errors, warnings, notices, failed
+/// jobs): on a terminal each line of `text` is wrapped on its own to its width (or to `COLUMNS`
+/// when that is set), continuing under its text — a first line 4 columns in, "  - x" 4 columns
+/// in; into a pipe or a log each line stays whole, for grep.
 func wrappedForStandardError(_ text: String) -> String {
-    wrapped(text, hanging: 4, width: columns(of: STDERR_FILENO) ?? outputColumns).joined(separator: "\n")
-}
-
-/// Each line of a message of several (an error with its list of problems) wrapped on its own to
-/// the terminal, its continuation under its text: "  - x" continues 4 columns in. Into a log
-/// each stays one line, whole for grep.
-func wrappedLines(_ text: String) -> String {
-    guard let width = columns(of: STDERR_FILENO) else { return text }
+    let asked = ProcessInfo.processInfo.environment["COLUMNS"].flatMap(Int.init).flatMap { $0 >= 20 ? $0 : nil }
+    guard let width = columns(of: STDERR_FILENO) ?? asked else { return text }
     return text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
         let indent = line.prefix { $0 == " " }.count
         let body = String(line.dropFirst(indent))

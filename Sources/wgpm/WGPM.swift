@@ -52,7 +52,7 @@ struct WGPM: ParsableCommand {
             let text = fullMessage(for: error)
             if code == .success || text.isEmpty { exit(withError: error) }
             let message = text.hasPrefix("Error: ") ? "wgpm: error: " + lowercasedFirstWord(String(text.dropFirst("Error: ".count))) : text
-            printError(wrappedLines(message))
+            printError(wrappedForStandardError(message))
             Glibc.exit(code.rawValue)
         }
     }

@@ -9,8 +9,11 @@ import os
 import subprocess
 import sys
 
+# The LoRA folders too ("loras" also keeps the root-level loras_i2v/ … of versions before
+# 2025-11-28): Wan2GP moves a downloaded LoRA into its folder, and where the folder is missing
+# the move makes a file of that name instead.
 KEEP = ("wgp.py", "requirements.txt", "models/", "shared/", "defaults/",
-        "preprocessing/", "postprocessing/", "plugins/")
+        "preprocessing/", "postprocessing/", "plugins/", "loras")
 
 
 def main():

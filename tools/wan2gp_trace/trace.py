@@ -136,6 +136,14 @@ def copy_checkout(src, dst):
             return [n for n in names if n in SKIP_COPY or n.startswith("loras")]
         return [n for n in names if n == "__pycache__"]
     shutil.copytree(src, dst, symlinks=True, ignore=ignore)
+    # The LoRA folders as folders only (a user's may hold gigabytes): Wan2GP moves a LoRA it
+    # downloads into its folder, and where the folder is missing the move makes a file of
+    # that name instead.
+    for name in os.listdir(src):
+        top = os.path.join(src, name)
+        if name.startswith("loras") and os.path.isdir(top) and not os.path.islink(top):
+            for dirpath, dirnames, _ in os.walk(top):
+                os.makedirs(os.path.join(dst, os.path.relpath(dirpath, src)), exist_ok=True)
 
 
 def drop_missing_handlers(app):

@@ -5,6 +5,8 @@
 #   [--big-mb 1024] [--set 8x128] [--rounds 3] [--link-mbit 4000] [--conn-mbs 50] [--parallel 2]
 #   [--hf-transfer-files 16] [--wgpm-config 'connections_per_file: 16']... [--only big|set]
 #   [--clients curl,aria2,hf_transfer,huggingface_hub,wgpm] [--out FILE]
+# WGPM_BIN=PATH benchmarks that wgpm binary instead of this checkout's release build (an A/B of
+# two builds, or a wrapper that profiles it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench/segmented.sh: needs root (ip netns, tc)" >&2; exit 2; }
@@ -20,7 +22,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 swift build -c release 2>&1 | grep -E "error|warning: " || true
-WGPM=$(swift build -c release --show-bin-path)/wgpm
+WGPM=${WGPM_BIN:-$(swift build -c release --show-bin-path)/wgpm}
 mkdir -p bench-work/segmented
 if [ ! -x bench-work/venv/bin/python ]; then
   python3 -m venv bench-work/venv

@@ -23,4 +23,5 @@ bench/crashloop.sh --kills 8 --files 8 --min-mib 8 --max-mib 14 --big-mib 72 --b
 # (scripts/farm-test.sh, ~5 s; skipped with a message when nginx cannot be installed).
 scripts/farm-test.sh
 scripts/olah-test.sh   # the olah alternative, the same three installs (~15 s; olah from PyPI once, else skipped)
+python3 tools/wan2gp_trace/test_bisect.py   # the history walk that made the bundled knowledge (~1 s)
 swift test --skip-build

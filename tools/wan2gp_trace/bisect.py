@@ -27,6 +27,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def _key(entries):
     return sorted((e["path"], e["url"], tuple(e.get("settings") or [])) for e in entries)
 
@@ -68,11 +73,11 @@ class Bisect:
         self.names = {}  # c8 -> bundled knowledge name its knowledge equals
         for f in os.listdir(a.known):
             if f.endswith(".json") and f != "index.json":
-                self.knowledge[f[:8]] = json.load(open(os.path.join(a.known, f)))
+                self.knowledge[f[:8]] = read_json(os.path.join(a.known, f))
                 self.names[f[:8]] = f[:8]
         for f in os.listdir(a.work) if os.path.isdir(a.work) else []:  # traced by an earlier run
             if f.startswith("k-") and f.endswith(".json"):
-                self.knowledge.setdefault(f[2:10], json.load(open(os.path.join(a.work, f))))
+                self.knowledge.setdefault(f[2:10], read_json(os.path.join(a.work, f)))
 
     def out_of_time(self):
         if self.traces >= self.a.budget:

@@ -1,4 +1,5 @@
 import Foundation
+import Planner
 
 /// The files Wan2GP's code adds to what definitions list, read from `support-files.json`.
 ///
@@ -66,6 +67,13 @@ public struct SupportFiles: Sendable, Decodable {
 
     /// The variant rule of this Wan2GP version.
     public var variantRule: VariantRule { traced.flatMap { VariantRule(rawValue: $0.variant_rule) } ?? .r8681e9f7 }
+
+    /// The root-level LoRA folders of an older Wan2GP (`loras_i2v` …) this version uses, sorted.
+    public var legacyLoraFolders: [String] {
+        guard let traced else { return [] }
+        let dirs = traced.architectures.values.compactMap(\.lora_dir) + traced.models.values.compactMap(\.lora_dir)
+        return Set(dirs.compactMap { pathSegments($0).first }.filter { legacyLoraRoots.contains($0) }).sorted()
+    }
 
     /// The LoRA folder, relative to the app root, of a model of `architecture`.
     public func loraDirectory(of architecture: String, model id: String? = nil) -> String? {

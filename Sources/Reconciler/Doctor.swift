@@ -46,8 +46,10 @@ extension Reconciler {
         }
         if configProblem == nil { add(.ok, "config", config.file.map { "read \($0)" } ?? "no config file; defaults in use") }
 
+        var legacyLoraFolders: [String] = []
         do {
             let catalog = try loadCatalog()
+            legacyLoraFolders = catalog.support.legacyLoraFolders
             add(catalog.warnings.isEmpty ? .ok : .warn, "wan2gp_directory",
                 "\(config.wan2gpDirectory): \(catalog.models.count) model definitions" + (catalog.warnings.isEmpty ? "" : "; \(counted(catalog.warnings.count, "warning")): \(catalog.warnings[0])"))
             if let selection = catalog.selection {
@@ -73,6 +75,12 @@ extension Reconciler {
                 let origin = config.folderOrigins[name == "ckpts_directory" ? "ckpts" : "loras"]
                 add(.ok, name, dir + (origin.map { $0.contains("wgp_config.json") ? " (\($0))" : "" } ?? ""))
             }
+        }
+        if !legacyLoraFolders.isEmpty {
+            // Not obvious either: these land beside the LoRA folder, not in it.
+            let parent = (config.lorasDirectory as NSString).deletingLastPathComponent
+            add(.ok, "lora_folders", "this Wan2GP keeps its LoRAs in root-level folders (before 2025-11-28): "
+                + legacyLoraFolders.joined(separator: ", ") + " in \(parent)")
         }
         if let problem = config.folderOrigins["problem"] {
             add(.warn, "wgp_config.json", problem)

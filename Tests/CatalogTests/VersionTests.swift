@@ -231,3 +231,18 @@ func selfTrace(_ catalog: Catalog, fingerprint: String) throws -> WanTrace {
     #expect(pick(ltx, quantization: "fp8", dtype: .bf16, rule: .r697f8fe8) == ltx[0])
     #expect(pick(ltx, quantization: "fp8", dtype: .bf16, rule: .r8681e9f7) == ltx[1])
 }
+
+/// A version whose LoRA folders sit at the app root says which (doctor shows them).
+@Test func rootLevelLoraFoldersOfAVersionAreListed() throws {
+    let k = TracedKnowledge(format_version: 1, wan2gp_commit: "d1ecd5fd", wangp_version: "9.3", commit_date: nil,
+                            fingerprint: String(repeating: "a", count: 64), variant_rule: "3749d23d", core: [],
+                            architectures: ["i2v": .init(lora_dir: "loras_i2v", dtype: nil, support: []),
+                                            "t2v": .init(lora_dir: "loras", dtype: nil, support: []),
+                                            "flux": .init(lora_dir: "loras_flux", dtype: nil, support: [])],
+                            models: ["i2v_fusionix": .init(lora_dir: "loras_i2v", support: nil)])
+    #expect(try SupportFiles(traced: k).legacyLoraFolders == ["loras_flux", "loras_i2v"])
+    var today = k
+    today.architectures = ["t2v": .init(lora_dir: "loras/wan", dtype: nil, support: [])]
+    today.models = [:]
+    #expect(try SupportFiles(traced: today).legacyLoraFolders.isEmpty)
+}

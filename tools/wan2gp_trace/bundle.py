@@ -15,8 +15,9 @@ def main():
     classes = json.load(open(os.path.join(work, "classes.json")))
     index_path = os.path.join(kdir, "index.json")
     known = {e["fingerprint"]: e["knowledge"] for e in json.load(open(index_path))["commits"]}
-    for fp, name in classes.items():
-        known.setdefault(fp, name)
+    # bisect.py started from this index and its own traces win over what was inferred before
+    # (a commit traced now whose answer differs from the knowledge it was given).
+    known.update(classes)
     for name in sorted(set(known.values())):
         target = os.path.join(kdir, f"{name}.json")
         if name == "8681e9f7" or os.path.exists(target):

@@ -142,7 +142,7 @@ public struct TracedKnowledge: Codable, Sendable {
                 throw CatalogError.badKnowledge(file: file, message: "\(e.path): a settings index is outside 0…11")
             }
         }
-        for dir in k.architectures.values.compactMap(\.lora_dir) + k.models.values.compactMap(\.lora_dir) {
+        for dir in k.loraDirectories {
             if let problem = knowledgePathProblem(dir + "/x") { throw CatalogError.badKnowledge(file: file, message: "LoRA folder: \(problem)") }
         }
         return k
@@ -150,6 +150,11 @@ public struct TracedKnowledge: Codable, Sendable {
 
     func support(model id: String, architecture: String) -> [Entry] {
         models[id]?.support ?? architectures[architecture]?.support ?? []
+    }
+
+    /// Every LoRA folder this knowledge names, per architecture and per model.
+    var loraDirectories: [String] {
+        architectures.values.compactMap(\.lora_dir) + models.values.compactMap(\.lora_dir)
     }
 
     func loraDirectory(model id: String?, architecture: String) -> String? {

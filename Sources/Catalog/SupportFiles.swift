@@ -70,9 +70,7 @@ public struct SupportFiles: Sendable, Decodable {
 
     /// The root-level LoRA folders of an older Wan2GP (`loras_i2v` …) this version uses, sorted.
     public var legacyLoraFolders: [String] {
-        guard let traced else { return [] }
-        let dirs = traced.architectures.values.compactMap(\.lora_dir) + traced.models.values.compactMap(\.lora_dir)
-        return Set(dirs.compactMap { pathSegments($0).first }.filter { legacyLoraRoots.contains($0) }).sorted()
+        Set((traced?.loraDirectories ?? []).compactMap { pathSegments($0).first }.filter { legacyLoraRoots.contains($0) }).sorted()
     }
 
     /// The LoRA folder, relative to the app root, of a model of `architecture`.

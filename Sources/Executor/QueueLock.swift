@@ -126,10 +126,8 @@ public final class RunLocks: Sendable {
         var out: [(String, String)] = []
         // An older Wan2GP's root-level LoRA folders are locked when they exist; one that a job
         // creates is not (the download makes its partial folder itself).
-        let legacy = legacyLoraRoots.sorted().compactMap { name in
-            confinement.mapper.directory(ofRoot: name).flatMap { FileManager.default.fileExists(atPath: $0) ? (name, $0) : nil }
-        }
-        for (name, root) in [("ckpts", confinement.mapper.ckpts), ("loras", confinement.mapper.loras)] + legacy {
+        for (name, root) in confinement.mapper.roots
+        where !legacyLoraRoots.contains(name) || FileManager.default.fileExists(atPath: root) {
             let folder = root + "/.wgpm-partial"
             try confinement.makeFolders(folder, for: "\(name)/.wgpm-partial")
             out.append((folder + "/.lock", root))

@@ -25,6 +25,12 @@ public struct PathMapper: Sendable {
         }
     }
 
+    /// Every managed root with its directory: ckpts, loras, then the root-level LoRA folders of
+    /// older Wan2GP versions, sorted (whether or not they exist).
+    public var roots: [(name: String, directory: String)] {
+        (["ckpts", "loras"] + legacyLoraRoots.sorted()).compactMap { name in directory(ofRoot: name).map { (name, $0) } }
+    }
+
     /// The managed root a relative path is below: its name and its directory.
     public func root(of relative: String) -> (name: String, directory: String)? {
         guard let name = pathSegments(relative).first, isBelow(relative, root: name),

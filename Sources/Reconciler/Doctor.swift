@@ -78,7 +78,7 @@ extension Reconciler {
         }
         if !legacyLoraFolders.isEmpty {
             // Not obvious either: these land beside the LoRA folder, not in it.
-            let parent = (config.lorasDirectory as NSString).deletingLastPathComponent
+            let parent = mapper.directory(ofRoot: legacyLoraFolders[0]).map { ($0 as NSString).deletingLastPathComponent } ?? ""
             add(.ok, "lora_folders", "this Wan2GP keeps its LoRAs in root-level folders (before 2025-11-28): "
                 + legacyLoraFolders.joined(separator: ", ") + " in \(parent)")
         }

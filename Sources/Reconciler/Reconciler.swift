@@ -117,7 +117,7 @@ public struct Reconciler: Sendable {
     /// cannot write in, keyed by their path relative to the roots: where apply would fail.
     func unwritableFolders(for paths: [String]) -> [String: String] {
         var folders = Set(paths.map { ($0 as NSString).deletingLastPathComponent })
-        for root in ["ckpts", "loras"] + legacyLoraRoots.sorted() where folders.contains(where: { isBelow($0, root: root) || $0 == root }) {
+        for root in mapper.roots.map(\.name) where folders.contains(where: { isBelow($0, root: root) || $0 == root }) {
             folders.insert(root + "/.wgpm-partial")
         }
         var found: [String: String] = [:]

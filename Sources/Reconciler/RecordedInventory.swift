@@ -154,9 +154,7 @@ extension Reconciler {
     }
 
     /// ckpts/, loras/ and those of an older Wan2GP's root-level LoRA folders that exist.
-    private func recordedRoots() -> [(String, String)] {
-        [("ckpts", config.ckptsDirectory), ("loras", config.lorasDirectory)] + legacyLoraRoots.sorted().compactMap { name in
-            mapper.directory(ofRoot: name).flatMap { context.fileSystem.lstat($0)?.kind == .directory ? (name, $0) : nil }
-        }
+    private func recordedRoots() -> [(name: String, directory: String)] {
+        mapper.roots.filter { !legacyLoraRoots.contains($0.name) || context.fileSystem.lstat($0.directory)?.kind == .directory }
     }
 }

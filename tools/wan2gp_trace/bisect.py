@@ -137,7 +137,7 @@ class Bisect:
             print(f"  {c8}: knowledge refused: {r.stderr.strip()[:300]}", file=sys.stderr)
             open(failed_mark, "w").write(r.stderr[-2000:])
             return None
-        k = json.load(open(kpath))
+        k = read_json(kpath)
         self.knowledge[c8] = k
         print(f"  traced {c8} ({row['date']}, {row['wangp_version']}); {self.traces} traces", file=sys.stderr)
         return k
@@ -254,13 +254,13 @@ def main():
     if a.deadline:  # HH:MM UTC, the next time it comes
         h, m = map(int, a.deadline.split(":"))
         now = time.time()
-        day = now - now % 86400
-        a.deadline = day + h * 3600 + m * 60 + (86400 if day + h * 3600 + m * 60 <= now else 0)
+        today = now - now % 86400 + h * 3600 + m * 60
+        a.deadline = today + (86400 if today <= now else 0)
     a.work, a.known = os.path.abspath(a.work), os.path.abspath(a.known)
     os.makedirs(a.work, exist_ok=True)
-    rows = json.load(open(a.commits))
+    rows = read_json(a.commits)
     index = os.path.join(a.known, "index.json")
-    placed = {e["fingerprint"]: e["knowledge"] for e in json.load(open(index))["commits"]} if os.path.exists(index) else {}
+    placed = {e["fingerprint"]: e["knowledge"] for e in read_json(index)["commits"]} if os.path.exists(index) else {}
     b = Bisect(a)
     classes = b.run(rows, placed)
     json.dump(classes, open(os.path.join(a.work, "classes.json"), "w"), indent=1, sort_keys=True)
